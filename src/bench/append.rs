@@ -1,0 +1,296 @@
+//! `tierlog bench append`: the append and read paths against the raw disk, in one run.
+//!
+//! 1. One producer, groups of 64 KiB and 1 MiB, against write + fdatasync of the same size.
+//! 2. 64 producers of 16 KiB batches (1 KiB records) on one partition, then on 64 partitions,
+//!    against 1 MiB write + fdatasync.
+//! 3. p50/p99 append-to-ack latency at half the throughput of (2), against raw write + fdatasync
+//!    latency of one 16 KiB batch.
+//! 4. 100-byte records in 16 KiB batches: records per second.
+//! 5. Sequential read of a hot partition against plain reads of its segment files.
+//! 6. Reopening a partition of 1,000 segments, after a clean close and without a checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Args;
+use tiering::Durability;
+use tiering::batch::{BatchBuilder, Compression, Record};
+
+use super::{Scratch, Throughput, median, quantile_us, raw};
+use crate::config::{EngineConfig, TopicConfig};
+use crate::engine::Engine;
+
+#[derive(Debug, Clone, Args)]
+pub struct AppendBenchArgs {
+    /// Tiny sizes and one trial: checks that every scenario runs (CI uses this).
+    #[arg(long)]
+    pub smoke: bool,
+    /// Trials per scenario; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub trials: usize,
+    /// MiB written per throughput trial.
+    #[arg(long, default_value_t = 256)]
+    pub mib: u64,
+    /// A directory on the disk to measure. Default ./tierlog-bench (removed afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// A batch of `batch_bytes` (about) made of records with `record_bytes` values.
+pub fn make_batch(batch_bytes: usize, record_bytes: usize) -> Bytes {
+    let mut b = BatchBuilder::new(Compression::None);
+    let value: Bytes = (0..record_bytes).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>().into();
+    let mut i = 0u64;
+    while b.records_bytes() + record_bytes + 20 <= batch_bytes.saturating_sub(61) || b.is_empty() {
+        b.push(&Record {
+            key: Some(Bytes::from(format!("k{:06}", i % 100_000))),
+            value: Some(value.clone()),
+            headers: vec![],
+            timestamp: 1_700_000_000_000 + i as i64,
+        });
+        i += 1;
+    }
+    b.build()
+}
+
+/// Opens a fresh engine in `dir` with one topic `bench` of `partitions` partitions.
+pub async fn bench_engine(dir: &Path, partitions: u32, durability: Durability) -> anyhow::Result<Engine> {
+    let engine = Engine::open(EngineConfig::new(dir)).await?;
+    let mut tc = TopicConfig { partitions, ..Default::default() };
+    tc.log.durability = durability;
+    engine.create_topic("bench", tc).await?;
+    Ok(engine)
+}
+
+/// `producers` tasks append `batch` (producer i to partition i % partitions), each waiting for
+/// its ack before the next, until `total` bytes are acknowledged. With `rate` (bytes/s overall),
+/// each producer paces itself to its share. Returns throughput and append-to-ack latencies.
+pub async fn drive(
+    engine: &Engine,
+    producers: usize,
+    partitions: u32,
+    batch: Bytes,
+    total: u64,
+    rate: Option<f64>,
+) -> anyhow::Result<(Throughput, Vec<Duration>)> {
+    let sent = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(producers);
+    let records = tiering::batch::BatchHeader::parse(&batch)?.record_count as u64;
+    for i in 0..producers {
+        let (engine, batch, sent) = (engine.clone(), batch.clone(), sent.clone());
+        let period = rate.map(|r| Duration::from_secs_f64(batch.len() as f64 * producers as f64 / r));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut next = Instant::now() + period.map_or(Duration::ZERO, |p| p.mul_f64(i as f64 / producers as f64));
+            while sent.fetch_add(batch.len() as u64, Ordering::Relaxed) < total {
+                if let Some(p) = period {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += p;
+                }
+                let t = Instant::now();
+                engine.append("bench", (i as u32) % partitions, batch.clone()).await?;
+                lat.push(t.elapsed());
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = start.elapsed();
+    let n = all.len() as u64;
+    Ok((Throughput { bytes: n * batch.len() as u64, items: n * records, elapsed }, all))
+}
+
+/// Reads the whole partition 0 of `bench` sequentially, `max_bytes` per read.
+pub async fn read_all(engine: &Engine, max_bytes: usize) -> anyhow::Result<Throughput> {
+    let start = Instant::now();
+    let (mut offset, mut bytes, mut reads) = (0i64, 0u64, 0u64);
+    loop {
+        let r = engine.read("bench", 0, offset, max_bytes).await?;
+        let Some(next) = r.next_offset() else { break };
+        bytes += r.batches.len() as u64;
+        reads += 1;
+        offset = next;
+    }
+    Ok(Throughput { bytes, items: reads, elapsed: start.elapsed() })
+}
+
+fn ratio_line(name: &str, ours: f64, raw: f64, unit: &str, target: Option<f64>) {
+    let r = ours / raw;
+    let t = target
+        .map(|t| format!(" (target >= {t:.1}{})", if r >= t { ", met" } else { ", NOT met" }))
+        .unwrap_or_default();
+    println!("{name:<44} tierlog {ours:>9.1} {unit}  raw {raw:>9.1} {unit}  ratio {r:.2}{t}");
+}
+
+struct Plan {
+    total: u64,
+    trials: usize,
+    reopen_segments: u32,
+}
+
+pub async fn run(args: &AppendBenchArgs) -> anyhow::Result<()> {
+    let plan = if args.smoke {
+        Plan { total: 4 << 20, trials: 1, reopen_segments: 50 }
+    } else {
+        Plan { total: args.mib << 20, trials: args.trials.max(1), reopen_segments: 1000 }
+    };
+    let root = Scratch::new(args.dir.as_deref(), "append")?;
+    println!(
+        "tierlog bench append: {} MiB per trial, {} trials, medians; dir {}",
+        plan.total >> 20,
+        plan.trials,
+        root.path.display()
+    );
+    raw::warm_disk(&root.path, if args.smoke { 8 << 20 } else { 1 << 30 })?;
+
+    // 1. One producer, same group size as the raw loop.
+    for (label, size) in [("64KiB", 64usize << 10), ("1MiB", 1 << 20)] {
+        let batch = make_batch(size, 1024);
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for t in 0..plan.trials {
+            let d = Scratch::new(Some(&root.path), &format!("s1-{label}-{t}"))?;
+            theirs.push(raw::append_fdatasync(&d.path, plan.total, batch.len())?.0.mb_per_s());
+            let engine = bench_engine(&d.path, 1, Durability::Fsync).await?;
+            ours.push(drive(&engine, 1, 1, batch.clone(), plan.total, None).await?.0.mb_per_s());
+            engine.close().await?;
+        }
+        ratio_line(
+            &format!("1. durable append, 1 producer, {label} groups"),
+            median(ours),
+            median(theirs),
+            "MB/s",
+            Some(0.9),
+        );
+    }
+
+    // 2. 64 producers of 16 KiB batches: one partition, then 64 partitions.
+    let batch16 = make_batch(16 << 10, 1024);
+    let mut raw_1m = Vec::new();
+    let mut raw_lat16 = Vec::new();
+    let mut best_64 = 0f64;
+    for (label, partitions) in [("1 partition", 1u32), ("64 partitions", 64)] {
+        let mut ours = Vec::new();
+        for t in 0..plan.trials {
+            let d = Scratch::new(Some(&root.path), &format!("s2-{partitions}-{t}"))?;
+            raw_1m.push(raw::append_fdatasync(&d.path, plan.total, 1 << 20)?.0.mb_per_s());
+            let engine = bench_engine(&d.path, partitions, Durability::Fsync).await?;
+            let (th, _) = drive(&engine, 64, partitions, batch16.clone(), plan.total, None).await?;
+            engine.close().await?;
+            ours.push(th.mb_per_s());
+            if partitions == 1 {
+                best_64 = best_64.max(th.bytes as f64 / th.elapsed.as_secs_f64());
+            }
+        }
+        let target = if partitions == 1 { 0.8 } else { 0.6 };
+        ratio_line(
+            &format!("2. 64 producers x 16KiB, {label}"),
+            median(ours),
+            median(raw_1m.clone()),
+            "MB/s",
+            Some(target),
+        );
+    }
+
+    // 3. Latency at half the maximum throughput of (2).
+    {
+        let d = Scratch::new(Some(&root.path), "s3")?;
+        let (_, mut lat_raw) = raw::append_fdatasync(&d.path, (plan.total / 4).max(1 << 20), batch16.len())?;
+        raw_lat16.append(&mut lat_raw);
+        let engine = bench_engine(&d.path, 1, Durability::Fsync).await?;
+        let (th, mut lat) = drive(&engine, 64, 1, batch16.clone(), plan.total / 2, Some(best_64 / 2.0)).await?;
+        engine.close().await?;
+        let (p50, p99) = (quantile_us(&mut lat, 0.5), quantile_us(&mut lat, 0.99));
+        let (r50, r99) = (quantile_us(&mut raw_lat16, 0.5), quantile_us(&mut raw_lat16, 0.99));
+        println!(
+            "3. latency at {:.0} MB/s (half of max): append-to-ack p50 {p50:.0} us p99 {p99:.0} us; raw 16KiB write+fdatasync p50 {r50:.0} us p99 {r99:.0} us; p50 ratio {:.2} p99 ratio {:.2}",
+            th.mb_per_s(),
+            p50 / r50,
+            p99 / r99
+        );
+    }
+
+    // 4. Small records.
+    {
+        let batch = make_batch(16 << 10, 100);
+        let per_batch = tiering::batch::BatchHeader::parse(&batch)?.record_count as f64;
+        let mut ours = Vec::new();
+        for t in 0..plan.trials {
+            let d = Scratch::new(Some(&root.path), &format!("s4-{t}"))?;
+            let engine = bench_engine(&d.path, 1, Durability::Fsync).await?;
+            ours.push(drive(&engine, 64, 1, batch.clone(), plan.total, None).await?.0.items_per_s());
+            engine.close().await?;
+        }
+        let raw_records = median(raw_1m.clone()) * 1e6 / (batch.len() as f64 / per_batch);
+        ratio_line("4. 100-byte records in 16KiB batches", median(ours) / 1e3, raw_records / 1e3, "k rec/s", None);
+    }
+
+    // 5. Sequential read of a hot partition.
+    {
+        let d = Scratch::new(Some(&root.path), "s5")?;
+        let engine = bench_engine(&d.path, 1, Durability::None).await?;
+        drive(&engine, 8, 1, make_batch(64 << 10, 1024), plan.total, None).await?;
+        engine.flush().await?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(d.path.join("bench-0"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        files.sort();
+        raw::read_files(&files, 1 << 20)?; // bring everything into the page cache
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..plan.trials.max(3) {
+            theirs.push(raw::read_files(&files, 1 << 20)?.mb_per_s());
+            ours.push(read_all(&engine, 1 << 20).await?.mb_per_s());
+        }
+        engine.close().await?;
+        ratio_line("5. sequential read, hot partition, 1MiB reads", median(ours), median(theirs), "MB/s", Some(0.8));
+    }
+
+    // 6. Reopen a partition of many segments.
+    {
+        let d = Scratch::new(Some(&root.path), "s6")?;
+        let engine = Engine::open(EngineConfig::new(&d.path)).await?;
+        let mut tc = TopicConfig::default();
+        tc.log.segment_bytes = 8192;
+        tc.log.max_batch_bytes = 8192;
+        tc.log.durability = Durability::None;
+        engine.create_topic("bench", tc).await?;
+        let batch = make_batch(6 << 10, 200);
+        for _ in 0..plan.reopen_segments {
+            engine.append("bench", 0, batch.clone()).await?;
+        }
+        engine.close().await?;
+        let mut clean = Vec::new();
+        let mut unchecked = Vec::new();
+        for _ in 0..plan.trials.max(3) {
+            let t = Instant::now();
+            let e = Engine::open(EngineConfig::new(&d.path)).await?;
+            clean.push(t.elapsed().as_secs_f64() * 1e3);
+            let segs = e.describe_topic("bench")?.partitions[0].segments.len();
+            anyhow::ensure!(
+                segs as u32 >= plan.reopen_segments,
+                "expected {} segments, found {segs}",
+                plan.reopen_segments
+            );
+            e.close().await?;
+            std::fs::remove_file(d.path.join("bench-0").join(tiering::local::checkpoint::CHECKPOINT_FILE))?;
+            let t = Instant::now();
+            let e = Engine::open(EngineConfig::new(&d.path)).await?;
+            unchecked.push(t.elapsed().as_secs_f64() * 1e3);
+            e.close().await?;
+        }
+        println!(
+            "6. reopen a partition of {} segments: {:.1} ms after a clean close, {:.1} ms with no checkpoint (every batch CRC-checked) (target < 1000 ms)",
+            plan.reopen_segments,
+            median(clean),
+            median(unchecked)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Benchmarks that run the real code and, in the same run, the raw limit it is compared against,
+//! then print medians and the ratio. `tierlog bench append` prints the report; `benches/append.rs`
+//! runs the same scenarios under criterion.
+//!
+//! - [`raw`]: the limits: plain file appends with the same fsync cadence, plain sequential reads.
+//! - [`append`]: tierlog's append and read paths through the public [`crate::Engine`] API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+pub mod append;
+pub mod raw;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub which: BenchKind,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchKind {
+    /// Durable append throughput and latency, small records, sequential reads, reopen time.
+    Append(append::AppendBenchArgs),
+}
+
+pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    match &args.which {
+        BenchKind::Append(a) => append::run(a).await,
+    }
+}
+
+/// A scratch directory for a bench, removed when dropped.
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(parent: Option<&std::path::Path>, name: &str) -> anyhow::Result<Self> {
+        let base = parent.map(|p| p.to_owned()).unwrap_or_else(|| PathBuf::from("tierlog-bench"));
+        let path = base.join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Bytes moved in a time.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    pub bytes: u64,
+    pub items: u64,
+    pub elapsed: Duration,
+}
+
+impl Throughput {
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
+    pub fn items_per_s(&self) -> f64 {
+        self.items as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// The `q` quantile (0..=1) of latencies, in microseconds.
+pub fn quantile_us(lat: &mut [Duration], q: f64) -> f64 {
+    if lat.is_empty() {
+        return f64::NAN;
+    }
+    lat.sort_unstable();
+    let i = ((lat.len() as f64 - 1.0) * q).round() as usize;
+    lat[i].as_secs_f64() * 1e6
+}

@@ -1,0 +1,136 @@
+//! `tierlog consume` (records as JSON lines over an offset or time range) and
+//! `tierlog offset-for-time`.
+
+use std::io::Write;
+
+use clap::Args;
+use serde_json::json;
+use tiering::local::{OffsetSpec, TimeOffset};
+
+use super::Cli;
+use crate::engine::Engine;
+use crate::records::{parse_time, record_to_json};
+
+/// Ranges are half-open: from the start (inclusive) to the end (exclusive). A time start means the
+/// first offset whose timestamp is >= it (Kafka ListOffsets); a time end means every record before
+/// the first offset whose timestamp is >= it. Times are ms since the epoch or RFC 3339.
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    pub topic: String,
+    /// Partition to read; default: every partition, one after another.
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Start at this offset (default: the earliest).
+    #[arg(long, conflicts_with = "from_time")]
+    pub from_offset: Option<i64>,
+    /// Start at the first record with a timestamp >= this.
+    #[arg(long, value_parser = parse_time_arg)]
+    pub from_time: Option<i64>,
+    /// Stop before this offset (default: the end of the log when consume starts).
+    #[arg(long, conflicts_with = "to_time")]
+    pub to_offset: Option<i64>,
+    /// Stop before the first record with a timestamp >= this.
+    #[arg(long, value_parser = parse_time_arg)]
+    pub to_time: Option<i64>,
+    /// Print at most this many records.
+    #[arg(long)]
+    pub max_records: Option<u64>,
+}
+
+pub fn parse_time_arg(s: &str) -> Result<i64, String> {
+    parse_time(s).ok_or_else(|| format!("{s:?}: use ms since the epoch or RFC 3339 (2024-05-01T12:00:00Z)"))
+}
+
+#[derive(Debug, Args)]
+pub struct OffsetForTimeArgs {
+    pub topic: String,
+    #[arg(long, default_value_t = 0)]
+    pub partition: u32,
+    /// `earliest`, `latest`, ms since the epoch, or RFC 3339.
+    #[arg(long)]
+    pub time: String,
+}
+
+fn spec(s: &str) -> anyhow::Result<OffsetSpec> {
+    Ok(match s {
+        "earliest" => OffsetSpec::Earliest,
+        "latest" => OffsetSpec::Latest,
+        t => OffsetSpec::Timestamp(parse_time_arg(t).map_err(anyhow::Error::msg)?),
+    })
+}
+
+pub async fn offset_for_time(cli: &Cli, args: &OffsetForTimeArgs) -> anyhow::Result<()> {
+    let spec = spec(&args.time)?;
+    let engine = Engine::open(cli.engine_config()?).await?;
+    let res = engine.offset_for_time(&args.topic, args.partition, spec).await;
+    engine.close().await?;
+    let out = match res? {
+        Some(TimeOffset { offset, timestamp }) => {
+            json!({ "partition": args.partition, "offset": offset, "timestamp": (timestamp >= 0).then_some(timestamp) })
+        }
+        None => json!({ "partition": args.partition, "offset": null, "timestamp": null }),
+    };
+    println!("{out}");
+    Ok(())
+}
+
+pub async fn run(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
+    let engine = Engine::open(cli.engine_config()?).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let res = consume(&engine, args, &mut out).await;
+    engine.close().await?;
+    match res {
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
+}
+
+/// Writes the selected records as JSON lines; returns how many.
+pub async fn consume(engine: &Engine, args: &ConsumeArgs, out: &mut impl Write) -> anyhow::Result<u64> {
+    let partitions: Vec<u32> = match args.partition {
+        Some(p) => vec![p],
+        None => (0..engine.describe_topic(&args.topic)?.partitions.len() as u32).collect(),
+    };
+    let mut printed = 0u64;
+    let limit = args.max_records.unwrap_or(u64::MAX);
+    for p in partitions {
+        let latest = engine.offset_for_time(&args.topic, p, OffsetSpec::Latest).await?.map_or(0, |t| t.offset);
+        let start = match (args.from_offset, args.from_time) {
+            (Some(o), _) => o,
+            (None, Some(t)) => match engine.offset_for_time(&args.topic, p, OffsetSpec::Timestamp(t)).await? {
+                Some(t) => t.offset,
+                None => continue,
+            },
+            (None, None) => engine.offset_for_time(&args.topic, p, OffsetSpec::Earliest).await?.map_or(0, |t| t.offset),
+        };
+        let end = match (args.to_offset, args.to_time) {
+            (Some(o), _) => o.min(latest),
+            (None, Some(t)) => {
+                engine.offset_for_time(&args.topic, p, OffsetSpec::Timestamp(t)).await?.map_or(latest, |t| t.offset)
+            }
+            (None, None) => latest,
+        };
+        let mut offset = start;
+        while offset < end && printed < limit {
+            let r = engine.read(&args.topic, p, offset, 1 << 20).await?;
+            let Some(next) = r.next_offset() else { break };
+            for rec in r.records()? {
+                if rec.offset < offset {
+                    continue;
+                }
+                if rec.offset >= end || printed >= limit {
+                    break;
+                }
+                serde_json::to_writer(&mut *out, &record_to_json(p, &rec))?;
+                out.write_all(b"\n")?;
+                printed += 1;
+            }
+            offset = next;
+        }
+    }
+    out.flush()?;
+    Ok(printed)
+}

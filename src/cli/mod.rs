@@ -1,0 +1,80 @@
+//! The `tierlog` command line. Each subcommand is a thin layer over the public [`crate::Engine`]
+//! API (or, for `inspect`, over the segment files themselves).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::EngineConfig;
+
+pub mod consume;
+pub mod demo;
+pub mod inspect;
+pub mod produce;
+pub mod topic;
+
+/// tierlog: a tiered-storage log engine. Append Kafka-format record batches, read them back by
+/// offset or time.
+#[derive(Debug, Parser)]
+#[command(name = "tierlog", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML config file (see README: data_dir, [writer], [topic_defaults]).
+    #[arg(long, global = true, env = "TIERLOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory; overrides `data_dir` of the config file. Default ./tierlog-data.
+    #[arg(long, global = true, env = "TIERLOG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list and describe topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Append JSON lines from stdin to a topic.
+    Produce(produce::ProduceArgs),
+    /// Print records of a topic as JSON lines, by offset or time range.
+    Consume(consume::ConsumeArgs),
+    /// The first offset whose timestamp is >= a time (Kafka ListOffsets), or earliest/latest.
+    OffsetForTime(consume::OffsetForTimeArgs),
+    /// Show the batches of a segment file or the segments of a partition folder, with CRC status.
+    Inspect(inspect::InspectArgs),
+    /// Benchmarks against their raw limits (prints medians and ratios).
+    Bench(crate::bench::BenchArgs),
+    /// Create a topic, produce a realistic order stream spread over days, read it back, look up
+    /// offsets by time, and print a summary.
+    Demo(demo::DemoArgs),
+}
+
+impl Cli {
+    /// The engine config: the file if given, then flag overrides, validated.
+    pub fn engine_config(&self) -> anyhow::Result<EngineConfig> {
+        let mut cfg = match &self.config {
+            Some(path) => {
+                EngineConfig::from_toml_file(path).with_context(|| format!("config file {}", path.display()))?
+            }
+            None => EngineConfig::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            cfg.data_dir = dir.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Runs the command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Topic(cmd) => topic::run(&cli, cmd).await,
+        Command::Produce(args) => produce::run(&cli, args).await,
+        Command::Consume(args) => consume::run(&cli, args).await,
+        Command::OffsetForTime(args) => consume::offset_for_time(&cli, args).await,
+        Command::Inspect(args) => inspect::run(args),
+        Command::Bench(args) => crate::bench::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}

@@ -1,0 +1,139 @@
+//! `tierlog topic create | list | describe`.
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::Cli;
+use crate::config::{CleanupPolicy, TopicConfig};
+use crate::engine::Engine;
+use crate::records::format_time;
+use tiering::Durability;
+use tiering::batch::TimestampType;
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic (settings default to the config's [topic_defaults]).
+    Create(CreateArgs),
+    /// List topic names.
+    List,
+    /// Settings and per-partition offsets, sizes and segments of a topic (JSON).
+    Describe { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    pub name: String,
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    /// Seal segments at this size (bytes).
+    #[arg(long)]
+    pub segment_bytes: Option<u64>,
+    /// Seal segments at this age (ms).
+    #[arg(long)]
+    pub segment_ms: Option<u64>,
+    /// fsync | none | interval:<ms>ms
+    #[arg(long)]
+    pub durability: Option<Durability>,
+    /// Use tierlog's clock for record timestamps instead of the producer's.
+    #[arg(long)]
+    pub log_append_time: bool,
+    /// Delete local segments whose newest record is older than this (ms).
+    #[arg(long)]
+    pub local_retention_ms: Option<u64>,
+    /// Keep at most this many bytes per partition locally.
+    #[arg(long)]
+    pub local_retention_bytes: Option<u64>,
+    /// delete | compact
+    #[arg(long, value_parser = parse_cleanup)]
+    pub cleanup_policy: Option<CleanupPolicy>,
+    #[arg(long)]
+    pub max_batch_bytes: Option<usize>,
+}
+
+fn parse_cleanup(s: &str) -> Result<CleanupPolicy, String> {
+    match s {
+        "delete" => Ok(CleanupPolicy::Delete),
+        "compact" => Ok(CleanupPolicy::Compact),
+        _ => Err(format!("{s:?}: use `delete` or `compact`")),
+    }
+}
+
+impl CreateArgs {
+    pub fn apply(&self, base: &TopicConfig) -> TopicConfig {
+        let mut c = base.clone();
+        if let Some(v) = self.partitions {
+            c.partitions = v;
+        }
+        if let Some(v) = self.segment_bytes {
+            c.log.segment_bytes = v;
+        }
+        if let Some(v) = self.segment_ms {
+            c.log.segment_ms = v;
+        }
+        if let Some(v) = self.durability {
+            c.log.durability = v;
+        }
+        if self.log_append_time {
+            c.log.timestamp_type = TimestampType::LogAppendTime;
+        }
+        if let Some(v) = self.local_retention_ms {
+            c.log.local_retention_ms = Some(v);
+        }
+        if let Some(v) = self.local_retention_bytes {
+            c.log.local_retention_bytes = Some(v);
+        }
+        if let Some(v) = self.cleanup_policy {
+            c.cleanup_policy = v;
+        }
+        if let Some(v) = self.max_batch_bytes {
+            c.log.max_batch_bytes = v;
+        }
+        c
+    }
+}
+
+/// The JSON printed by `topic describe`.
+pub fn describe_json(engine: &Engine, name: &str) -> crate::Result<serde_json::Value> {
+    let d = engine.describe_topic(name)?;
+    let partitions: Vec<_> = d
+        .partitions
+        .iter()
+        .map(|p| {
+            json!({
+                "partition": p.partition,
+                "log_start_offset": p.log_start_offset,
+                "high_watermark": p.high_watermark,
+                "size_bytes": p.size_bytes,
+                "segments": p.segments.len(),
+                "newest_timestamp": p.segments.iter().map(|s| s.max_timestamp).max().filter(|&t| t >= 0).map(format_time),
+            })
+        })
+        .collect();
+    Ok(json!({ "name": d.name, "config": d.config, "partitions": partitions }))
+}
+
+pub async fn run(cli: &Cli, cmd: &TopicCommand) -> anyhow::Result<()> {
+    let cfg = cli.engine_config()?;
+    let engine = Engine::open(cfg.clone()).await?;
+    let res = async {
+        match cmd {
+            TopicCommand::Create(args) => {
+                let tc = args.apply(&cfg.topic_defaults);
+                engine.create_topic(&args.name, tc.clone()).await?;
+                println!("{}", json!({ "created": args.name, "config": tc }));
+            }
+            TopicCommand::List => {
+                for t in engine.list_topics() {
+                    println!("{t}");
+                }
+            }
+            TopicCommand::Describe { name } => {
+                println!("{}", serde_json::to_string_pretty(&describe_json(&engine, name)?)?);
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    engine.close().await?;
+    res
+}

@@ -1,0 +1,149 @@
+//! Engine and topic configuration: serde structs with defaults, loaded from TOML and overridden by
+//! CLI flags. `validate()` names the field that is wrong and why.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tiering::LogConfig;
+use tiering::local::WriterConfig;
+
+use crate::error::{Error, Result};
+
+/// What happens to old records of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CleanupPolicy {
+    /// Old segments are deleted by retention (default).
+    #[default]
+    Delete,
+    /// Only the latest record per key is kept (compaction arrives with the compaction crate).
+    Compact,
+}
+
+/// A topic's settings, stored with the topic in `<data_dir>/topics/<name>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicConfig {
+    /// Number of partitions. Default 1; bounds 1..=10000.
+    pub partitions: u32,
+    pub cleanup_policy: CleanupPolicy,
+    /// Segment, durability, timestamp and local retention settings.
+    pub log: LogConfig,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        Self { partitions: 1, cleanup_policy: CleanupPolicy::Delete, log: LogConfig::default() }
+    }
+}
+
+impl TopicConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=10_000).contains(&self.partitions) {
+            return Err(Error::InvalidConfig {
+                field: "partitions".into(),
+                reason: format!("{} is outside 1..=10000", self.partitions),
+            });
+        }
+        self.log.validate().map_err(|e| match e {
+            tiering::Error::InvalidConfig { field, reason } => {
+                Error::InvalidConfig { field: format!("log.{field}"), reason }
+            }
+            other => other.into(),
+        })
+    }
+}
+
+/// Settings of one engine (one data dir on one disk).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Where partition folders and topic metadata live. Default `./tierlog-data`.
+    pub data_dir: PathBuf,
+    /// The group-commit writer of this disk.
+    pub writer: WriterConfig,
+    /// Defaults for topics created without explicit settings (the CLI's `topic create`).
+    pub topic_defaults: TopicConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("tierlog-data"),
+            writer: WriterConfig::default(),
+            topic_defaults: TopicConfig::default(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// A default config on `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self { data_dir: data_dir.into(), ..Default::default() }
+    }
+
+    /// Parses a TOML config file; unknown keys are errors.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            op: "read config",
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let cfg: Self = toml::from_str(text)
+            .map_err(|e| Error::InvalidConfig { field: "(config file)".into(), reason: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Error::InvalidConfig { field: "data_dir".into(), reason: "must not be empty".into() });
+        }
+        self.writer.validate()?;
+        self.topic_defaults.validate().map_err(|e| match e {
+            Error::InvalidConfig { field, reason } => {
+                Error::InvalidConfig { field: format!("topic_defaults.{field}"), reason }
+            }
+            other => other,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_roundtrip_and_errors() {
+        let cfg = EngineConfig::from_toml(
+            r#"
+            data_dir = "/var/lib/tierlog"
+            [writer]
+            max_group_bytes = 1048576
+            [topic_defaults]
+            partitions = 4
+            [topic_defaults.log]
+            durability = "interval:50ms"
+            segment_bytes = 1048576
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.topic_defaults.partitions, 4);
+        assert_eq!(cfg.writer.max_group_bytes, 1 << 20);
+        assert_eq!(cfg.topic_defaults.log.durability, tiering::Durability::Interval { ms: 50 });
+
+        let err = EngineConfig::from_toml("[topic_defaults.log]\nsegment_bytes = 1").unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig { field, .. } if field == "topic_defaults.log.segment_bytes"),
+            "{err}"
+        );
+        let err = EngineConfig::from_toml("data_dri = 'x'").unwrap_err();
+        assert!(err.to_string().contains("data_dri"), "{err}");
+        let err = EngineConfig::from_toml("[topic_defaults.log]\ndurability = 'sometimes'").unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+    }
+}

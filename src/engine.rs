@@ -1,0 +1,359 @@
+//! The [`Engine`]: topics and partitions over one data dir, and the per-partition API
+//! (`append`, `read`, `offset_for_time`). It validates requests, owns the disk's group-commit
+//! writer, keeps topic metadata durable in `<data_dir>/topics/`, and runs blocking file IO off the
+//! async runtime.
+//!
+//! Append path: `append` -> batch validation (caller's task) -> `LogWriter` (group commit) ->
+//! partition. Read path: `read` / `offset_for_time` -> partition (on a blocking thread).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use tiering::batch::ValidatedBatch;
+use tiering::clock::{Clock, system_clock};
+use tiering::local::{AppendInfo, LogWriter, OffsetSpec, Partition, ReadResult, SegmentInfo, TimeOffset};
+use tiering::topic::validate_topic_name;
+use tokio::sync::Mutex as AsyncMutex;
+use tracing::instrument;
+
+use crate::config::{EngineConfig, TopicConfig};
+use crate::error::{Error, Result};
+
+const TOPICS_DIR: &str = "topics";
+const LOCK_FILE: &str = ".lock";
+
+/// One topic: its settings and its partitions.
+#[derive(Debug)]
+struct Topic {
+    config: TopicConfig,
+    partitions: Vec<Arc<Partition>>,
+}
+
+/// What `describe_topic` tells about a partition.
+#[derive(Debug, Clone)]
+pub struct PartitionDescription {
+    pub partition: u32,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+    pub segments: Vec<SegmentInfo>,
+}
+
+/// What `describe_topic` tells about a topic.
+#[derive(Debug, Clone)]
+pub struct TopicDescription {
+    pub name: String,
+    pub config: TopicConfig,
+    pub partitions: Vec<PartitionDescription>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+    writer: LogWriter,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serialises topic creation, so two creators of one name cannot both win.
+    create: AsyncMutex<()>,
+    closed: std::sync::atomic::AtomicBool,
+    /// Held for the engine's life: one process per data dir.
+    _lock: File,
+}
+
+/// A tierlog engine over one data dir. Cheap to clone; every clone is the same engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("data_dir", &self.inner.config.data_dir).finish()
+    }
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_owned();
+    move |source| Error::Io { op, path, source }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Closed { reason: Some(format!("blocking task failed: {e}")) })
+}
+
+impl Engine {
+    /// Opens the data dir (creating it if needed), recovers every partition of every topic, and
+    /// starts the writer.
+    pub async fn open(config: EngineConfig) -> Result<Engine> {
+        Self::open_with_clock(config, system_clock()).await
+    }
+
+    /// [`Engine::open`] with an injected clock (tests drive segment age and retention with it).
+    #[instrument(skip_all, fields(data_dir = %config.data_dir.display()))]
+    pub async fn open_with_clock(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Engine> {
+        config.validate()?;
+        let dir = config.data_dir.clone();
+        let topics_dir = dir.join(TOPICS_DIR);
+        std::fs::create_dir_all(&topics_dir).map_err(io("create data dir", &topics_dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("open lock file", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::DataDirLocked { path: dir }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock data dir", &lock_path)(e)),
+        }
+        let writer = LogWriter::start(config.writer.clone())?;
+        let (topic_list, clock2) = (load_topic_configs(&topics_dir)?, clock.clone());
+        let data_dir = dir.clone();
+        let loaded = blocking(move || -> Result<Vec<(String, Topic)>> {
+            let mut out = Vec::new();
+            for (name, cfg) in topic_list {
+                let partitions = open_partitions(&data_dir, &name, &cfg, &clock2)?;
+                out.push((name, Topic { config: cfg, partitions }));
+            }
+            Ok(out)
+        })
+        .await??;
+        let mut topics = BTreeMap::new();
+        for (name, topic) in loaded {
+            for p in &topic.partitions {
+                writer.register(p.clone()).await?;
+            }
+            topics.insert(name, Arc::new(topic));
+        }
+        tracing::info!(topics = topics.len(), "engine open");
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                config,
+                clock,
+                writer,
+                topics: RwLock::new(topics),
+                create: AsyncMutex::new(()),
+                closed: false.into(),
+                _lock: lock,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::Closed { reason: None });
+        }
+        Ok(())
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.inner
+            .topics
+            .read()
+            .expect("invariant: topics lock not poisoned")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic { topic: name.to_owned() })
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        self.check_open()?;
+        let t = self.topic(topic)?;
+        t.partitions.get(partition as usize).cloned().ok_or(Error::UnknownPartition {
+            topic: topic.to_owned(),
+            partition,
+            partitions: t.partitions.len() as u32,
+        })
+    }
+
+    /// Creates a topic with its partitions; its settings are stored durably first.
+    #[instrument(skip_all, fields(topic = name))]
+    pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        self.check_open()?;
+        validate_topic_name(name)?;
+        config.validate()?;
+        let _guard = self.inner.create.lock().await;
+        if self.topic(name).is_ok() {
+            return Err(Error::TopicExists { topic: name.to_owned() });
+        }
+        let (dir, name2, cfg, clock) =
+            (self.inner.config.data_dir.clone(), name.to_owned(), config.clone(), self.inner.clock.clone());
+        let partitions = blocking(move || -> Result<Vec<Arc<Partition>>> {
+            let partitions = open_partitions(&dir, &name2, &cfg, &clock)?;
+            // The metadata is written last: a crash before it leaves only empty folders, which a
+            // later create of the same name reuses.
+            write_topic_config(&dir.join(TOPICS_DIR), &name2, &cfg)?;
+            Ok(partitions)
+        })
+        .await??;
+        for p in &partitions {
+            self.inner.writer.register(p.clone()).await?;
+        }
+        self.inner
+            .topics
+            .write()
+            .expect("invariant: topics lock not poisoned")
+            .insert(name.to_owned(), Arc::new(Topic { config, partitions }));
+        tracing::info!(topic = name, "topic created");
+        Ok(())
+    }
+
+    /// Names of all topics, sorted.
+    pub fn list_topics(&self) -> Vec<String> {
+        self.inner.topics.read().expect("invariant: topics lock not poisoned").keys().cloned().collect()
+    }
+
+    /// A topic's settings and the state of each partition.
+    pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let t = self.topic(name)?;
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|p| PartitionDescription {
+                partition: p.id(),
+                log_start_offset: p.log_start_offset(),
+                high_watermark: p.high_watermark(),
+                size_bytes: p.size_bytes(),
+                segments: p.segments(),
+            })
+            .collect();
+        Ok(TopicDescription { name: name.to_owned(), config: t.config.clone(), partitions })
+    }
+
+    /// Appends one Kafka RecordBatch v2. The batch is validated (length, magic, CRC, record count)
+    /// on the caller's task, given offsets by the writer, and acknowledged once it is written and,
+    /// under fsync durability, on disk.
+    #[instrument(skip_all, fields(topic, partition))]
+    pub async fn append(&self, topic: &str, partition: u32, batch: Bytes) -> Result<AppendInfo> {
+        let p = self.partition(topic, partition)?;
+        let batch = ValidatedBatch::validate(batch, p.config().max_batch_bytes)
+            .map_err(|source| Error::InvalidBatch { topic: topic.to_owned(), partition, source })?;
+        self.inner.writer.append(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))
+    }
+
+    /// Like [`Engine::append`], but returns as soon as the batch is queued, with a future for
+    /// its acknowledgement. Batches enqueued one after another on a partition get offsets in that
+    /// order, so a producer can keep many in flight and still keep its order.
+    pub async fn enqueue_append(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: Bytes,
+    ) -> Result<impl std::future::Future<Output = Result<AppendInfo>> + use<>> {
+        let p = self.partition(topic, partition)?;
+        let batch = ValidatedBatch::validate(batch, p.config().max_batch_bytes)
+            .map_err(|source| Error::InvalidBatch { topic: topic.to_owned(), partition, source })?;
+        let ticket = self.inner.writer.enqueue(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))?;
+        let topic = topic.to_owned();
+        Ok(async move { ticket.await.map_err(|e| Error::storage(&topic, partition, e)) })
+    }
+
+    /// Whole batches from `offset`: up to `max_bytes`, and at least one batch if any exists.
+    /// Reading at the high watermark returns no batches; past it, or below the log start, is
+    /// `OffsetOutOfRange`.
+    #[instrument(skip_all, fields(topic, partition, offset))]
+    pub async fn read(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let p = self.partition(topic, partition)?;
+        blocking(move || p.read(offset, max_bytes)).await?.map_err(|e| Error::storage(topic, partition, e))
+    }
+
+    /// Kafka ListOffsets: the first offset whose timestamp is >= t, or the earliest or latest
+    /// offset. `None` when no record has a timestamp >= t.
+    #[instrument(skip_all, fields(topic, partition))]
+    pub async fn offset_for_time(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<Option<TimeOffset>> {
+        let p = self.partition(topic, partition)?;
+        blocking(move || p.offset_for_time(spec)).await?.map_err(|e| Error::storage(topic, partition, e))
+    }
+
+    /// Seals the partition's active segment now (it would otherwise wait for `segment_bytes` or
+    /// `segment_ms`).
+    pub async fn roll(&self, topic: &str, partition: u32) -> Result<()> {
+        let p = self.partition(topic, partition)?;
+        self.inner.writer.roll(&p).await.map_err(Error::from)
+    }
+
+    /// Runs the periodic work (segment age, interval fsync, checkpoints, retention) now.
+    pub async fn tick(&self) -> Result<()> {
+        self.check_open()?;
+        self.inner.writer.tick().await.map_err(Error::from)
+    }
+
+    /// fsyncs every partition.
+    pub async fn flush(&self) -> Result<()> {
+        self.check_open()?;
+        self.inner.writer.flush().await.map_err(Error::from)
+    }
+
+    /// Finishes queued appends, fsyncs and checkpoints every partition, and stops the writer.
+    /// Every later call returns `Closed`.
+    pub async fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.inner.writer.shutdown().await.map_err(Error::from)
+    }
+}
+
+fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+fn open_partitions(
+    data_dir: &Path,
+    name: &str,
+    cfg: &TopicConfig,
+    clock: &Arc<dyn Clock>,
+) -> Result<Vec<Arc<Partition>>> {
+    (0..cfg.partitions)
+        .map(|i| {
+            Partition::open(name, i, &partition_dir(data_dir, name, i), cfg.log.clone(), clock.clone())
+                .map_err(|e| Error::storage(name, i, e))
+        })
+        .collect()
+}
+
+fn load_topic_configs(topics_dir: &Path) -> Result<Vec<(String, TopicConfig)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(topics_dir).map_err(io("list topics", topics_dir))? {
+        let entry = entry.map_err(io("list topics", topics_dir))?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+            continue;
+        };
+        if validate_topic_name(name).is_err() {
+            continue;
+        }
+        let text = std::fs::read(&path).map_err(io("read topic metadata", &path))?;
+        let cfg: TopicConfig = serde_json::from_slice(&text).map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            position: 0,
+            reason: e.to_string(),
+        })?;
+        out.push((name.to_owned(), cfg));
+    }
+    Ok(out)
+}
+
+fn write_topic_config(topics_dir: &Path, name: &str, cfg: &TopicConfig) -> Result<()> {
+    let path = topics_dir.join(format!("{name}.json"));
+    let tmp = topics_dir.join(format!("{name}.json.tmp"));
+    let json = serde_json::to_vec_pretty(cfg).expect("invariant: topic config serialises");
+    let mut f = File::create(&tmp).map_err(io("create topic metadata", &tmp))?;
+    std::io::Write::write_all(&mut f, &json).map_err(io("write topic metadata", &tmp))?;
+    f.sync_all().map_err(io("fsync topic metadata", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("rename topic metadata", &path))?;
+    File::open(topics_dir).and_then(|d| d.sync_all()).map_err(io("fsync topics dir", topics_dir))
+}

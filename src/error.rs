@@ -1,0 +1,94 @@
+//! The public error of tierlog: variants with structured fields, and [`Error::kind`] to tell the
+//! caller what to do about it (fix the request, retry, or look at the data).
+
+use std::path::PathBuf;
+
+pub use tiering::BatchError;
+
+/// What the caller can do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is wrong (bad name, bad batch, bad config, offset out of range): fix it.
+    Invalid,
+    /// The topic or partition does not exist.
+    NotFound,
+    /// Stored data failed a check.
+    Data,
+    /// The engine (or a partition) has stopped; reopen it.
+    Closed,
+    /// An IO or system failure; retrying may help.
+    Unavailable,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName { name: String, reason: &'static str },
+    #[error("topic {topic:?} already exists")]
+    TopicExists { topic: String },
+    #[error("unknown topic {topic:?}")]
+    UnknownTopic { topic: String },
+    #[error("topic {topic:?} has no partition {partition} (it has {partitions})")]
+    UnknownPartition { topic: String, partition: u32, partitions: u32 },
+    #[error("invalid record batch for {topic}-{partition}: {source}")]
+    InvalidBatch { topic: String, partition: u32, source: BatchError },
+    #[error("offset {offset} is out of range for {topic}-{partition}: it holds [{start}, {end})")]
+    OffsetOutOfRange { topic: String, partition: u32, offset: i64, start: i64, end: i64 },
+    #[error("invalid config `{field}`: {reason}")]
+    InvalidConfig { field: String, reason: String },
+    #[error("data dir {path} is in use by another tierlog process")]
+    DataDirLocked { path: PathBuf },
+    #[error("corrupt data in {path} at byte {position}: {reason}")]
+    Corrupt { path: PathBuf, position: u64, reason: String },
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("tierlog is closed{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Closed { reason: Option<String> },
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidTopicName { .. }
+            | Error::TopicExists { .. }
+            | Error::InvalidBatch { .. }
+            | Error::OffsetOutOfRange { .. }
+            | Error::InvalidConfig { .. } => ErrorKind::Invalid,
+            Error::UnknownTopic { .. } | Error::UnknownPartition { .. } => ErrorKind::NotFound,
+            Error::Corrupt { .. } => ErrorKind::Data,
+            Error::Closed { .. } => ErrorKind::Closed,
+            Error::DataDirLocked { .. } | Error::Io { .. } => ErrorKind::Unavailable,
+        }
+    }
+
+    /// Lifts a storage error, adding the topic and partition it concerned.
+    pub(crate) fn storage(topic: &str, partition: u32, e: tiering::Error) -> Error {
+        use tiering::Error as T;
+        match e {
+            T::InvalidBatch(source) => Error::InvalidBatch { topic: topic.into(), partition, source },
+            T::OffsetOutOfRange { offset, start, end } => {
+                Error::OffsetOutOfRange { topic: topic.into(), partition, offset, start, end }
+            }
+            other => Error::from(other),
+        }
+    }
+}
+
+impl From<tiering::Error> for Error {
+    fn from(e: tiering::Error) -> Self {
+        use tiering::Error as T;
+        match e {
+            T::InvalidBatch(source) => Error::InvalidBatch { topic: String::new(), partition: 0, source },
+            T::InvalidTopicName { name, reason } => Error::InvalidTopicName { name, reason },
+            T::InvalidConfig { field, reason } => Error::InvalidConfig { field: field.into(), reason },
+            T::OffsetOutOfRange { offset, start, end } => {
+                Error::OffsetOutOfRange { topic: String::new(), partition: 0, offset, start, end }
+            }
+            T::Corrupt { path, position, reason } => Error::Corrupt { path, position, reason },
+            T::Io { op, path, source } => Error::Io { op, path, source },
+            T::Closed { reason } => Error::Closed { reason },
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,45 @@
+//! # tierlog: a tiered-storage log engine
+//!
+//! Services and brokers append Kafka RecordBatch v2 batches to partitions of topics; tierlog keeps
+//! them in hot segments on local disk with group-committed, fsynced writes and serves reads by
+//! offset and by time. The object-store tier, replay and compaction build on this.
+//!
+//! # Layout
+//! - [`engine`]: the [`Engine`]: topics, partitions, `append` / `read` / `offset_for_time`.
+//! - [`config`]: [`EngineConfig`] and [`TopicConfig`] (TOML, validated).
+//! - [`error`]: the public [`Error`] and its [`ErrorKind`].
+//! - [`records`]: producing JSON lines into batches and batches into JSON lines (the CLI's format).
+//! - [`cli`]: the `tierlog` command line, including `demo`.
+//! - [`bench`]: the benchmarks behind `tierlog bench` and `benches/`, each against its raw limit.
+//!
+//! Storage itself (record format, segments, group commit, recovery) lives in the `tiering` crate.
+//!
+//! ```no_run
+//! # async fn example() -> tierlog::Result<()> {
+//! use tierlog::{Engine, EngineConfig, TopicConfig};
+//! use tierlog::batch::{BatchBuilder, Compression, Record};
+//!
+//! let engine = Engine::open(EngineConfig::new("/var/lib/tierlog")).await?;
+//! engine.create_topic("orders", TopicConfig { partitions: 4, ..Default::default() }).await?;
+//! let batch = BatchBuilder::from_records(Compression::Lz4, &[Record {
+//!     key: Some("order-1".into()), value: Some("{\"total\": 12}".into()), headers: vec![], timestamp: 1_700_000_000_000,
+//! }]);
+//! let at = engine.append("orders", 0, batch).await?;
+//! let read = engine.read("orders", 0, at.base_offset, 1 << 20).await?;
+//! engine.close().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod records;
+
+pub use config::{CleanupPolicy, EngineConfig, TopicConfig};
+pub use engine::{Engine, PartitionDescription, TopicDescription};
+pub use error::{Error, ErrorKind, Result};
+pub use tiering::batch;
+pub use tiering::local::{AppendInfo, OffsetSpec, ReadResult, TimeOffset};
+pub use tiering::{Durability, LogConfig, ManualClock};

@@ -1,0 +1,237 @@
+//! The JSON-lines record format of the CLI (and later the HTTP API), in both directions.
+//!
+//! In: `{"key": "k", "value": "v", "headers": {"h": "x"}, "timestamp": 1700000000000}`. Strings
+//! are taken as UTF-8. Binary data is given base64-encoded in `key_b64` / `value_b64` (and
+//! `value_b64` inside a header given as `{"key": .., "value_b64": ..}`). `timestamp` is ms since the
+//! epoch or an RFC 3339 string; absent means now. A null or absent value is a tombstone.
+//!
+//! Out: `{"partition", "offset", "timestamp", "key", "value", "headers"}`, with `key_b64` /
+//! `value_b64` in place of `key` / `value` when the bytes are not valid UTF-8, so output can be fed
+//! back to `produce` unchanged.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tiering::batch::{Header, Record, RecordView};
+
+/// Why a JSON line could not become a record.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonRecordError {
+    #[error("not a JSON object: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("`{field}` is not valid base64: {reason}")]
+    Base64 { field: &'static str, reason: String },
+    #[error("give either `{0}` or `{0}_b64`, not both")]
+    Both(&'static str),
+    #[error("bad timestamp {value:?}: use ms since the epoch or RFC 3339 (2024-05-01T12:00:00Z)")]
+    Timestamp { value: String },
+    #[error("`headers` must be an object of strings or a list of {{\"key\", \"value\" | \"value_b64\"}}")]
+    Headers,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonIn {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    key_b64: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    value_b64: Option<String>,
+    #[serde(default)]
+    headers: Option<Value>,
+    #[serde(default)]
+    timestamp: Option<Value>,
+}
+
+fn field(
+    text: Option<String>,
+    b64: Option<String>,
+    name: &'static str,
+    b64_name: &'static str,
+) -> Result<Option<Bytes>, JsonRecordError> {
+    match (text, b64) {
+        (Some(_), Some(_)) => Err(JsonRecordError::Both(name)),
+        (Some(t), None) => Ok(Some(Bytes::from(t))),
+        (None, Some(b)) => B64
+            .decode(b.as_bytes())
+            .map(|v| Some(Bytes::from(v)))
+            .map_err(|e| JsonRecordError::Base64 { field: b64_name, reason: e.to_string() }),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Parses a time given as ms since the epoch or as RFC 3339.
+pub fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(ms) = s.trim().parse::<i64>() {
+        return Some(ms);
+    }
+    let t = humantime::parse_rfc3339_weak(s.trim()).ok()?;
+    let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    i64::try_from(ms).ok()
+}
+
+/// Formats ms since the epoch as RFC 3339 (UTC), or the number when it is out of range.
+pub fn format_time(ms: i64) -> String {
+    if ms < 0 {
+        return ms.to_string();
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn parse_headers(v: Value) -> Result<Vec<Header>, JsonRecordError> {
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(key, v)| match v {
+                Value::String(s) => Ok(Header { key, value: Some(Bytes::from(s)) }),
+                Value::Null => Ok(Header { key, value: None }),
+                _ => Err(JsonRecordError::Headers),
+            })
+            .collect(),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| {
+                let Value::Object(mut m) = item else { return Err(JsonRecordError::Headers) };
+                let Some(Value::String(key)) = m.remove("key") else { return Err(JsonRecordError::Headers) };
+                let text = match m.remove("value") {
+                    Some(Value::String(s)) => Some(s),
+                    None | Some(Value::Null) => None,
+                    Some(_) => return Err(JsonRecordError::Headers),
+                };
+                let b64 = match m.remove("value_b64") {
+                    Some(Value::String(s)) => Some(s),
+                    None | Some(Value::Null) => None,
+                    Some(_) => return Err(JsonRecordError::Headers),
+                };
+                if !m.is_empty() {
+                    return Err(JsonRecordError::Headers);
+                }
+                Ok(Header { key, value: field(text, b64, "value", "value_b64")? })
+            })
+            .collect(),
+        _ => Err(JsonRecordError::Headers),
+    }
+}
+
+/// Parses one JSON line into a record; `now` is used when it has no timestamp.
+pub fn record_from_json(line: &str, now: i64) -> Result<Record, JsonRecordError> {
+    let j: JsonIn = serde_json::from_str(line)?;
+    let timestamp = match j.timestamp {
+        None | Some(Value::Null) => now,
+        Some(Value::Number(n)) => n.as_i64().ok_or(JsonRecordError::Timestamp { value: n.to_string() })?,
+        Some(Value::String(s)) => parse_time(&s).ok_or(JsonRecordError::Timestamp { value: s })?,
+        Some(other) => return Err(JsonRecordError::Timestamp { value: other.to_string() }),
+    };
+    Ok(Record {
+        key: field(j.key, j.key_b64, "key", "key_b64")?,
+        value: field(j.value, j.value_b64, "value", "value_b64")?,
+        headers: j.headers.map(parse_headers).transpose()?.unwrap_or_default(),
+        timestamp,
+    })
+}
+
+fn put_bytes(m: &mut Map<String, Value>, name: &str, b: &Option<Bytes>) {
+    match b {
+        None => {
+            m.insert(name.into(), Value::Null);
+        }
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(s) => {
+                m.insert(name.into(), Value::String(s.to_owned()));
+            }
+            Err(_) => {
+                m.insert(format!("{name}_b64"), Value::String(B64.encode(b)));
+            }
+        },
+    }
+}
+
+/// One record as a JSON object (the `consume` output line).
+pub fn record_to_json(partition: u32, r: &RecordView) -> Value {
+    let mut m = Map::new();
+    m.insert("partition".into(), partition.into());
+    m.insert("offset".into(), r.offset.into());
+    m.insert("timestamp".into(), r.timestamp.into());
+    put_bytes(&mut m, "key", &r.key);
+    put_bytes(&mut m, "value", &r.value);
+    let headers: Vec<Value> = r
+        .headers
+        .iter()
+        .map(|h| {
+            let mut hm = Map::new();
+            hm.insert("key".into(), Value::String(h.key.clone()));
+            put_bytes(&mut hm, "value", &h.value);
+            Value::Object(hm)
+        })
+        .collect();
+    m.insert("headers".into(), Value::Array(headers));
+    Value::Object(m)
+}
+
+/// Summary line printed by `produce`.
+#[derive(Debug, Serialize)]
+pub struct ProduceSummary {
+    pub records: u64,
+    pub batches: u64,
+    pub first_offset: Option<i64>,
+    pub last_offset: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_roundtrip_text_and_binary() {
+        let r = record_from_json(
+            r#"{"key":"k","value_b64":"AP8=","headers":[{"key":"h","value":"x"},{"key":"n"}],"timestamp":"2024-05-01T00:00:00Z"}"#,
+            0,
+        )
+        .unwrap();
+        assert_eq!(r.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(r.value.as_deref(), Some(&[0u8, 255][..]));
+        assert_eq!(r.timestamp, 1_714_521_600_000);
+        assert_eq!(r.headers.len(), 2);
+        let view = RecordView {
+            offset: 7,
+            timestamp: r.timestamp,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r.headers.clone(),
+        };
+        let out = record_to_json(3, &view).to_string();
+        let back = record_from_json(
+            &{
+                let mut v: Value = serde_json::from_str(&out).unwrap();
+                let m = v.as_object_mut().unwrap();
+                m.remove("partition");
+                m.remove("offset");
+                v.to_string()
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn bad_lines_are_typed_errors() {
+        assert!(matches!(record_from_json("nope", 0), Err(JsonRecordError::Json(_))));
+        assert!(matches!(
+            record_from_json(r#"{"value":"a","value_b64":"YQ=="}"#, 0),
+            Err(JsonRecordError::Both("value"))
+        ));
+        assert!(matches!(record_from_json(r#"{"value_b64":"!!"}"#, 0), Err(JsonRecordError::Base64 { .. })));
+        assert!(matches!(record_from_json(r#"{"timestamp":"yesterday"}"#, 0), Err(JsonRecordError::Timestamp { .. })));
+        assert!(matches!(record_from_json(r#"{"headers":5}"#, 0), Err(JsonRecordError::Headers)));
+        assert!(matches!(record_from_json(r#"{"valeu":"x"}"#, 0), Err(JsonRecordError::Json(_))));
+        assert_eq!(record_from_json("{}", 42).unwrap().timestamp, 42);
+    }
+}

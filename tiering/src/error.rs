@@ -1,0 +1,64 @@
+//! Errors of the `tiering` crate: one enum with structured fields, so callers match on variants,
+//! never on message text. `BatchError` says exactly what is wrong with a record batch.
+
+use std::path::PathBuf;
+
+/// Why a record batch was rejected. Every variant names the field that was wrong and the values seen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("batch is {len} bytes, shorter than the {min}-byte RecordBatch v2 header")]
+    TooShort { len: usize, min: usize },
+    #[error("batch length field says {declared} bytes follow it, but {actual} bytes do")]
+    LengthMismatch { declared: i64, actual: usize },
+    #[error("magic byte is {magic}, only RecordBatch v2 (magic 2) is supported")]
+    BadMagic { magic: i8 },
+    #[error("CRC-32C mismatch: header says {expected:#010x}, bytes give {actual:#010x}")]
+    CrcMismatch { expected: u32, actual: u32 },
+    #[error("unknown compression codec {code} in attributes")]
+    UnknownCompression { code: u8 },
+    #[error("record count is {count}: a batch must hold between 1 and {max} records")]
+    BadRecordCount { count: i32, max: i32 },
+    #[error("header declares {declared} records but the records section holds {actual}")]
+    RecordCountMismatch { declared: i32, actual: i64 },
+    #[error("lastOffsetDelta is {last_offset_delta} but the batch holds {count} records")]
+    BadLastOffsetDelta { last_offset_delta: i32, count: i32 },
+    #[error("record {index}: {reason}")]
+    BadRecord { index: i64, reason: &'static str },
+    #[error("{codec} records section could not be decompressed: {reason}")]
+    Decompress { codec: &'static str, reason: String },
+    #[error("{codec} records section decompresses to more than {limit} bytes")]
+    DecompressedTooLarge { codec: &'static str, limit: usize },
+    #[error("batch of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("control and transactional batches are not accepted from producers")]
+    Transactional,
+}
+
+/// Errors of segments and the local tier.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName { name: String, reason: &'static str },
+    #[error("invalid config `{field}`: {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
+    #[error("offset {offset} is out of range: the log holds [{start}, {end})")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("corrupt data in {path} at byte {position}: {reason}")]
+    Corrupt { path: PathBuf, position: u64, reason: String },
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("the log writer has stopped{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Closed { reason: Option<String> },
+}
+
+impl Error {
+    /// Wraps an IO error with the operation and the path it concerned.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

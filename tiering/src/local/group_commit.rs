@@ -1,0 +1,402 @@
+//! Group commit: one writer task per disk serves every partition on it.
+//!
+//! Producers validate their batch on their own task, then queue it here. The writer takes
+//! everything queued (up to `max_group_bytes`), writes each partition's share with one vectored
+//! write, fsyncs every dirty partition of the group at once (in parallel, so the filesystem can
+//! fold them into one journal commit), publishes, and only then acknowledges each waiter. While it
+//! syncs, new appends queue up and form the next group, so the group size follows the load.
+//!
+//! The same task takes ticks (seal by age, interval fsync, checkpoints, retention), forced rolls,
+//! flushes and shutdown, so all writes to a partition's files come from one place. Wait time in the
+//! queue, write time and sync time are measured separately (see [`crate::stats`]).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::partition::{AppendInfo, Partition};
+use crate::batch::ValidatedBatch;
+use crate::error::{Error, Result};
+use crate::stats;
+
+/// Settings of a disk's writer task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriterConfig {
+    /// Appends that may wait in the queue before producers are made to wait (backpressure).
+    /// Default 8192; at least 1.
+    pub queue_capacity: usize,
+    /// Most bytes one group takes from the queue. Default 16 MiB; at least 64 KiB. Larger groups
+    /// mean fewer fsyncs but a longer wait for the first append of a group.
+    pub max_group_bytes: usize,
+    /// How often periodic work runs (segment age, interval fsync, checkpoints, retention).
+    /// Default 100 ms; bounds 1..=60000.
+    pub tick_ms: u64,
+    /// Threads that fsync the partitions of one group in parallel. Default 16; bounds 1..=256.
+    pub sync_threads: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self { queue_capacity: 8192, max_group_bytes: 16 << 20, tick_ms: 100, sync_threads: 16 }
+    }
+}
+
+impl WriterConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field, reason: &str| Err(Error::InvalidConfig { field, reason: reason.to_owned() });
+        if self.queue_capacity == 0 {
+            return bad("writer.queue_capacity", "must be at least 1");
+        }
+        if self.max_group_bytes < 64 << 10 {
+            return bad("writer.max_group_bytes", "must be at least 65536");
+        }
+        if !(1..=60_000).contains(&self.tick_ms) {
+            return bad("writer.tick_ms", "must be within 1..=60000");
+        }
+        if !(1..=256).contains(&self.sync_threads) {
+            return bad("writer.sync_threads", "must be within 1..=256");
+        }
+        Ok(())
+    }
+}
+
+enum Command {
+    Append {
+        partition: Arc<Partition>,
+        batch: ValidatedBatch,
+        enqueued: Instant,
+        ack: oneshot::Sender<Result<AppendInfo>>,
+    },
+    Register(Arc<Partition>),
+    Roll {
+        partition: Arc<Partition>,
+        ack: oneshot::Sender<Result<()>>,
+    },
+    Tick {
+        ack: Option<oneshot::Sender<()>>,
+    },
+    Flush {
+        ack: oneshot::Sender<Result<()>>,
+    },
+    Shutdown {
+        ack: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// Handle to a disk's writer task. Cheap to share behind an `Arc`.
+pub struct LogWriter {
+    tx: mpsc::Sender<Command>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for LogWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogWriter").finish_non_exhaustive()
+    }
+}
+
+fn closed() -> Error {
+    Error::Closed { reason: None }
+}
+
+impl LogWriter {
+    /// Starts the writer thread and its ticker.
+    pub fn start(config: WriterConfig) -> Result<Self> {
+        config.validate()?;
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let thread = std::thread::Builder::new()
+            .name("tierlog-writer".into())
+            .spawn({
+                let config = config.clone();
+                move || run(rx, config)
+            })
+            .map_err(Error::io("spawn writer thread", "tierlog-writer"))?;
+        let ticker = tx.clone();
+        let period = Duration::from_millis(config.tick_ms);
+        std::thread::Builder::new()
+            .name("tierlog-ticker".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(period);
+                    if ticker.is_closed() || ticker.blocking_send(Command::Tick { ack: None }).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(Error::io("spawn ticker thread", "tierlog-ticker"))?;
+        Ok(Self { tx, thread: Mutex::new(Some(thread)) })
+    }
+
+    async fn send(&self, cmd: Command) -> Result<()> {
+        self.tx.send(cmd).await.map_err(|_| closed())
+    }
+
+    /// Hands a partition to this writer, for its periodic work.
+    pub async fn register(&self, partition: Arc<Partition>) -> Result<()> {
+        self.send(Command::Register(partition)).await
+    }
+
+    /// Queues a validated batch and waits for it to be written (and synced, per durability).
+    pub async fn append(&self, partition: &Arc<Partition>, batch: ValidatedBatch) -> Result<AppendInfo> {
+        self.enqueue(partition, batch).await?.await
+    }
+
+    /// Queues a validated batch and returns once it is in the queue: batches queued one after
+    /// another on a partition get offsets in that order. The returned future resolves when the
+    /// batch is acknowledged. This is how a producer keeps several batches in flight.
+    pub async fn enqueue(&self, partition: &Arc<Partition>, batch: ValidatedBatch) -> Result<AppendTicket> {
+        let (ack, rx) = oneshot::channel();
+        let cmd = Command::Append { partition: partition.clone(), batch, enqueued: Instant::now(), ack };
+        self.send(cmd).await?;
+        Ok(AppendTicket { rx })
+    }
+
+    /// Seals the partition's active segment now, if it holds anything.
+    pub async fn roll(&self, partition: &Arc<Partition>) -> Result<()> {
+        let (ack, rx) = oneshot::channel();
+        self.send(Command::Roll { partition: partition.clone(), ack }).await?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Runs the periodic work once now and waits for it (tests drive time with a manual clock).
+    pub async fn tick(&self) -> Result<()> {
+        let (ack, rx) = oneshot::channel();
+        self.send(Command::Tick { ack: Some(ack) }).await?;
+        rx.await.map_err(|_| closed())
+    }
+
+    /// fsyncs every partition and writes their checkpoints.
+    pub async fn flush(&self) -> Result<()> {
+        let (ack, rx) = oneshot::channel();
+        self.send(Command::Flush { ack }).await?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Finishes every queued append, fsyncs and checkpoints every partition, and stops the task.
+    pub async fn shutdown(&self) -> Result<()> {
+        let (ack, rx) = oneshot::channel();
+        if self.send(Command::Shutdown { ack }).await.is_err() {
+            return Ok(()); // already stopped
+        }
+        let res = rx.await.map_err(|_| closed())?;
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        res
+    }
+}
+
+/// An append in flight; resolves to its offsets once acknowledged.
+#[derive(Debug)]
+pub struct AppendTicket {
+    rx: oneshot::Receiver<Result<AppendInfo>>,
+}
+
+impl std::future::Future for AppendTicket {
+    type Output = Result<AppendInfo>;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.rx).poll(cx).map(|r| r.map_err(|_| closed()).and_then(|r| r))
+    }
+}
+
+type Waiter = (Instant, oneshot::Sender<Result<AppendInfo>>);
+
+/// The appends of one group, by partition in arrival order.
+#[derive(Default)]
+struct Appends {
+    order: Vec<Arc<Partition>>,
+    by_partition: HashMap<*const Partition, (Vec<ValidatedBatch>, Vec<Waiter>)>,
+}
+
+impl Appends {
+    /// Keeps an append; gives any other command back.
+    fn take(&mut self, cmd: Command) -> Option<Command> {
+        let Command::Append { partition, batch, enqueued, ack } = cmd else { return Some(cmd) };
+        let slot = self.by_partition.entry(Arc::as_ptr(&partition)).or_insert_with(|| {
+            self.order.push(partition.clone());
+            (Vec::new(), Vec::new())
+        });
+        slot.0.push(batch);
+        slot.1.push((enqueued, ack));
+        None
+    }
+
+    fn commit(self, config: &WriterConfig) {
+        if !self.order.is_empty() {
+            commit_group(config, self.order, self.by_partition);
+        }
+    }
+}
+
+/// The writer task's loop.
+fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig) {
+    let mut partitions: Vec<Arc<Partition>> = Vec::new();
+    let mut shutdown: Option<oneshot::Sender<Result<()>>> = None;
+    while shutdown.is_none() {
+        let Some(first) = rx.blocking_recv() else { break };
+        let mut group = vec![first];
+        let mut bytes = 0usize;
+        while bytes < config.max_group_bytes {
+            match rx.try_recv() {
+                Ok(cmd) => {
+                    if let Command::Append { batch, .. } = &cmd {
+                        bytes += batch.len();
+                    }
+                    group.push(cmd);
+                }
+                Err(_) => break,
+            }
+        }
+        // Appends first, grouped by partition in arrival order; then the rest in order.
+        let mut appends = Appends::default();
+        let mut others = Vec::new();
+        for cmd in group {
+            match appends.take(cmd) {
+                Some(Command::Register(p)) => partitions.push(p),
+                Some(other) => others.push(other),
+                None => {}
+            }
+        }
+        appends.commit(&config);
+        for cmd in others {
+            match cmd {
+                Command::Tick { ack } => {
+                    for p in &partitions {
+                        if let Err(e) = p.tick() {
+                            tracing::warn!(topic = p.topic(), partition = p.id(), error = %e, "periodic work failed");
+                        }
+                    }
+                    if let Some(ack) = ack {
+                        let _ = ack.send(());
+                    }
+                }
+                Command::Roll { partition, ack } => {
+                    let _ = ack.send(partition.roll());
+                }
+                Command::Flush { ack } => {
+                    let _ = ack.send(close_all(&partitions));
+                }
+                Command::Shutdown { ack } => shutdown = Some(ack),
+                Command::Append { .. } | Command::Register(_) => {}
+            }
+        }
+    }
+    // Take no more; finish what is queued.
+    rx.close();
+    let mut leftover = Vec::new();
+    while let Ok(cmd) = rx.try_recv() {
+        leftover.push(cmd);
+    }
+    let mut appends = Appends::default();
+    for cmd in leftover {
+        match appends.take(cmd) {
+            Some(Command::Register(p)) => partitions.push(p),
+            Some(Command::Roll { ack, .. } | Command::Flush { ack } | Command::Shutdown { ack }) => {
+                let _ = ack.send(Err(closed()));
+            }
+            _ => {}
+        }
+    }
+    appends.commit(&config);
+    let res = close_all(&partitions);
+    if let Err(e) = &res {
+        tracing::error!(error = %e, "closing partitions failed");
+    }
+    if let Some(ack) = shutdown {
+        let _ = ack.send(res);
+    }
+}
+
+fn close_all(partitions: &[Arc<Partition>]) -> Result<()> {
+    let mut first_err = None;
+    for p in partitions {
+        if let Err(e) = p.close() {
+            tracing::error!(topic = p.topic(), partition = p.id(), error = %e, "close failed");
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// One group: write every partition's batches, fsync the dirty ones together, publish, ack.
+fn commit_group(
+    config: &WriterConfig,
+    order: Vec<Arc<Partition>>,
+    mut appends: HashMap<*const Partition, (Vec<ValidatedBatch>, Vec<Waiter>)>,
+) {
+    let started = Instant::now();
+    let mut group_bytes = 0usize;
+    let mut work = Vec::with_capacity(order.len());
+    for p in order {
+        let (batches, waiters) =
+            appends.remove(&Arc::as_ptr(&p)).expect("invariant: every ordered partition has appends");
+        for (enqueued, _) in &waiters {
+            metrics::histogram!(stats::GROUP_QUEUE_SECONDS).record(started.duration_since(*enqueued).as_secs_f64());
+        }
+        group_bytes += batches.iter().map(|b| b.len()).sum::<usize>();
+        let records: i64 = batches.iter().map(|b| b.header().record_count as i64).sum();
+        let (results, sync) = p.write_group(&batches);
+        work.push((p, results, sync, waiters, batches.len(), records));
+    }
+    let written = Instant::now();
+    metrics::histogram!(stats::GROUP_WRITE_SECONDS).record(written.duration_since(started).as_secs_f64());
+
+    let files: Vec<(usize, Arc<File>)> =
+        work.iter().enumerate().filter_map(|(i, w)| w.2.clone().map(|f| (i, f))).collect();
+    let mut synced: Vec<Option<std::io::Result<()>>> = (0..work.len()).map(|_| None).collect();
+    for (i, res) in sync_files(&files, config.sync_threads) {
+        synced[i] = Some(res);
+    }
+    metrics::histogram!(stats::GROUP_SYNC_SECONDS).record(written.elapsed().as_secs_f64());
+    metrics::histogram!(stats::GROUP_BYTES).record(group_bytes as f64);
+    metrics::histogram!(stats::GROUP_PARTITIONS).record(work.len() as f64);
+
+    for ((p, mut results, _, waiters, batches, records), sync) in work.into_iter().zip(synced) {
+        if let Err(e) = p.publish(sync) {
+            let reason = e.to_string();
+            for r in results.iter_mut() {
+                if r.is_ok() {
+                    *r = Err(Error::Closed { reason: Some(reason.clone()) });
+                }
+            }
+        }
+        if results.iter().all(|r| r.is_ok()) {
+            metrics::counter!(stats::APPEND_BATCHES).increment(batches as u64);
+            metrics::counter!(stats::APPEND_RECORDS).increment(records as u64);
+        }
+        for ((_, ack), r) in waiters.into_iter().zip(results) {
+            let _ = ack.send(r);
+        }
+    }
+    metrics::counter!(stats::APPEND_BYTES).increment(group_bytes as u64);
+}
+
+/// fdatasyncs the files, several at once when there are several.
+fn sync_files(files: &[(usize, Arc<File>)], threads: usize) -> Vec<(usize, std::io::Result<()>)> {
+    if files.len() <= 1 {
+        return files.iter().map(|(i, f)| (*i, f.sync_data())).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(Vec::with_capacity(files.len()));
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(files.len()) {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((i, f)) = files.get(k) else { break };
+                    let r = f.sync_data();
+                    out.lock().expect("invariant: sync results lock not poisoned").push((*i, r));
+                }
+            });
+        }
+    });
+    out.into_inner().expect("invariant: sync results lock not poisoned")
+}

@@ -1,0 +1,559 @@
+//! One partition's local log: its segments, offsets, rolling, reads, time lookups and retention.
+//!
+//! Two sides share it. The **writer side** (`write_group`, `publish`, `tick`, `close`) is called
+//! only from the disk's writer task (see [`super::group_commit`]), under the `writer` mutex: it
+//! assigns offsets, writes, rolls segments and publishes what is durable. The **read side**
+//! (`read`, `offset_for_time`, `segments`) takes a snapshot of the segment list under a short read
+//! lock and then reads files without holding any lock. Readers never see past the high watermark:
+//! under fsync durability that is the end of the last fsynced group.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{IoSlice, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use tracing::instrument;
+
+use super::checkpoint::{self, Checkpoint};
+use super::index::SegmentIndex;
+use super::recover::recover;
+use super::segment::{
+    INDEX_EXT, LOG_EXT, Segment, SegmentInfo, SegmentMeta, TIME_INDEX_EXT, open_for_append, segment_path, sync_dir,
+};
+use crate::batch::header::{HEADER_LEN, patch_header, set_crc};
+use crate::batch::{TimestampType, ValidatedBatch};
+use crate::clock::Clock;
+use crate::config::{Durability, LogConfig};
+use crate::error::{Error, Result};
+use crate::stats;
+
+/// How often the writer rewrites a partition's recovery checkpoint while it is being written to.
+/// Recovery validates at most this much of recent log with CRCs.
+pub const CHECKPOINT_INTERVAL_MS: i64 = 5_000;
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// Set when the topic uses log-append time: the timestamp every record of the batch now has.
+    pub log_append_time: Option<i64>,
+}
+
+/// The answer to a read: whole batches (zero-copy slices of one buffer) and the log bounds.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub batches: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// What `offset_for_time` looks for, as in Kafka's ListOffsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+}
+
+/// An offset found by `offset_for_time`; `timestamp` is the record's, or -1 for earliest/latest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeOffset {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+struct View {
+    segments: BTreeMap<i64, Arc<Segment>>,
+    high_watermark: i64,
+}
+
+/// A batch written but not yet visible to readers.
+struct Pending {
+    segment: Arc<Segment>,
+    base_offset: i64,
+    position: u64,
+    len: u32,
+    max_ts: i64,
+    next_offset: i64,
+}
+
+/// State only the writer task touches.
+struct WriterState {
+    active: Arc<Segment>,
+    file: Arc<File>,
+    /// Bytes written (or assigned in this group) to the active segment.
+    position: u64,
+    /// The next offset to assign.
+    next_offset: i64,
+    /// Clock time of the first append to the active segment, for `segment_ms`.
+    active_since_ms: Option<i64>,
+    pending: Vec<Pending>,
+    /// `(segment base, position)` known to be on disk.
+    synced: (i64, u64),
+    checkpointed: (i64, u64),
+    last_checkpoint_ms: i64,
+    last_sync_ms: i64,
+    /// Set after an IO error the partition cannot safely continue from; cleared by reopening.
+    failed: Option<String>,
+}
+
+/// A partition's local log. See the module docs for who calls what.
+pub struct Partition {
+    topic: String,
+    id: u32,
+    dir: PathBuf,
+    config: LogConfig,
+    clock: Arc<dyn Clock>,
+    leader_epoch: AtomicI32,
+    view: RwLock<View>,
+    writer: Mutex<WriterState>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition").field("topic", &self.topic).field("id", &self.id).finish()
+    }
+}
+
+fn write_all_vectored(file: &File, mut bufs: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    while !bufs.is_empty() {
+        let n = (&*file).write_vectored(&bufs[..bufs.len().min(1024)])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
+
+impl Partition {
+    /// Opens (recovering) or creates the partition folder `dir`. Blocking: call it off the async
+    /// runtime.
+    #[instrument(skip_all, fields(topic, partition = id))]
+    pub fn open(topic: &str, id: u32, dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>> {
+        let started = std::time::Instant::now();
+        let rec = recover(dir, config.index_interval_bytes, 0)?;
+        let active = rec.segments.last().expect("invariant: recovery yields an active segment").clone();
+        let m = active.meta();
+        let now = clock.now_ms();
+        let state = WriterState {
+            file: rec.active_file,
+            position: m.size,
+            next_offset: m.next_offset,
+            active_since_ms: (m.size > 0).then_some(now),
+            pending: Vec::new(),
+            synced: (active.base_offset, m.size),
+            checkpointed: (active.base_offset, m.size),
+            last_checkpoint_ms: now,
+            last_sync_ms: now,
+            failed: None,
+            active,
+        };
+        let segments: BTreeMap<i64, Arc<Segment>> = rec.segments.into_iter().map(|s| (s.base_offset, s)).collect();
+        tracing::debug!(
+            topic,
+            partition = id,
+            segments = segments.len(),
+            log_end = m.next_offset,
+            truncated = rec.truncated_bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "partition recovered"
+        );
+        Ok(Arc::new(Self {
+            topic: topic.to_owned(),
+            id,
+            dir: dir.to_owned(),
+            config,
+            clock,
+            leader_epoch: AtomicI32::new(0),
+            view: RwLock::new(View { segments, high_watermark: m.next_offset }),
+            writer: Mutex::new(state),
+        }))
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    /// The leader epoch stamped into every batch appended from now on.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    fn view(&self) -> std::sync::RwLockReadGuard<'_, View> {
+        self.view.read().expect("invariant: partition view lock not poisoned")
+    }
+    fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
+        self.writer.lock().expect("invariant: partition writer lock not poisoned")
+    }
+
+    /// The offset after the last acknowledged (and, under fsync durability, durable) batch.
+    pub fn high_watermark(&self) -> i64 {
+        self.view().high_watermark
+    }
+    /// The first offset still held locally.
+    pub fn log_start_offset(&self) -> i64 {
+        self.view().segments.keys().next().copied().unwrap_or(0)
+    }
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.view().segments.values().map(|s| s.info()).collect()
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.view().segments.values().map(|s| s.meta.read().map(|m| m.size).unwrap_or(0)).sum()
+    }
+
+    fn segment_at_or_after(&self, offset: i64, after: bool) -> Option<Arc<Segment>> {
+        let v = self.view();
+        if after {
+            v.segments.range(offset + 1..).next().map(|(_, s)| s.clone())
+        } else {
+            v.segments.range(..=offset).next_back().map(|(_, s)| s.clone())
+        }
+    }
+
+    /// Whole batches from `offset`: at most `max_bytes`, but at least one batch when any exists at
+    /// or past `offset`. Blocking file IO.
+    #[instrument(skip_all, fields(topic = %self.topic, partition = self.id, offset))]
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let (start, hw) = {
+            let v = self.view();
+            (v.segments.keys().next().copied().unwrap_or(0), v.high_watermark)
+        };
+        let result = |batches| ReadResult { batches, high_watermark: hw, log_start_offset: start };
+        if offset < start || offset > hw {
+            return Err(Error::OffsetOutOfRange { offset, start, end: hw });
+        }
+        let mut seg = self.segment_at_or_after(offset, false);
+        while let Some(s) = seg {
+            if offset >= hw {
+                break;
+            }
+            if let Some(bytes) = s.read(offset, max_bytes, self.config.index_interval_bytes)? {
+                metrics::counter!(stats::READ_BYTES, "tier" => "local").increment(bytes.len() as u64);
+                return Ok(result(bytes));
+            }
+            seg = self.segment_at_or_after(s.base_offset, true);
+        }
+        Ok(result(Bytes::new()))
+    }
+
+    /// Kafka ListOffsets: the first offset whose record timestamp is >= `t` (None when there is
+    /// none), or the earliest / latest offset. Blocking file IO.
+    #[instrument(skip_all, fields(topic = %self.topic, partition = self.id))]
+    pub fn offset_for_time(&self, spec: OffsetSpec) -> Result<Option<TimeOffset>> {
+        let t = match spec {
+            OffsetSpec::Earliest => return Ok(Some(TimeOffset { offset: self.log_start_offset(), timestamp: -1 })),
+            OffsetSpec::Latest => return Ok(Some(TimeOffset { offset: self.high_watermark(), timestamp: -1 })),
+            OffsetSpec::Timestamp(t) => t,
+        };
+        let segments: Vec<Arc<Segment>> = self.view().segments.values().cloned().collect();
+        for s in segments {
+            if let Some((offset, timestamp)) = s.find_time(t)? {
+                return Ok(Some(TimeOffset { offset, timestamp }));
+            }
+        }
+        Ok(None)
+    }
+
+    // ----- writer side: called only from the group-commit writer task -----
+
+    /// Assigns offsets to `batches` and writes them (one vectored write per segment touched),
+    /// rolling segments as needed. Returns one result per batch and whether the group must be
+    /// fsynced before it is published.
+    pub(crate) fn write_group(&self, batches: &[ValidatedBatch]) -> (Vec<Result<AppendInfo>>, Option<Arc<File>>) {
+        let mut st = self.lock_writer();
+        if let Some(reason) = &st.failed {
+            let reason = format!("partition {}-{} failed: {reason}", self.topic, self.id);
+            return (batches.iter().map(|_| Err(Error::Closed { reason: Some(reason.clone()) })).collect(), None);
+        }
+        let now = self.clock.now_ms();
+        let log_append = (self.config.timestamp_type == TimestampType::LogAppendTime).then_some(now);
+        let epoch = self.leader_epoch.load(Ordering::Relaxed);
+        let mut results: Vec<Result<AppendInfo>> = Vec::with_capacity(batches.len());
+        let mut headers: Vec<[u8; HEADER_LEN]> = Vec::with_capacity(batches.len());
+        let mut run_start = 0usize;
+        for (i, b) in batches.iter().enumerate() {
+            let len = b.len() as u64;
+            let too_old = st.active_since_ms.is_some_and(|t| now - t >= self.config.segment_ms as i64);
+            if st.position > 0 && (st.position + len > self.config.segment_bytes || too_old) {
+                let reason = if too_old { "age" } else { "size" };
+                let step = self
+                    .write_run(&st, &headers[run_start..i], &batches[run_start..i])
+                    .and_then(|()| self.roll_locked(&mut st, reason));
+                if let Err(e) = step {
+                    return (self.fail_rest(&mut st, results, batches.len(), run_start, e), None);
+                }
+                run_start = i;
+            }
+            let base = st.next_offset;
+            let mut hdr: [u8; HEADER_LEN] =
+                b.bytes()[..HEADER_LEN].try_into().expect("invariant: validated batch has a header");
+            if patch_header(&mut hdr, base, epoch, log_append) {
+                set_crc(&mut hdr, &b.bytes()[HEADER_LEN..]);
+            }
+            headers.push(hdr);
+            let next = base + b.offset_span();
+            let pending = Pending {
+                segment: st.active.clone(),
+                base_offset: base,
+                position: st.position,
+                len: len as u32,
+                max_ts: log_append.unwrap_or(b.header().max_timestamp),
+                next_offset: next,
+            };
+            st.pending.push(pending);
+            st.position += len;
+            st.next_offset = next;
+            st.active_since_ms.get_or_insert(now);
+            results.push(Ok(AppendInfo { base_offset: base, last_offset: next - 1, log_append_time: log_append }));
+        }
+        if let Err(e) = self.write_run(&st, &headers[run_start..], &batches[run_start..]) {
+            return (self.fail_rest(&mut st, results, batches.len(), run_start, e), None);
+        }
+        let sync = match self.config.durability {
+            Durability::Fsync => !st.pending.is_empty(),
+            Durability::Interval { ms } => now - st.last_sync_ms >= ms as i64,
+            Durability::None => false,
+        };
+        let file = sync.then(|| st.file.clone());
+        (results, file)
+    }
+
+    fn write_run(&self, st: &WriterState, headers: &[[u8; HEADER_LEN]], batches: &[ValidatedBatch]) -> Result<()> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batches.len() * 2);
+        for (h, b) in headers.iter().zip(batches) {
+            slices.push(IoSlice::new(h));
+            slices.push(IoSlice::new(&b.bytes()[HEADER_LEN..]));
+        }
+        write_all_vectored(&st.file, &mut slices).map_err(Error::io("write segment", st.active.path()))
+    }
+
+    /// After an IO error: the batches from `from` on are failed, and so is the partition.
+    fn fail_rest(
+        &self,
+        st: &mut WriterState,
+        mut results: Vec<Result<AppendInfo>>,
+        total: usize,
+        from: usize,
+        e: Error,
+    ) -> Vec<Result<AppendInfo>> {
+        let reason = e.to_string();
+        self.fail(st, &reason);
+        results.truncate(from);
+        results.extend((from..total).map(|_| Err(Error::Closed { reason: Some(reason.clone()) })));
+        results
+    }
+
+    /// Marks the partition failed after an IO error and cuts the active segment back to what was
+    /// published: after a failed write or fsync the bytes past it are of unknown state.
+    fn fail(&self, st: &mut WriterState, reason: &str) {
+        tracing::error!(topic = %self.topic, partition = self.id, %reason, "partition failed; reopen to recover");
+        st.pending.clear();
+        let published = st.active.meta.read().map(|m| (m.size, m.next_offset)).unwrap_or((0, 0));
+        let _ = st.file.set_len(published.0);
+        st.position = published.0;
+        st.next_offset = published.1;
+        st.failed = Some(reason.to_owned());
+    }
+
+    /// Makes written batches visible, after their fsync (`synced` tells how it went) when the
+    /// durability asks for one.
+    pub(crate) fn publish(&self, synced: Option<std::io::Result<()>>) -> Result<()> {
+        let mut st = self.lock_writer();
+        match synced {
+            Some(Err(e)) => {
+                let e = Error::Io { op: "fsync segment", path: st.active.path().to_owned(), source: e };
+                self.fail(&mut st, &e.to_string());
+                return Err(e);
+            }
+            Some(Ok(())) => {
+                st.synced = (st.active.base_offset, st.position);
+                st.last_sync_ms = self.clock.now_ms();
+            }
+            None => {}
+        }
+        self.publish_locked(&mut st);
+        Ok(())
+    }
+
+    fn publish_locked(&self, st: &mut WriterState) {
+        let Some(last) = st.pending.last().map(|p| p.next_offset) else { return };
+        let interval = self.config.index_interval_bytes;
+        for p in st.pending.drain(..) {
+            let mut m = p.segment.meta.write().expect("invariant: segment meta lock not poisoned");
+            let rel = (p.base_offset - p.segment.base_offset) as u32;
+            m.index.on_append(rel, p.position as u32, p.len, p.max_ts, interval);
+            m.size = p.position + p.len as u64;
+            m.next_offset = p.next_offset;
+        }
+        self.view.write().expect("invariant: partition view lock not poisoned").high_watermark = last;
+    }
+
+    /// Seals the active segment (fsync, publish, index files) and starts a new one.
+    fn roll_locked(&self, st: &mut WriterState, reason: &'static str) -> Result<()> {
+        let path = st.active.path().to_owned();
+        st.file.sync_data().map_err(Error::io("fsync segment", &path))?;
+        st.synced = (st.active.base_offset, st.position);
+        self.publish_locked(st);
+        st.active.seal(&self.dir)?;
+        let base = st.next_offset;
+        let new_path = segment_path(&self.dir, base, LOG_EXT);
+        let file = Arc::new(open_for_append(&new_path)?);
+        sync_dir(&self.dir)?;
+        let meta = SegmentMeta { index: SegmentIndex::new(), size: 0, next_offset: base, sealed: false };
+        let seg = Arc::new(Segment::new(&self.dir, base, meta, Some(file.clone())));
+        self.view.write().expect("invariant: partition view lock not poisoned").segments.insert(base, seg.clone());
+        st.active = seg;
+        st.file = file;
+        st.position = 0;
+        st.active_since_ms = None;
+        st.synced = (base, 0);
+        self.write_checkpoint(st)?;
+        metrics::counter!(stats::SEGMENTS_ROLLED, "reason" => reason).increment(1);
+        tracing::debug!(topic = %self.topic, partition = self.id, base, reason, "segment rolled");
+        Ok(())
+    }
+
+    fn write_checkpoint(&self, st: &mut WriterState) -> Result<()> {
+        let (segment_base, position) = st.synced;
+        // The offset at the synced position: the active segment's published end when all is synced.
+        let next_offset = if position == st.position {
+            st.next_offset
+        } else {
+            st.active.meta.read().map(|m| m.next_offset).unwrap_or(0)
+        };
+        checkpoint::write(&self.dir, &Checkpoint { segment_base, position, next_offset })?;
+        st.checkpointed = st.synced;
+        st.last_checkpoint_ms = self.clock.now_ms();
+        Ok(())
+    }
+
+    /// Seals the active segment now if it holds anything (for tests and for tiering).
+    pub(crate) fn roll(&self) -> Result<()> {
+        let mut st = self.lock_writer();
+        if st.position == 0 {
+            return Ok(());
+        }
+        self.roll_locked(&mut st, "forced")
+    }
+
+    /// Periodic work: seal by age, interval fsync, checkpoint, local retention.
+    pub(crate) fn tick(&self) -> Result<()> {
+        let now = self.clock.now_ms();
+        {
+            let mut st = self.lock_writer();
+            if st.failed.is_some() {
+                return Ok(());
+            }
+            if st.position > 0 && st.active_since_ms.is_some_and(|t| now - t >= self.config.segment_ms as i64) {
+                self.roll_locked(&mut st, "age")?;
+            }
+            if let Durability::Interval { ms } = self.config.durability
+                && st.synced != (st.active.base_offset, st.position)
+                && now - st.last_sync_ms >= ms as i64
+            {
+                st.file.sync_data().map_err(Error::io("fsync segment", st.active.path()))?;
+                st.synced = (st.active.base_offset, st.position);
+                st.last_sync_ms = now;
+            }
+            if st.synced != st.checkpointed && now - st.last_checkpoint_ms >= CHECKPOINT_INTERVAL_MS {
+                self.write_checkpoint(&mut st)?;
+            }
+        }
+        self.apply_retention(now)?;
+        Ok(())
+    }
+
+    /// Deletes the oldest whole segments that local retention (time or size) no longer keeps;
+    /// never the active segment. Returns how many were deleted.
+    pub fn apply_retention(&self, now: i64) -> Result<usize> {
+        let (by_time, by_size) = (self.config.local_retention_ms, self.config.local_retention_bytes);
+        if by_time.is_none() && by_size.is_none() {
+            return Ok(0);
+        }
+        let st = self.lock_writer();
+        let mut removed = Vec::new();
+        {
+            let mut v = self.view.write().expect("invariant: partition view lock not poisoned");
+            let mut total: u64 = v.segments.values().map(|s| s.meta.read().map(|m| m.size).unwrap_or(0)).sum();
+            while let Some((&base, seg)) = v.segments.iter().next() {
+                if base == st.active.base_offset {
+                    break;
+                }
+                let m = seg.meta();
+                let expired = by_time.is_some_and(|ms| m.index.max_timestamp() < now - ms as i64);
+                let oversize = by_size.is_some_and(|limit| total > limit);
+                if !expired && !oversize {
+                    break;
+                }
+                total -= m.size;
+                removed.push(base);
+                v.segments.remove(&base);
+            }
+        }
+        drop(st);
+        for &base in &removed {
+            for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+                let p = segment_path(&self.dir, base, ext);
+                if let Err(e) = std::fs::remove_file(&p)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(Error::Io { op: "delete segment", path: p, source: e });
+                }
+            }
+        }
+        if !removed.is_empty() {
+            tracing::info!(topic = %self.topic, partition = self.id, segments = removed.len(), "local retention deleted segments");
+            metrics::counter!(stats::RETENTION_DELETED_SEGMENTS).increment(removed.len() as u64);
+        }
+        Ok(removed.len())
+    }
+
+    /// fsyncs what was written and records a checkpoint at the end of the log.
+    pub(crate) fn close(&self) -> Result<()> {
+        let mut st = self.lock_writer();
+        if st.failed.is_some() {
+            return Ok(());
+        }
+        st.file.sync_data().map_err(Error::io("fsync segment", st.active.path()))?;
+        st.synced = (st.active.base_offset, st.position);
+        self.publish_locked(&mut st);
+        self.write_checkpoint(&mut st)
+    }
+}
+
+impl ReadResult {
+    /// The batches read, each a zero-copy slice.
+    pub fn batches(&self) -> impl Iterator<Item = (crate::batch::BatchHeader, Bytes)> + '_ {
+        crate::batch::batches_in(&self.batches)
+    }
+
+    /// Every record of every batch read (decompressing as needed).
+    pub fn records(&self) -> std::result::Result<Vec<crate::batch::RecordView>, crate::BatchError> {
+        let mut out = Vec::new();
+        for (h, b) in self.batches() {
+            out.extend(crate::batch::records::decode_records(&h, &b)?);
+        }
+        Ok(out)
+    }
+
+    /// The offset after the last batch read (where the next read starts), if any was read.
+    pub fn next_offset(&self) -> Option<i64> {
+        self.batches().last().map(|(h, _)| h.next_offset())
+    }
+}

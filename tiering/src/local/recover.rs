@@ -1,0 +1,192 @@
+//! Opening a partition folder after any kind of stop. Segments before the recovery checkpoint are
+//! trusted (their index files are loaded, or rebuilt from headers); bytes after it are checked batch
+//! by batch (length, magic, CRC, dense offsets) and the log is cut at the first bad batch: a torn
+//! write from a crash. Segments after a cut are removed, since offsets must stay dense. The log end
+//! offset is then exactly the offset after the last good batch.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::checkpoint::{self, Checkpoint};
+use super::index::SegmentIndex;
+use super::segment::{
+    INDEX_EXT, LOG_EXT, ScanMode, Segment, SegmentMeta, TIME_INDEX_EXT, open_for_append, scan, segment_path, sync_dir,
+};
+use crate::error::{Error, Result};
+use crate::stats;
+
+/// A partition folder after recovery: its segments (the last one is active) and the append
+/// handle of the active segment.
+pub struct Recovered {
+    pub segments: Vec<Arc<Segment>>,
+    pub active_file: Arc<File>,
+    pub truncated_bytes: u64,
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<i64>> {
+    let mut logs = Vec::new();
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(Error::io("list partition folder", dir))? {
+        let entry = entry.map_err(Error::io("list partition folder", dir))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        let Some((stem, ext)) = name.split_once('.') else { continue };
+        let Ok(base) = stem.parse::<i64>() else { continue };
+        if stem.len() != 20 {
+            continue;
+        }
+        match ext {
+            LOG_EXT => logs.push(base),
+            INDEX_EXT | TIME_INDEX_EXT => others.push((base, path)),
+            _ => {}
+        }
+    }
+    logs.sort_unstable();
+    // Index files whose log is gone (a crash during retention) are removed.
+    for (base, path) in others {
+        if logs.binary_search(&base).is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(logs)
+}
+
+fn remove_segment_files(dir: &Path, base: i64) -> Result<()> {
+    for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+        let p = segment_path(dir, base, ext);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io { op: "remove segment file", path: p, source: e }),
+        }
+    }
+    Ok(())
+}
+
+/// Loads a sealed segment's index files if they are present and sound.
+fn load_index(dir: &Path, base: i64, size: u64, next_offset: i64) -> Option<SegmentIndex> {
+    let offs = std::fs::read(segment_path(dir, base, INDEX_EXT)).ok()?;
+    let times = std::fs::read(segment_path(dir, base, TIME_INDEX_EXT)).ok()?;
+    SegmentIndex::decode(&offs, &times, size, u32::try_from(next_offset - base).ok()?)
+}
+
+/// Recovers the partition folder `dir` (created if missing). `start_offset` is the base of the
+/// first segment of a brand-new partition.
+pub fn recover(dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered> {
+    std::fs::create_dir_all(dir).map_err(Error::io("create partition folder", dir))?;
+    let bases = list_segments(dir)?;
+    let cp = checkpoint::read(dir);
+    let corrupt = |path: PathBuf, position, reason| Error::Corrupt { path, position, reason };
+    let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
+    let mut truncated_bytes = 0u64;
+    let mut expected = bases.first().copied().unwrap_or(start_offset);
+    let mut dir_changed = false;
+    let mut cut_at: Option<usize> = None;
+    for (i, &base) in bases.iter().enumerate() {
+        let path = segment_path(dir, base, LOG_EXT);
+        let size = std::fs::metadata(&path).map_err(Error::io("stat segment", &path))?.len();
+        // How much of this segment is trusted.
+        let trusted = match cp {
+            Some(c) if base < c.segment_base => size,
+            Some(c) if base == c.segment_base => c.position.min(size),
+            _ => 0,
+        };
+        if base != expected {
+            if trusted > 0 {
+                return Err(corrupt(path, 0, format!("segment starts at offset {base}, expected {expected}")));
+            }
+            cut_at = Some(i);
+            break;
+        }
+        let sealed_next = bases.get(i + 1).copied();
+        // Fast path: a sealed, trusted segment with sound index files.
+        if let (true, Some(next)) = (trusted == size, sealed_next)
+            && let Some(index) = load_index(dir, base, size, next)
+        {
+            let meta = SegmentMeta { index, size, next_offset: next, sealed: true };
+            segments.push(Arc::new(Segment::new(dir, base, meta, None)));
+            expected = next;
+            continue;
+        }
+        let file = File::open(&path).map_err(Error::io("open segment", &path))?;
+        let mut index = SegmentIndex::new();
+        let io = Error::io("scan segment", &path);
+        let head = scan(&file, 0, trusted, base, base, ScanMode::Trusted, &mut index, interval).map_err(io)?;
+        if let Some(reason) = head.stopped {
+            return Err(corrupt(path, head.end, format!("below the recovery checkpoint: {reason}")));
+        }
+        let tail = scan(&file, trusted, size, base, head.next_offset, ScanMode::Validate, &mut index, interval)
+            .map_err(Error::io("scan segment", &path))?;
+        drop(file);
+        let mut end = tail.end;
+        if let Some(reason) = &tail.stopped {
+            let cut = size - tail.end;
+            tracing::warn!(segment = %path.display(), position = tail.end, cut, %reason, "truncating torn or corrupt tail");
+            let f = open_for_append(&path)?;
+            f.set_len(tail.end).map_err(Error::io("truncate segment", &path))?;
+            f.sync_all().map_err(Error::io("fsync segment", &path))?;
+            truncated_bytes += cut;
+            end = tail.end;
+        }
+        let meta = SegmentMeta { index, size: end, next_offset: tail.next_offset, sealed: false };
+        segments.push(Arc::new(Segment::new(dir, base, meta, None)));
+        expected = tail.next_offset;
+        if tail.stopped.is_some() {
+            cut_at = Some(i + 1);
+            break;
+        }
+    }
+    // Everything after a cut goes: offsets must stay dense.
+    if let Some(i) = cut_at {
+        for &base in &bases[i..] {
+            tracing::warn!(base, "removing segment after a truncated one");
+            truncated_bytes += std::fs::metadata(segment_path(dir, base, LOG_EXT)).map(|m| m.len()).unwrap_or(0);
+            remove_segment_files(dir, base)?;
+            dir_changed = true;
+        }
+    }
+    // Seal every segment but the last (writing index files that were missing or rebuilt); the last
+    // one is active and has none.
+    let n = segments.len();
+    for (i, seg) in segments.iter().enumerate() {
+        if i + 1 < n {
+            if !seg.meta().sealed {
+                seg.seal(dir)?;
+                dir_changed = true;
+            }
+        } else {
+            for ext in [INDEX_EXT, TIME_INDEX_EXT] {
+                if std::fs::remove_file(segment_path(dir, seg.base_offset, ext)).is_ok() {
+                    dir_changed = true;
+                }
+            }
+        }
+    }
+    if segments.is_empty() {
+        let meta = SegmentMeta { index: SegmentIndex::new(), size: 0, next_offset: expected, sealed: false };
+        segments.push(Arc::new(Segment::new(dir, expected, meta, None)));
+        dir_changed = true;
+    }
+    let active = segments.last().expect("invariant: at least one segment");
+    let active_file = Arc::new(open_for_append(active.path())?);
+    if dir_changed {
+        sync_dir(dir)?;
+    }
+    let m = active.meta();
+    checkpoint::write(
+        dir,
+        &Checkpoint { segment_base: active.base_offset, position: m.size, next_offset: m.next_offset },
+    )?;
+    if truncated_bytes > 0 {
+        metrics::counter!(stats::RECOVERY_TRUNCATED_BYTES).increment(truncated_bytes);
+    }
+    let active = Arc::new(Segment::new(dir, active.base_offset, m, Some(active_file.clone())));
+    segments.pop();
+    segments.push(active);
+    Ok(Recovered { segments, active_file, truncated_bytes })
+}

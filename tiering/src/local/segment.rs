@@ -1,0 +1,331 @@
+//! One segment: the log file `<base_offset:020>.log`, its sparse indexes, and the operations on its
+//! bytes shared by the read path (`read`, `find_time`), recovery (`scan`) and sealing (`seal`).
+//!
+//! Readers take an `Arc<Segment>` from the partition and then work without the partition lock: the
+//! published size in [`SegmentMeta`] says how far the bytes are complete. The writer appends
+//! through the same file handle.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use bytes::Bytes;
+
+use super::index::SegmentIndex;
+use crate::batch::header::{BatchHeader, HEADER_LEN, verify_crc};
+use crate::batch::records::decode_records;
+use crate::error::{Error, Result};
+
+pub const LOG_EXT: &str = "log";
+pub const INDEX_EXT: &str = "index";
+pub const TIME_INDEX_EXT: &str = "timeindex";
+
+/// `<dir>/<base:020>.<ext>`
+pub fn segment_path(dir: &Path, base_offset: i64, ext: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{ext}"))
+}
+
+/// What readers may see of a segment; changed only by the writer, after the bytes are written (and
+/// synced, under fsync durability).
+#[derive(Debug, Clone)]
+pub struct SegmentMeta {
+    pub index: SegmentIndex,
+    /// Published bytes: readers never look past this.
+    pub size: u64,
+    /// The offset after the last published batch.
+    pub next_offset: i64,
+    /// Sealed segments never change again.
+    pub sealed: bool,
+}
+
+#[derive(Debug)]
+pub struct Segment {
+    pub base_offset: i64,
+    path: PathBuf,
+    file: OnceLock<Arc<File>>,
+    pub(crate) meta: RwLock<SegmentMeta>,
+}
+
+/// A summary of a segment for `describe` and `inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub size: u64,
+    pub max_timestamp: i64,
+    pub sealed: bool,
+    pub path: PathBuf,
+}
+
+/// How [`scan`] treats the bytes it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanMode {
+    /// Bytes known to be durable and checked before (below the recovery checkpoint, or a sealed
+    /// segment): read headers only.
+    Trusted,
+    /// Bytes of unknown state (past the checkpoint): check every batch's length, magic, CRC and
+    /// offset continuity.
+    Validate,
+}
+
+/// Where a scan stopped and why.
+#[derive(Debug)]
+pub struct ScanOutcome {
+    /// End of the last good batch.
+    pub end: u64,
+    pub next_offset: i64,
+    pub batches: u64,
+    /// Why it stopped before the end, if it did.
+    pub stopped: Option<String>,
+}
+
+impl Segment {
+    pub(crate) fn new(dir: &Path, base_offset: i64, meta: SegmentMeta, file: Option<Arc<File>>) -> Self {
+        let cell = OnceLock::new();
+        if let Some(f) = file {
+            let _ = cell.set(f);
+        }
+        Self { base_offset, path: segment_path(dir, base_offset, LOG_EXT), file: cell, meta: RwLock::new(meta) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The read handle, opened on first use (sealed segments are opened lazily, so a partition
+    /// of thousands of segments costs no file descriptors until read).
+    pub fn file(&self) -> Result<&Arc<File>> {
+        if let Some(f) = self.file.get() {
+            return Ok(f);
+        }
+        let f = File::open(&self.path).map_err(Error::io("open segment", &self.path))?;
+        Ok(self.file.get_or_init(|| Arc::new(f)))
+    }
+
+    pub fn meta(&self) -> SegmentMeta {
+        self.meta.read().expect("invariant: segment meta lock not poisoned").clone()
+    }
+
+    pub fn info(&self) -> SegmentInfo {
+        let m = self.meta.read().expect("invariant: segment meta lock not poisoned");
+        SegmentInfo {
+            base_offset: self.base_offset,
+            next_offset: m.next_offset,
+            size: m.size,
+            max_timestamp: m.index.max_timestamp(),
+            sealed: m.sealed,
+            path: self.path.clone(),
+        }
+    }
+
+    /// Reads exactly `len` bytes at `pos`.
+    pub fn read_at(&self, pos: u64, len: usize) -> Result<Bytes> {
+        let mut buf = vec![0u8; len];
+        self.file()?.read_exact_at(&mut buf, pos).map_err(Error::io("read segment", &self.path))?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Whole batches starting with the one that holds `offset`, at most `max_bytes` of them but
+    /// always at least one. `None` when this segment holds nothing at or after `offset`.
+    pub fn read(&self, offset: i64, max_bytes: usize, interval: u32) -> Result<Option<Bytes>> {
+        let (start, size) = {
+            let m = self.meta.read().expect("invariant: segment meta lock not poisoned");
+            if offset >= m.next_offset {
+                return Ok(None);
+            }
+            let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
+            (m.index.lookup_offset(rel) as u64, m.size)
+        };
+        let want = (max_bytes as u64).saturating_add(2 * interval as u64 + HEADER_LEN as u64);
+        let chunk = self.read_at(start, want.min(size - start) as usize)?;
+        // Skip batches before `offset`.
+        let mut pos = 0usize;
+        let first = loop {
+            let Ok(h) = BatchHeader::parse(&chunk[pos..]) else {
+                if start + (pos as u64) >= size {
+                    return Ok(None);
+                }
+                // The skip ran past the chunk: continue from there with a fresh read.
+                return self.read_from(start + pos as u64, offset, max_bytes, size);
+            };
+            if h.last_offset() >= offset {
+                break h;
+            }
+            pos += h.total_len();
+            if pos >= chunk.len() {
+                if start + pos as u64 >= size {
+                    return Ok(None);
+                }
+                return self.read_from(start + pos as u64, offset, max_bytes, size);
+            }
+        };
+        if pos + first.total_len() > chunk.len() {
+            return self.read_from(start + pos as u64, offset, max_bytes, size);
+        }
+        Ok(Some(take_batches(chunk.slice(pos..), max_bytes)))
+    }
+
+    /// The slow path of `read`: a batch at `pos` that the first chunk did not hold whole.
+    fn read_from(&self, pos: u64, offset: i64, max_bytes: usize, size: u64) -> Result<Option<Bytes>> {
+        let mut pos = pos;
+        loop {
+            if pos >= size {
+                return Ok(None);
+            }
+            let hdr = self.read_at(pos, HEADER_LEN.min((size - pos) as usize))?;
+            let h = BatchHeader::parse(&hdr).map_err(|e| self.corrupt(pos, e.to_string()))?;
+            if h.last_offset() < offset {
+                pos += h.total_len() as u64;
+                continue;
+            }
+            let len = (h.total_len().max(max_bytes) as u64).min(size - pos);
+            if (len as usize) < h.total_len() {
+                return Err(self.corrupt(pos, "batch runs past the published size".into()));
+            }
+            let chunk = self.read_at(pos, len as usize)?;
+            return Ok(Some(take_batches(chunk, max_bytes)));
+        }
+    }
+
+    /// The first record with timestamp >= `t` in this segment: `(offset, timestamp)`.
+    pub fn find_time(&self, t: i64) -> Result<Option<(i64, i64)>> {
+        let (mut pos, size) = {
+            let m = self.meta.read().expect("invariant: segment meta lock not poisoned");
+            if m.index.max_timestamp() < t {
+                return Ok(None);
+            }
+            (m.index.lookup_time(t) as u64, m.size)
+        };
+        while pos < size {
+            let hdr = self.read_at(pos, HEADER_LEN.min((size - pos) as usize))?;
+            let h = BatchHeader::parse(&hdr).map_err(|e| self.corrupt(pos, e.to_string()))?;
+            if h.max_timestamp >= t {
+                let batch = self.read_at(pos, h.total_len())?;
+                let records = decode_records(&h, &batch).map_err(|e| self.corrupt(pos, e.to_string()))?;
+                return Ok(records.iter().find(|r| r.timestamp >= t).map(|r| (r.offset, r.timestamp)));
+            }
+            pos += h.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Writes the index files of a sealed segment and marks it sealed. The log itself must already
+    /// be synced by the caller.
+    pub(crate) fn seal(&self, dir: &Path) -> Result<()> {
+        let mut m = self.meta.write().expect("invariant: segment meta lock not poisoned");
+        let next_rel = (m.next_offset - self.base_offset) as u32;
+        write_durable(&segment_path(dir, self.base_offset, INDEX_EXT), &m.index.encode_offsets())?;
+        write_durable(&segment_path(dir, self.base_offset, TIME_INDEX_EXT), &m.index.encode_times(next_rel))?;
+        m.sealed = true;
+        Ok(())
+    }
+
+    fn corrupt(&self, position: u64, reason: String) -> Error {
+        Error::Corrupt { path: self.path.clone(), position, reason }
+    }
+}
+
+/// Trims a buffer that starts at a batch to whole batches: at most `max_bytes`, at least one.
+fn take_batches(buf: Bytes, max_bytes: usize) -> Bytes {
+    let mut end = 0usize;
+    while let Ok(h) = BatchHeader::parse(&buf[end..]) {
+        let next = end + h.total_len();
+        if next > buf.len() || (end > 0 && next > max_bytes) {
+            break;
+        }
+        end = next;
+    }
+    buf.slice(..end)
+}
+
+/// Writes a small file atomically and durably: temp file, fsync, rename. The caller syncs the
+/// directory when the rename itself must survive a crash.
+pub(crate) fn write_durable(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let mut f = File::create(&tmp).map_err(Error::io("create", &tmp))?;
+    std::io::Write::write_all(&mut f, data).map_err(Error::io("write", &tmp))?;
+    f.sync_data().map_err(Error::io("fsync", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(Error::io("rename", path))?;
+    Ok(())
+}
+
+/// fsyncs a directory so that file creations, renames and deletions in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("fsync directory", dir))
+}
+
+/// Opens (creating if needed) a segment log for appending and reading.
+pub(crate) fn open_for_append(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(Error::io("open segment for append", path))
+}
+
+/// Walks the batches of `file` from `start` to `end`, feeding `index`. Stops at the first batch
+/// that is incomplete, unparsable, out of offset sequence or (in `Validate` mode) fails its CRC.
+#[allow(clippy::too_many_arguments)]
+pub fn scan(
+    file: &File,
+    start: u64,
+    end: u64,
+    base_offset: i64,
+    mut expected_offset: i64,
+    mode: ScanMode,
+    index: &mut SegmentIndex,
+    interval: u32,
+) -> std::io::Result<ScanOutcome> {
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    reader.seek(SeekFrom::Start(start))?;
+    let mut pos = start;
+    let mut batches = 0u64;
+    let mut hdr = [0u8; HEADER_LEN];
+    let mut body = Vec::new();
+    let stop = |reason: String, pos, next, batches| {
+        Ok(ScanOutcome { end: pos, next_offset: next, batches, stopped: Some(reason) })
+    };
+    while pos < end {
+        if end - pos < HEADER_LEN as u64 {
+            return stop(format!("{} trailing bytes are less than a header", end - pos), pos, expected_offset, batches);
+        }
+        reader.read_exact(&mut hdr)?;
+        let h = match BatchHeader::parse(&hdr) {
+            Ok(h) => h,
+            Err(e) => return stop(e.to_string(), pos, expected_offset, batches),
+        };
+        let len = h.total_len() as u64;
+        if pos + len > end {
+            return stop(format!("batch of {len} bytes runs past the end ({end})"), pos, expected_offset, batches);
+        }
+        if h.base_offset != expected_offset || h.last_offset_delta < 0 {
+            return stop(
+                format!("batch base offset {} where {} was expected", h.base_offset, expected_offset),
+                pos,
+                expected_offset,
+                batches,
+            );
+        }
+        match mode {
+            ScanMode::Trusted => reader.seek_relative(len as i64 - HEADER_LEN as i64)?,
+            ScanMode::Validate => {
+                body.clear();
+                body.extend_from_slice(&hdr);
+                body.resize(len as usize, 0);
+                reader.read_exact(&mut body[HEADER_LEN..])?;
+                if let Err(e) = verify_crc(&body, &h) {
+                    return stop(e.to_string(), pos, expected_offset, batches);
+                }
+            }
+        }
+        let rel = (h.base_offset - base_offset) as u32;
+        index.on_append(rel, pos as u32, len as u32, h.max_timestamp, interval);
+        expected_offset = h.next_offset();
+        pos += len;
+        batches += 1;
+    }
+    Ok(ScanOutcome { end: pos, next_offset: expected_offset, batches, stopped: None })
+}

@@ -1,0 +1,27 @@
+//! Metric names of the tiering crate, with units in the name. Recorded through the `metrics`
+//! facade; the binary decides whether and how to export them.
+
+/// Batches appended (counter).
+pub const APPEND_BATCHES: &str = "tierlog_append_batches_total";
+/// Bytes appended (counter).
+pub const APPEND_BYTES: &str = "tierlog_append_bytes_total";
+/// Records appended (counter).
+pub const APPEND_RECORDS: &str = "tierlog_append_records_total";
+/// Time an append waited in the writer's queue before its group started (histogram).
+pub const GROUP_QUEUE_SECONDS: &str = "tierlog_group_commit_queue_seconds";
+/// Time the writer spent writing one group (histogram).
+pub const GROUP_WRITE_SECONDS: &str = "tierlog_group_commit_write_seconds";
+/// Time the writer spent in fsync for one group, all partitions (histogram).
+pub const GROUP_SYNC_SECONDS: &str = "tierlog_group_commit_sync_seconds";
+/// Bytes in one group (histogram).
+pub const GROUP_BYTES: &str = "tierlog_group_commit_bytes";
+/// Partitions fsynced in one group (histogram).
+pub const GROUP_PARTITIONS: &str = "tierlog_group_commit_partitions";
+/// Bytes read from local segments (counter).
+pub const READ_BYTES: &str = "tierlog_read_bytes_total";
+/// Segments sealed (counter), label `reason` = size | age | forced.
+pub const SEGMENTS_ROLLED: &str = "tierlog_segments_rolled_total";
+/// Local segments deleted by retention (counter).
+pub const RETENTION_DELETED_SEGMENTS: &str = "tierlog_local_retention_deleted_segments_total";
+/// Bytes cut from segment tails during recovery (counter).
+pub const RECOVERY_TRUNCATED_BYTES: &str = "tierlog_recovery_truncated_bytes_total";
