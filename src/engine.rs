@@ -58,8 +58,8 @@ struct Inner {
     /// Serialises topic creation, so two creators of one name cannot both win.
     create: AsyncMutex<()>,
     closed: std::sync::atomic::AtomicBool,
-    /// Held for the engine's life: one process per data dir.
-    _lock: File,
+    /// The data dir's lock, held until `close`: one engine per data dir.
+    lock: std::sync::Mutex<Option<File>>,
 }
 
 /// A tierlog engine over one data dir. Cheap to clone; every clone is the same engine.
@@ -139,7 +139,7 @@ impl Engine {
                 topics: RwLock::new(topics),
                 create: AsyncMutex::new(()),
                 closed: false.into(),
-                _lock: lock,
+                lock: std::sync::Mutex::new(Some(lock)),
             }),
         })
     }
@@ -239,7 +239,7 @@ impl Engine {
     #[instrument(skip_all, fields(topic, partition))]
     pub async fn append(&self, topic: &str, partition: u32, batch: Bytes) -> Result<AppendInfo> {
         let p = self.partition(topic, partition)?;
-        let batch = ValidatedBatch::validate(batch, p.config().max_batch_bytes)
+        let batch = ValidatedBatch::validate(batch, p.config().batch_limit())
             .map_err(|source| Error::InvalidBatch { topic: topic.to_owned(), partition, source })?;
         self.inner.writer.append(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))
     }
@@ -254,7 +254,7 @@ impl Engine {
         batch: Bytes,
     ) -> Result<impl std::future::Future<Output = Result<AppendInfo>> + use<>> {
         let p = self.partition(topic, partition)?;
-        let batch = ValidatedBatch::validate(batch, p.config().max_batch_bytes)
+        let batch = ValidatedBatch::validate(batch, p.config().batch_limit())
             .map_err(|source| Error::InvalidBatch { topic: topic.to_owned(), partition, source })?;
         let ticket = self.inner.writer.enqueue(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))?;
         let topic = topic.to_owned();
@@ -303,7 +303,10 @@ impl Engine {
         if self.inner.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return Ok(());
         }
-        self.inner.writer.shutdown().await.map_err(Error::from)
+        let res = self.inner.writer.shutdown().await.map_err(Error::from);
+        // Released only once everything is flushed: another engine may now open the data dir.
+        drop(self.inner.lock.lock().ok().and_then(|mut l| l.take()));
+        res
     }
 }
 

@@ -258,7 +258,6 @@ pub async fn run(args: &AppendBenchArgs) -> anyhow::Result<()> {
         let engine = Engine::open(EngineConfig::new(&d.path)).await?;
         let mut tc = TopicConfig::default();
         tc.log.segment_bytes = 8192;
-        tc.log.max_batch_bytes = 8192;
         tc.log.durability = Durability::None;
         engine.create_topic("bench", tc).await?;
         let batch = make_batch(6 << 10, 200);

@@ -129,7 +129,6 @@ async fn demo(engine: &Engine, args: &DemoArgs, data_dir: &Path) -> anyhow::Resu
     let partitions = 4u32;
     let mut tc = TopicConfig { partitions, ..Default::default() };
     tc.log.segment_bytes = 1 << 20;
-    tc.log.max_batch_bytes = 1 << 20;
     engine.create_topic("orders", tc).await?;
     println!(
         "tierlog demo: {} orders over {} days into topic `orders` ({partitions} partitions) in {}",

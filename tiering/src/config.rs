@@ -84,7 +84,8 @@ pub struct LogConfig {
     pub local_retention_ms: Option<u64>,
     /// Delete the oldest local segments while the partition holds more than this. Default: none.
     pub local_retention_bytes: Option<u64>,
-    /// Largest batch an append accepts. Default 8 MiB; bounds 1 KiB..=64 MiB.
+    /// Largest batch an append accepts. Default 8 MiB; bounds 1 KiB..=64 MiB. A batch must also
+    /// fit in one segment: the effective limit is the smaller of this and `segment_bytes`.
     pub max_batch_bytes: usize,
 }
 
@@ -104,6 +105,11 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
+    /// The largest batch an append accepts: `max_batch_bytes`, capped at `segment_bytes`.
+    pub fn batch_limit(&self) -> usize {
+        self.max_batch_bytes.min(self.segment_bytes.min(usize::MAX as u64) as usize)
+    }
+
     /// Checks every bound; the error names the field.
     pub fn validate(&self) -> Result<()> {
         let bad = |field, reason: String| Err(Error::InvalidConfig { field, reason });
@@ -118,12 +124,6 @@ impl LogConfig {
         }
         if !(1024..=(64 << 20)).contains(&self.max_batch_bytes) {
             return bad("max_batch_bytes", format!("{} is outside 1024..=67108864", self.max_batch_bytes));
-        }
-        if self.max_batch_bytes as u64 > self.segment_bytes {
-            return bad(
-                "max_batch_bytes",
-                format!("{} is larger than segment_bytes ({})", self.max_batch_bytes, self.segment_bytes),
-            );
         }
         if self.local_retention_ms == Some(0) {
             return bad("local_retention_ms", "must be at least 1 (omit it to keep forever)".into());

@@ -24,11 +24,12 @@ fn batch(tag: u64, n: usize, ts: impl Fn(usize) -> i64) -> ValidatedBatch {
             timestamp: ts(i),
         })
         .collect();
-    ValidatedBatch::validate(BatchBuilder::from_records(Compression::None, &recs), 1 << 20).unwrap()
+    ValidatedBatch::validate(BatchBuilder::from_records(Compression::None, &recs), small_config().batch_limit())
+        .unwrap()
 }
 
 fn small_config() -> LogConfig {
-    LogConfig { segment_bytes: 4096, max_batch_bytes: 4096, index_interval_bytes: 256, ..Default::default() }
+    LogConfig { segment_bytes: 4096, index_interval_bytes: 256, ..Default::default() }
 }
 
 struct Harness {

@@ -10,6 +10,6 @@ pub mod partition;
 pub mod recover;
 pub mod segment;
 
-pub use group_commit::{AppendTicket, LogWriter, WriterConfig};
+pub use group_commit::{AppendTicket, LogWriter, SyncStrategy, WriterConfig};
 pub use partition::{AppendInfo, OffsetSpec, Partition, ReadResult, TimeOffset};
 pub use segment::SegmentInfo;
