@@ -84,10 +84,10 @@ impl EngineConfig {
 
     /// Parses a TOML config file; unknown keys are errors.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| Error::Io {
             op: "read config",
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::from_toml(&text)
     }

@@ -76,7 +76,7 @@ impl std::fmt::Debug for Engine {
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_owned();
-    move |source| Error::Io { op, path, source }
+    move |error| Error::Io { op, path, error }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -240,7 +240,7 @@ impl Engine {
     pub async fn append(&self, topic: &str, partition: u32, batch: Bytes) -> Result<AppendInfo> {
         let p = self.partition(topic, partition)?;
         let batch = ValidatedBatch::validate(batch, p.config().batch_limit())
-            .map_err(|source| Error::InvalidBatch { topic: topic.to_owned(), partition, source })?;
+            .map_err(|reason| Error::InvalidBatch { topic: topic.to_owned(), partition, reason })?;
         self.inner.writer.append(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))
     }
 
@@ -255,7 +255,7 @@ impl Engine {
     ) -> Result<impl std::future::Future<Output = Result<AppendInfo>> + use<>> {
         let p = self.partition(topic, partition)?;
         let batch = ValidatedBatch::validate(batch, p.config().batch_limit())
-            .map_err(|source| Error::InvalidBatch { topic: topic.to_owned(), partition, source })?;
+            .map_err(|reason| Error::InvalidBatch { topic: topic.to_owned(), partition, reason })?;
         let ticket = self.inner.writer.enqueue(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))?;
         let topic = topic.to_owned();
         Ok(async move { ticket.await.map_err(|e| Error::storage(&topic, partition, e)) })

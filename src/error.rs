@@ -30,8 +30,8 @@ pub enum Error {
     UnknownTopic { topic: String },
     #[error("topic {topic:?} has no partition {partition} (it has {partitions})")]
     UnknownPartition { topic: String, partition: u32, partitions: u32 },
-    #[error("invalid record batch for {topic}-{partition}: {source}")]
-    InvalidBatch { topic: String, partition: u32, source: BatchError },
+    #[error("invalid record batch for {topic}-{partition}: {reason}")]
+    InvalidBatch { topic: String, partition: u32, reason: BatchError },
     #[error("offset {offset} is out of range for {topic}-{partition}: it holds [{start}, {end})")]
     OffsetOutOfRange { topic: String, partition: u32, offset: i64, start: i64, end: i64 },
     #[error("invalid config `{field}`: {reason}")]
@@ -40,8 +40,8 @@ pub enum Error {
     DataDirLocked { path: PathBuf },
     #[error("corrupt data in {path} at byte {position}: {reason}")]
     Corrupt { path: PathBuf, position: u64, reason: String },
-    #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{op} {path}: {error}")]
+    Io { op: &'static str, path: PathBuf, error: std::io::Error },
     #[error("tierlog is closed{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed { reason: Option<String> },
 }
@@ -65,7 +65,7 @@ impl Error {
     pub(crate) fn storage(topic: &str, partition: u32, e: tiering::Error) -> Error {
         use tiering::Error as T;
         match e {
-            T::InvalidBatch(source) => Error::InvalidBatch { topic: topic.into(), partition, source },
+            T::InvalidBatch(reason) => Error::InvalidBatch { topic: topic.into(), partition, reason },
             T::OffsetOutOfRange { offset, start, end } => {
                 Error::OffsetOutOfRange { topic: topic.into(), partition, offset, start, end }
             }
@@ -78,14 +78,14 @@ impl From<tiering::Error> for Error {
     fn from(e: tiering::Error) -> Self {
         use tiering::Error as T;
         match e {
-            T::InvalidBatch(source) => Error::InvalidBatch { topic: String::new(), partition: 0, source },
+            T::InvalidBatch(reason) => Error::InvalidBatch { topic: String::new(), partition: 0, reason },
             T::InvalidTopicName { name, reason } => Error::InvalidTopicName { name, reason },
             T::InvalidConfig { field, reason } => Error::InvalidConfig { field: field.into(), reason },
             T::OffsetOutOfRange { offset, start, end } => {
                 Error::OffsetOutOfRange { topic: String::new(), partition: 0, offset, start, end }
             }
             T::Corrupt { path, position, reason } => Error::Corrupt { path, position, reason },
-            T::Io { op, path, source } => Error::Io { op, path, source },
+            T::Io { op, path, error } => Error::Io { op, path, error },
             T::Closed { reason } => Error::Closed { reason },
         }
     }

@@ -98,14 +98,25 @@ pub async fn consume(engine: &Engine, args: &ConsumeArgs, out: &mut impl Write) 
     let limit = args.max_records.unwrap_or(u64::MAX);
     for p in partitions {
         let latest = engine.offset_for_time(&args.topic, p, OffsetSpec::Latest).await?.map_or(0, |t| t.offset);
+        let earliest = engine.offset_for_time(&args.topic, p, OffsetSpec::Earliest).await?.map_or(0, |t| t.offset);
         let start = match (args.from_offset, args.from_time) {
             (Some(o), _) => o,
             (None, Some(t)) => match engine.offset_for_time(&args.topic, p, OffsetSpec::Timestamp(t)).await? {
                 Some(t) => t.offset,
                 None => continue,
             },
-            (None, None) => engine.offset_for_time(&args.topic, p, OffsetSpec::Earliest).await?.map_or(0, |t| t.offset),
+            (None, None) => earliest,
         };
+        if start < earliest || start > latest {
+            return Err(crate::Error::OffsetOutOfRange {
+                topic: args.topic.clone(),
+                partition: p,
+                offset: start,
+                start: earliest,
+                end: latest,
+            }
+            .into());
+        }
         let end = match (args.to_offset, args.to_time) {
             (Some(o), _) => o.min(latest),
             (None, Some(t)) => {

@@ -91,7 +91,10 @@ pub async fn run(cli: &Cli, args: &ProduceArgs) -> anyhow::Result<()> {
 
 /// Produces the JSON lines of `input`; returns what was appended.
 pub async fn produce(engine: &Engine, args: &ProduceArgs, input: impl BufRead) -> anyhow::Result<ProduceSummary> {
-    let partitions = engine.describe_topic(&args.topic)?.partitions.len() as u32;
+    let topic = engine.describe_topic(&args.topic)?;
+    let partitions = topic.partitions.len() as u32;
+    // Keep each batch under the topic's limit (a header and some slack for record framing).
+    let batch_bytes = args.batch_bytes.min(topic.config.log.batch_limit().saturating_sub(256).max(1));
     if let Some(p) = args.partition {
         anyhow::ensure!(p < partitions, "topic {:?} has no partition {p} (it has {partitions})", args.topic);
     }
@@ -123,9 +126,19 @@ pub async fn produce(engine: &Engine, args: &ProduceArgs, input: impl BufRead) -
             (None, Some(k)) => crc32c::crc32c(k) % partitions,
             (None, None) => round_robin % partitions,
         };
+        let size = 32
+            + record.key.as_ref().map_or(0, |k| k.len())
+            + record.value.as_ref().map_or(0, |v| v.len())
+            + record.headers.iter().map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 8).sum::<usize>();
+        let b = &mut builders[p as usize];
+        if !b.is_empty() && b.records_bytes() + size > batch_bytes {
+            let full = std::mem::replace(b, BatchBuilder::new(args.compression));
+            let count = full.len() as u64;
+            producer.send(p, full.build(), count).await?;
+        }
         let b = &mut builders[p as usize];
         b.push(&record);
-        if b.len() >= args.batch_records || b.records_bytes() >= args.batch_bytes {
+        if b.len() >= args.batch_records {
             let full = std::mem::replace(b, BatchBuilder::new(args.compression));
             let count = full.len() as u64;
             producer.send(p, full.build(), count).await?;

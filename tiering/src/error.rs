@@ -47,8 +47,8 @@ pub enum Error {
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("corrupt data in {path} at byte {position}: {reason}")]
     Corrupt { path: PathBuf, position: u64, reason: String },
-    #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{op} {path}: {error}")]
+    Io { op: &'static str, path: PathBuf, error: std::io::Error },
     #[error("the log writer has stopped{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed { reason: Option<String> },
 }
@@ -57,7 +57,7 @@ impl Error {
     /// Wraps an IO error with the operation and the path it concerned.
     pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { op, path, source }
+        move |error| Error::Io { op, path, error }
     }
 }
 

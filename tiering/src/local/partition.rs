@@ -377,7 +377,7 @@ impl Partition {
         let mut st = self.lock_writer();
         match synced {
             Some(Err(e)) => {
-                let e = Error::Io { op: "fsync segment", path: st.active.path().to_owned(), source: e };
+                let e = Error::Io { op: "fsync segment", path: st.active.path().to_owned(), error: e };
                 self.fail(&mut st, &e.to_string());
                 return Err(e);
             }
@@ -513,7 +513,7 @@ impl Partition {
                 if let Err(e) = std::fs::remove_file(&p)
                     && e.kind() != std::io::ErrorKind::NotFound
                 {
-                    return Err(Error::Io { op: "delete segment", path: p, source: e });
+                    return Err(Error::Io { op: "delete segment", path: p, error: e });
                 }
             }
         }

@@ -62,7 +62,7 @@ fn remove_segment_files(dir: &Path, base: i64) -> Result<()> {
         match std::fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Io { op: "remove segment file", path: p, source: e }),
+            Err(e) => return Err(Error::Io { op: "remove segment file", path: p, error: e }),
         }
     }
     Ok(())

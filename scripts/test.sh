@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a machine with only Rust and Python 3:
+#   1. installs what the tests need into .cache/ (a venv with kafka-python and its codecs, pinned
+#      by version and sha256), once;
+#   2. runs every test of the workspace;
+#   3. runs the benchmark binary once in smoke mode (tiny sizes), so the bench code stays working.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+cache="$root/.cache"
+venv="$cache/venv"
+mkdir -p "$cache"
+
+req="$root/scripts/python-requirements.txt"
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "== installing test dependencies into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --only-binary=:all: -r "$req"
+  echo "$want" > "$stamp"
+fi
+export TIERLOG_PYTHON="$venv/bin/python"
+
+echo "== cargo test --workspace"
+cargo test --workspace --locked
+
+echo "== tierlog bench append --smoke"
+cargo run --locked --quiet --release --bin tierlog -- bench append --smoke --dir "$cache/bench"

@@ -1,0 +1,220 @@
+//! The `tierlog` binary end to end: topics, produce (text, binary, headers, times), consume by
+//! offset and time range, offset-for-time, inspect, bad input, and the demo.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn tierlog(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tierlog"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn produce_consume_roundtrip_and_time_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(tierlog(d, &["topic", "create", "orders", "--partitions", "2", "--segment-bytes", "4096"], None));
+    assert_eq!(ok(tierlog(d, &["topic", "list"], None)).trim(), "orders");
+
+    let mut input = String::new();
+    for i in 0..300 {
+        let ts = 1_767_571_200_000i64 + i * 60_000; // a record a minute from 2026-01-05
+        input.push_str(&format!(
+            "{{\"key\":\"k{}\",\"value\":\"order {i} é\",\"headers\":{{\"src\":\"test\"}},\"timestamp\":{ts}}}\n",
+            i % 4
+        ));
+    }
+    input.push_str("{\"key_b64\":\"gICA\",\"value_b64\":\"/wD+\",\"timestamp\":\"2026-01-06T00:00:00Z\"}\n");
+    input.push_str("{\"key\":\"k0\",\"timestamp\":\"2026-01-06T00:00:01Z\"}\n"); // a tombstone
+    let summary: serde_json::Value = serde_json::from_str(&ok(tierlog(
+        d,
+        &["produce", "orders", "--partition", "1", "--batch-records", "25", "--compression", "zstd"],
+        Some(&input),
+    )))
+    .unwrap();
+    assert_eq!(summary["records"], 302);
+    assert_eq!((summary["first_offset"].as_i64(), summary["last_offset"].as_i64()), (Some(0), Some(301)));
+
+    let all = json_lines(&ok(tierlog(d, &["consume", "orders", "--partition", "1"], None)));
+    assert_eq!(all.len(), 302);
+    assert_eq!(all[7]["value"], "order 7 é");
+    assert_eq!(all[7]["headers"][0]["value"], "test");
+    assert_eq!(all[300]["key_b64"], "gICA");
+    assert_eq!(all[300]["value_b64"], "/wD+");
+    assert!(all[301]["value"].is_null());
+    assert!(all.iter().enumerate().all(|(i, r)| r["offset"] == i as i64));
+
+    // Output can be fed back to produce unchanged.
+    let again: String = all
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.as_object_mut().unwrap().remove("partition");
+            r.as_object_mut().unwrap().remove("offset");
+            format!("{r}\n")
+        })
+        .collect();
+    ok(tierlog(d, &["produce", "orders", "--partition", "0"], Some(&again)));
+    let copy = json_lines(&ok(tierlog(d, &["consume", "orders", "--partition", "0"], None)));
+    for (a, b) in all.iter().zip(&copy) {
+        assert_eq!(
+            (&a["key"], &a["value"], &a["key_b64"], &a["timestamp"]),
+            (&b["key"], &b["value"], &b["key_b64"], &b["timestamp"])
+        );
+    }
+
+    // Time range [00:10, 00:20) on 2026-01-05 holds records 10..20.
+    let range = json_lines(&ok(tierlog(
+        d,
+        &[
+            "consume",
+            "orders",
+            "--partition",
+            "1",
+            "--from-time",
+            "2026-01-05T00:10:00Z",
+            "--to-time",
+            "2026-01-05T00:20:00Z",
+        ],
+        None,
+    )));
+    assert_eq!(range.iter().map(|r| r["offset"].as_i64().unwrap()).collect::<Vec<_>>(), (10..20).collect::<Vec<_>>());
+    let range = json_lines(&ok(tierlog(
+        d,
+        &["consume", "orders", "--partition", "1", "--from-offset", "295", "--to-offset", "298"],
+        None,
+    )));
+    assert_eq!(range.len(), 3);
+    let limited = json_lines(&ok(tierlog(d, &["consume", "orders", "--max-records", "5"], None)));
+    assert_eq!(limited.len(), 5);
+
+    let t: serde_json::Value = serde_json::from_str(&ok(tierlog(
+        d,
+        &["offset-for-time", "orders", "--partition", "1", "--time", "2026-01-05T01:00:30Z"],
+        None,
+    )))
+    .unwrap();
+    assert_eq!((t["offset"].as_i64(), t["timestamp"].as_i64()), (Some(61), Some(1_767_571_200_000 + 61 * 60_000)));
+    let t: serde_json::Value = serde_json::from_str(&ok(tierlog(
+        d,
+        &["offset-for-time", "orders", "--partition", "1", "--time", "latest"],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(t["offset"], 302);
+    let t: serde_json::Value = serde_json::from_str(&ok(tierlog(
+        d,
+        &["offset-for-time", "orders", "--partition", "1", "--time", "2030-01-01T00:00:00Z"],
+        None,
+    )))
+    .unwrap();
+    assert!(t["offset"].is_null());
+
+    let desc: serde_json::Value =
+        serde_json::from_str(&ok(tierlog(d, &["topic", "describe", "orders"], None))).unwrap();
+    assert_eq!(desc["partitions"][1]["high_watermark"], 302);
+    assert!(desc["partitions"][0]["segments"].as_i64().unwrap() > 1, "{desc}");
+
+    // inspect: every batch with CRC ok, for a partition folder and for a single segment.
+    let out = ok(tierlog(d, &["inspect", "--batches", d.join("orders-1").to_str().unwrap()], None));
+    let lines = json_lines(&out);
+    assert!(lines.iter().filter(|l| l.get("crc").is_some()).all(|l| l["crc"] == "ok" && l["compression"] == "zstd"));
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.get("records").is_some() && l.get("crc").is_some())
+            .map(|l| l["records"].as_i64().unwrap())
+            .sum::<i64>(),
+        302
+    );
+    // A corrupted byte shows up as a bad CRC.
+    let seg = d.join("orders-1").join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[100] ^= 0xff;
+    let copy_path = dir.path().join("copy.log");
+    std::fs::write(&copy_path, &bytes).unwrap();
+    let out = ok(tierlog(d, &["inspect", copy_path.to_str().unwrap()], None));
+    assert!(out.contains("\"crc\":\"BAD\""), "{out}");
+}
+
+#[test]
+fn bad_input_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(tierlog(d, &["topic", "create", "t"], None));
+    let out =
+        tierlog(d, &["produce", "t"], Some("{\"value\":\"a\"}\n{\"value\":\"b\"}\nnot json\n{\"value\":\"c\"}\n"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3") && err.contains("2 records before the bad line were appended"), "{err}");
+    assert_eq!(json_lines(&ok(tierlog(d, &["consume", "t"], None))).len(), 2);
+
+    for (args, needle) in [
+        (vec!["topic", "create", "../x"], "invalid topic name"),
+        (vec!["topic", "create", "t"], "already exists"),
+        (vec!["topic", "create", "u", "--partitions", "0"], "partitions"),
+        (vec!["topic", "create", "u", "--durability", "sometimes"], "durability"),
+        (vec!["consume", "missing"], "unknown topic"),
+        (vec!["consume", "t", "--partition", "3"], "no partition 3"),
+        (vec!["consume", "t", "--from-offset", "99"], "out of range"),
+        (vec!["consume", "t", "--from-time", "yesterday"], "RFC 3339"),
+        (vec!["produce", "t", "--partition", "5"], "no partition 5"),
+    ] {
+        let out = tierlog(d, &args, Some(""));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(needle), "{args:?}: {err}");
+    }
+    let bad_cfg = dir.path().join("bad.toml");
+    std::fs::write(&bad_cfg, "[topic_defaults.log]\nsegment_bytes = 12\n").unwrap();
+    let out = tierlog(d, &["--config", bad_cfg.to_str().unwrap(), "topic", "list"], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("topic_defaults.log.segment_bytes"));
+}
+
+#[test]
+fn demo_runs_and_checks_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let out = ok(tierlog(
+        dir.path(),
+        &["demo", "--dir", demo_dir.to_str().unwrap(), "--orders", "3000", "--days", "3"],
+        None,
+    ));
+    assert!(out.contains("every event accounted for"), "{out}");
+    assert!(out.contains("events per day"));
+    // Runs again over its own folder, but refuses a folder that is not a demo's.
+    ok(tierlog(dir.path(), &["demo", "--dir", demo_dir.to_str().unwrap(), "--orders", "100", "--days", "1"], None));
+    let other = dir.path().join("precious");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("file"), "keep me").unwrap();
+    let out = tierlog(dir.path(), &["demo", "--dir", other.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(other.join("file")).unwrap(), "keep me");
+}
