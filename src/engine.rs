@@ -85,6 +85,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| Error::Closed { reason: Some(format!("blocking task failed: {e}")) })
 }
 
+/// Runs a read's file IO: in place on a multi-threaded runtime (reads are short and mostly served
+/// from the page cache, so handing them to the blocking pool would cost a fifth of a 1 MiB read),
+/// on the blocking pool otherwise.
+async fn blocking_read<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => Ok(tokio::task::block_in_place(f)),
+        _ => blocking(f).await,
+    }
+}
+
 impl Engine {
     /// Opens the data dir (creating it if needed), recovers every partition of every topic, and
     /// starts the writer.
@@ -267,7 +277,7 @@ impl Engine {
     #[instrument(skip_all, fields(topic, partition, offset))]
     pub async fn read(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> Result<ReadResult> {
         let p = self.partition(topic, partition)?;
-        blocking(move || p.read(offset, max_bytes)).await?.map_err(|e| Error::storage(topic, partition, e))
+        blocking_read(move || p.read(offset, max_bytes)).await?.map_err(|e| Error::storage(topic, partition, e))
     }
 
     /// Kafka ListOffsets: the first offset whose timestamp is >= t, or the earliest or latest

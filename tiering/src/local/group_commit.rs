@@ -38,12 +38,6 @@ pub struct WriterConfig {
     /// How often periodic work runs (segment age, interval fsync, checkpoints, retention).
     /// Default 100 ms; bounds 1..=60000.
     pub tick_ms: u64,
-    /// Longest a group waits to fill up, in microseconds. When producers wait for their acks, they
-    /// all send again right after a group is acknowledged; without a wait the next group would
-    /// start with the first of them and the rest would form a second, small group. The writer waits
-    /// only while the group holds less than 3/4 of the previous group's bytes, so a lone producer
-    /// never waits. Default 500; 0 disables it; at most 100000.
-    pub max_group_wait_us: u64,
     /// How a group with several dirty partitions is made durable. `auto` (default): one
     /// `syncfs(2)` on the data dir's filesystem, which costs about one fsync whatever the number of
     /// partitions, but also flushes anything else dirty on that filesystem: best on a disk
@@ -70,7 +64,6 @@ impl Default for WriterConfig {
             queue_capacity: 8192,
             max_group_bytes: 16 << 20,
             tick_ms: 100,
-            max_group_wait_us: 500,
             sync_strategy: SyncStrategy::Auto,
             sync_threads: 16,
         }
@@ -88,9 +81,6 @@ impl WriterConfig {
         }
         if !(1..=60_000).contains(&self.tick_ms) {
             return bad("writer.tick_ms", "must be within 1..=60000");
-        }
-        if self.max_group_wait_us > 100_000 {
-            return bad("writer.max_group_wait_us", "must be at most 100000");
         }
         if !(1..=256).contains(&self.sync_threads) {
             return bad("writer.sync_threads", "must be within 1..=256");
@@ -295,12 +285,8 @@ fn next_command(rx: &mut mpsc::Receiver<Command>) -> Option<Command> {
 fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig) {
     let mut partitions: Vec<Arc<Partition>> = Vec::new();
     let mut shutdown: Option<oneshot::Sender<Result<()>>> = None;
-    let mut last_group_bytes = 0usize;
-    let max_wait = Duration::from_micros(config.max_group_wait_us);
     while shutdown.is_none() {
         let Some(first) = next_command(&mut rx) else { break };
-        let started = Instant::now();
-        let target = (last_group_bytes / 4 * 3).min(config.max_group_bytes);
         let mut bytes = append_bytes(&first);
         let mut group = vec![first];
         while bytes < config.max_group_bytes {
@@ -309,13 +295,9 @@ fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig) {
                     bytes += append_bytes(&cmd);
                     group.push(cmd);
                 }
-                Err(mpsc::error::TryRecvError::Empty) if bytes < target && started.elapsed() < max_wait => {
-                    std::thread::yield_now();
-                }
                 Err(_) => break,
             }
         }
-        last_group_bytes = bytes;
         // Appends first, grouped by partition in arrival order; then the rest in order.
         let mut appends = Appends::default();
         let mut others = Vec::new();

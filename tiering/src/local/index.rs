@@ -45,6 +45,11 @@ impl SegmentIndex {
         self.max_timestamp = self.max_timestamp.max(max_ts);
     }
 
+    /// Whether two indexes hold the same entries (ignoring where the next entry is due).
+    pub fn same_entries(&self, other: &SegmentIndex) -> bool {
+        self.offsets == other.offsets && self.times == other.times && self.max_timestamp == other.max_timestamp
+    }
+
     /// Where to start scanning for `rel_offset`: the position of the last entry at or below it.
     pub fn lookup_offset(&self, rel_offset: u32) -> u32 {
         let i = self.offsets.partition_point(|&(o, _)| o <= rel_offset);

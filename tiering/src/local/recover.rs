@@ -155,7 +155,15 @@ pub fn recover(dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered
     let n = segments.len();
     for (i, seg) in segments.iter().enumerate() {
         if i + 1 < n {
-            if !seg.meta().sealed {
+            let m = seg.meta();
+            if m.sealed {
+                continue;
+            }
+            // Index files that match what the scan rebuilt are kept as they are.
+            let on_disk = load_index(dir, seg.base_offset, m.size, m.next_offset);
+            if on_disk.is_some_and(|ix| ix.same_entries(&m.index)) {
+                seg.meta.write().expect("invariant: segment meta lock not poisoned").sealed = true;
+            } else {
                 seg.seal(dir)?;
                 dir_changed = true;
             }
