@@ -11,9 +11,7 @@ use super::Cli;
 use crate::engine::Engine;
 use crate::records::{parse_time, record_to_json};
 
-/// Ranges are half-open: from the start (inclusive) to the end (exclusive). A time start means the
-/// first offset whose timestamp is >= it (Kafka ListOffsets); a time end means every record before
-/// the first offset whose timestamp is >= it. Times are ms since the epoch or RFC 3339.
+/// Arguments of `tierlog consume` (ranges are described on the subcommand).
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     pub topic: String,

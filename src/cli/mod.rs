@@ -35,8 +35,21 @@ pub enum Command {
     #[command(subcommand)]
     Topic(topic::TopicCommand),
     /// Append JSON lines from stdin to a topic.
+    ///
+    /// Each line is {"key", "value", "headers", "timestamp"}. Strings are taken as UTF-8. Binary keys
+    /// and values go base64-encoded in "key_b64" / "value_b64"; binary header values as
+    /// "headers": [{"key": "h", "value_b64": "..."}] (or "headers": {"h": "text"} for text). "timestamp"
+    /// is ms since the epoch or RFC 3339 (absent: now). A null or absent value is a tombstone.
+    /// Every line before a bad line is appended; the bad line and the rest are not, and the exit code
+    /// is non-zero. Prints a JSON summary with the first and last offsets.
     Produce(produce::ProduceArgs),
     /// Print records of a topic as JSON lines, by offset or time range.
+    ///
+    /// Ranges are half-open: from the start (inclusive) to the end (exclusive). A time start is the
+    /// first offset whose timestamp is >= it (Kafka ListOffsets); a time end stops before the first
+    /// offset whose timestamp is >= it. Times are ms since the epoch or RFC 3339. Keys and values that
+    /// are not UTF-8 are printed base64-encoded as "key_b64" / "value_b64", so the output can be fed
+    /// back to `produce`.
     Consume(consume::ConsumeArgs),
     /// The first offset whose timestamp is >= a time (Kafka ListOffsets), or earliest/latest.
     OffsetForTime(consume::OffsetForTimeArgs),

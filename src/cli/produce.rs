@@ -13,11 +13,7 @@ use super::Cli;
 use crate::engine::Engine;
 use crate::records::{ProduceSummary, record_from_json};
 
-/// Reads JSON lines from stdin: {"key","value","headers","timestamp"}. Strings are UTF-8; give
-/// binary keys or values base64-encoded as "key_b64" / "value_b64" (and headers as
-/// [{"key":"h","value_b64":"..."}]). "timestamp" is ms since the epoch or RFC 3339; absent means now.
-/// Every line before a bad one is appended; the bad line and the rest are not, and the exit code
-/// is non-zero.
+/// Arguments of `tierlog produce` (the format is described on the subcommand).
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     pub topic: String,

@@ -240,7 +240,15 @@ impl Partition {
             if offset >= hw {
                 break;
             }
-            if let Some(bytes) = s.read(offset, max_bytes, self.config.index_interval_bytes)? {
+            let read = s.read(offset, max_bytes, self.config.index_interval_bytes);
+            // Retention may delete the segment between the lookup and the read.
+            if let Err(Error::Io { error, .. }) = &read
+                && error.kind() == std::io::ErrorKind::NotFound
+                && offset < self.log_start_offset()
+            {
+                return Err(Error::OffsetOutOfRange { offset, start: self.log_start_offset(), end: hw });
+            }
+            if let Some(bytes) = read? {
                 metrics::counter!(stats::READ_BYTES, "tier" => "local").increment(bytes.len() as u64);
                 return Ok(result(bytes));
             }

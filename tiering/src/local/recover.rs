@@ -78,7 +78,13 @@ fn load_index(dir: &Path, base: i64, size: u64, next_offset: i64) -> Option<Segm
 /// Recovers the partition folder `dir` (created if missing). `start_offset` is the base of the
 /// first segment of a brand-new partition.
 pub fn recover(dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered> {
-    std::fs::create_dir_all(dir).map_err(Error::io("create partition folder", dir))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(Error::io("create partition folder", dir))?;
+        // The folder's own entry must be durable before anything in it is acknowledged.
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+    }
     let bases = list_segments(dir)?;
     let cp = checkpoint::read(dir);
     let corrupt = |path: PathBuf, position, reason| Error::Corrupt { path, position, reason };
