@@ -21,7 +21,7 @@ use super::checkpoint::{self, Checkpoint};
 use super::index::SegmentIndex;
 use super::recover::recover;
 use super::segment::{
-    INDEX_EXT, LOG_EXT, Segment, SegmentInfo, SegmentMeta, TIME_INDEX_EXT, open_for_append, segment_path, sync_dir,
+    LOG_EXT, Segment, SegmentInfo, SegmentMeta, open_for_append, remove_segment_files, segment_path, sync_dir,
 };
 use crate::batch::header::{HEADER_LEN, patch_header, set_crc};
 use crate::batch::{TimestampType, ValidatedBatch};
@@ -516,14 +516,7 @@ impl Partition {
         }
         drop(st);
         for &base in &removed {
-            for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
-                let p = segment_path(&self.dir, base, ext);
-                if let Err(e) = std::fs::remove_file(&p)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    return Err(Error::Io { op: "delete segment", path: p, error: e });
-                }
-            }
+            remove_segment_files(&self.dir, base)?;
         }
         if !removed.is_empty() {
             tracing::info!(topic = %self.topic, partition = self.id, segments = removed.len(), "local retention deleted segments");

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use super::checkpoint::{self, Checkpoint};
 use super::index::SegmentIndex;
 use super::segment::{
-    INDEX_EXT, LOG_EXT, ScanMode, Segment, SegmentMeta, TIME_INDEX_EXT, open_for_append, scan, segment_path, sync_dir,
+    INDEX_EXT, LOG_EXT, ScanMode, Segment, SegmentMeta, TIME_INDEX_EXT, open_for_append, remove_segment_files, scan,
+    segment_path, sync_dir,
 };
 use crate::error::{Error, Result};
 use crate::stats;
@@ -54,18 +55,6 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>> {
         }
     }
     Ok(logs)
-}
-
-fn remove_segment_files(dir: &Path, base: i64) -> Result<()> {
-    for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
-        let p = segment_path(dir, base, ext);
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Io { op: "remove segment file", path: p, error: e }),
-        }
-    }
-    Ok(())
 }
 
 /// Loads a sealed segment's index files if they are present and sound.

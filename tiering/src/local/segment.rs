@@ -278,6 +278,19 @@ pub(crate) fn write_durable(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Deletes a segment's log and index files; files already gone are fine.
+pub(crate) fn remove_segment_files(dir: &Path, base: i64) -> Result<()> {
+    for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+        let p = segment_path(dir, base, ext);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io { op: "remove segment file", path: p, error: e }),
+        }
+    }
+    Ok(())
+}
+
 /// fsyncs a directory so that file creations, renames and deletions in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("fsync directory", dir))
