@@ -158,6 +158,9 @@ pub async fn run(args: &AppendBenchArgs) -> anyhow::Result<()> {
         plan.trials,
         root.path.display()
     );
+    if args.smoke {
+        println!("(smoke mode: checks that every scenario runs; at these sizes the figures mean nothing)");
+    }
     raw::warm_disk(&root.path, if args.smoke { 8 << 20 } else { 1 << 30 })?;
 
     // 1. One producer, same group size as the raw loop.
