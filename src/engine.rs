@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 
 const TOPICS_DIR: &str = "topics";
 const LOCK_FILE: &str = ".lock";
+const JOURNAL_DIR: &str = "journal";
 
 /// One topic: its settings and its partitions.
 #[derive(Debug)]
@@ -121,18 +122,22 @@ impl Engine {
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::DataDirLocked { path: dir }),
             Err(std::fs::TryLockError::Error(e)) => return Err(io("lock data dir", &lock_path)(e)),
         }
-        let writer = LogWriter::start(config.writer.clone())?;
         let (topic_list, clock2) = (load_topic_configs(&topics_dir)?, clock.clone());
         let data_dir = dir.clone();
-        let loaded = blocking(move || -> Result<Vec<(String, Topic)>> {
+        let journal_dir = dir.join(JOURNAL_DIR);
+        let (loaded, journal) = blocking(move || -> Result<_> {
             let mut out = Vec::new();
             for (name, cfg) in topic_list {
                 let partitions = open_partitions(&data_dir, &name, &cfg, &clock2)?;
                 out.push((name, Topic { config: cfg, partitions }));
             }
-            Ok(out)
+            // Acknowledged batches that only the journal holds go back into their segments.
+            let all: Vec<Arc<Partition>> = out.iter().flat_map(|(_, t)| t.partitions.iter().cloned()).collect();
+            let journal = tiering::local::journal::recover(&journal_dir, &all)?;
+            Ok((out, journal))
         })
         .await??;
+        let writer = LogWriter::start(config.writer.clone(), Some(journal))?;
         let mut topics = BTreeMap::new();
         for (name, topic) in loaded {
             for p in &topic.partitions {

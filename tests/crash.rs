@@ -22,6 +22,10 @@ const TASKS: u64 = 6;
 fn config(dir: &str) -> EngineConfig {
     let mut c = EngineConfig::new(dir);
     c.writer.tick_ms = 5; // checkpoints and rolls happen often, so kills land in them too
+    // Most groups span partitions and go through the disk journal, and journal files rotate
+    // (sync every segment, delete old files) every megabyte, so kills land in all of that too.
+    c.writer.journal_min_partitions = 2;
+    c.writer.journal_file_bytes = 1 << 20;
     c
 }
 

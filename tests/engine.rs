@@ -175,3 +175,118 @@ async fn pipelined_appends_keep_their_order() {
     }
     engine.close().await.unwrap();
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A machine crash can lose segment writes that were never fsynced. Groups that span several
+/// partitions are made durable by the disk journal instead, so every acknowledged batch must come
+/// back from it: here the copy of a live data dir loses everything past each partition's recovery
+/// checkpoint (cut at a random byte, mid-batch included) and is reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_restores_acknowledged_batches_whose_segment_writes_were_lost() {
+    lost_segment_writes(128 << 20, 50).await;
+}
+
+/// The same with 1 MiB journal files and ~6 MB of appends: several rotations (segments fsynced in
+/// the background, old journal files deleted) happen before the crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_rotation_never_forgets_unsynced_batches() {
+    lost_segment_writes(1 << 20, 3000).await;
+}
+
+async fn lost_segment_writes(journal_file_bytes: u64, value_bytes: usize) {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let mut cfg = EngineConfig::new(&live);
+    cfg.writer.journal_min_partitions = 2;
+    cfg.writer.journal_file_bytes = journal_file_bytes;
+    let clock = tierlog::ManualClock::new(1_700_000_000_000);
+    let engine = Engine::open_with_clock(cfg.clone(), clock.clone()).await.unwrap();
+    engine.create_topic("j", TopicConfig { partitions: 4, ..Default::default() }).await.unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..16u32 {
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..40 {
+                let mut recs = records(1 + (i % 4) as usize, (t * 1000 + i) as i64);
+                for r in &mut recs {
+                    // Random bytes, so compression does not shrink what the journal carries.
+                    let mut rng = rand::rngs::SmallRng::seed_from_u64((t * 1000 + i) as u64);
+                    r.value = Some(Bytes::from((0..value_bytes).map(|_| rng.random::<u8>()).collect::<Vec<u8>>()));
+                }
+                let batch = BatchBuilder::from_records(Compression::ALL[(i % 5) as usize], &recs);
+                let at = engine.append("j", t % 4, batch).await.unwrap();
+                acked.push((t % 4, at.base_offset, recs));
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    let wal: u64 = std::fs::read_dir(live.join("journal")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(wal > 0, "multi-partition groups went through the journal");
+    let newest_journal: u64 = std::fs::read_dir(live.join("journal"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".wal")?.parse().ok())
+        .max()
+        .unwrap();
+    if journal_file_bytes < (2 << 20) {
+        assert!(newest_journal >= 2, "the journal rotated (newest file {newest_journal})");
+    }
+
+    // Let each partition checkpoint exactly what is fsynced in its segment (journaled bytes are
+    // not), then copy the live dir (page cache included) and lose everything past the checkpoints.
+    clock.advance(60_000);
+    engine.tick().await.unwrap();
+    let copy = dir.path().join("copy");
+    copy_dir(&live, &copy);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    let mut cut_any = false;
+    for p in 0..4 {
+        let pdir = copy.join(format!("j-{p}"));
+        let text = std::fs::read_to_string(pdir.join("recovery-checkpoint")).unwrap();
+        let parts: Vec<&str> = text.split(' ').collect();
+        let (base, pos): (i64, u64) = (parts[1].parse().unwrap(), parts[2].parse().unwrap());
+        let seg = pdir.join(format!("{base:020}.log"));
+        let len = std::fs::metadata(&seg).unwrap().len();
+        if len > pos {
+            let keep = rng.random_range(pos..len);
+            std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(keep).unwrap();
+            cut_any = true;
+        }
+    }
+    assert!(cut_any, "some segment bytes were past the checkpoint, so only the journal held them");
+    engine.close().await.unwrap();
+
+    let restored = Engine::open(EngineConfig::new(&copy)).await.unwrap();
+    for (p, base, recs) in &acked {
+        let r = restored.read("j", *p, *base, 1).await.unwrap();
+        let got: Vec<Record> = r.records().unwrap().into_iter().map(Record::from).collect();
+        assert_eq!(&got, recs, "partition {p} offset {base}");
+    }
+    for p in 0..4 {
+        assert_eq!(
+            restored.offset_for_time("j", p, OffsetSpec::Latest).await.unwrap().unwrap().offset,
+            4 * 40 * 10 / 4
+        );
+    }
+    // The replayed bytes are in the segments now: the journal was emptied, and appends continue.
+    let at = restored.append("j", 0, Bytes::from(good_batch())).await.unwrap();
+    assert_eq!(at.base_offset, 400);
+    restored.close().await.unwrap();
+}

@@ -20,8 +20,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::partition::{AppendInfo, Partition};
+use super::journal::{self, Entry, Journal};
+use super::partition::{AppendInfo, Durable, Partition};
 use crate::batch::ValidatedBatch;
+use crate::batch::header::HEADER_LEN;
+use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::stats;
 
@@ -44,6 +47,17 @@ pub struct WriterConfig {
     /// dedicated to tierlog (it falls back to `per-file` on kernels before 5.8, whose syncfs does
     /// not report write errors). `per-file`: fdatasync each partition, in parallel.
     pub sync_strategy: SyncStrategy,
+    /// Use the disk journal for groups that dirty at least `journal_min_partitions` partitions
+    /// under fsync durability: their batches are appended to one journal file and made durable
+    /// with one fdatasync; segment files are fsynced later, before the journal forgets them.
+    /// Costs a second copy of those bytes on disk. Default true.
+    pub journal: bool,
+    /// See `journal`. Default 4; at least 2.
+    pub journal_min_partitions: usize,
+    /// Start a new journal file (after fsyncing the segments the current one covers) once it
+    /// reaches this size. Bounds the journal's disk use and what recovery replays. Default
+    /// 128 MiB; bounds 1 MiB..=16 GiB.
+    pub journal_file_bytes: u64,
     /// Threads that fdatasync the partitions of one group in parallel under `per-file`.
     /// Default 16; bounds 1..=256.
     pub sync_threads: usize,
@@ -64,6 +78,9 @@ impl Default for WriterConfig {
             queue_capacity: 8192,
             max_group_bytes: 16 << 20,
             tick_ms: 100,
+            journal: true,
+            journal_min_partitions: 4,
+            journal_file_bytes: 128 << 20,
             sync_strategy: SyncStrategy::Auto,
             sync_threads: 16,
         }
@@ -81,6 +98,12 @@ impl WriterConfig {
         }
         if !(1..=60_000).contains(&self.tick_ms) {
             return bad("writer.tick_ms", "must be within 1..=60000");
+        }
+        if self.journal_min_partitions < 2 {
+            return bad("writer.journal_min_partitions", "must be at least 2");
+        }
+        if !((1 << 20)..=(16 << 30)).contains(&self.journal_file_bytes) {
+            return bad("writer.journal_file_bytes", "must be within 1048576..=17179869184");
         }
         if !(1..=256).contains(&self.sync_threads) {
             return bad("writer.sync_threads", "must be within 1..=256");
@@ -129,15 +152,17 @@ fn closed() -> Error {
 }
 
 impl LogWriter {
-    /// Starts the writer thread and its ticker.
-    pub fn start(config: WriterConfig) -> Result<Self> {
+    /// Starts the writer thread and its ticker. `journal` is the disk journal (see
+    /// [`super::journal`]), already replayed; `None` runs without one.
+    pub fn start(config: WriterConfig, journal: Option<Journal>) -> Result<Self> {
         config.validate()?;
+        let journal = journal.filter(|_| config.journal);
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let thread = std::thread::Builder::new()
             .name("tierlog-writer".into())
             .spawn({
                 let config = config.clone();
-                move || run(rx, config)
+                move || run(rx, config, journal)
             })
             .map_err(Error::io("spawn writer thread", "tierlog-writer"))?;
         // The ticker holds a weak sender, so dropping every `LogWriter` handle still stops the task.
@@ -253,9 +278,16 @@ impl Appends {
         None
     }
 
-    fn commit(self, config: &WriterConfig) {
+    fn commit(
+        self,
+        config: &WriterConfig,
+        journal: &mut Option<Journal>,
+        partitions: &[Arc<Partition>],
+        rotation: &mut Option<Rotation>,
+    ) {
         if !self.order.is_empty() {
-            commit_group(config, self.order, self.by_partition);
+            commit_group(config, journal, self.order, self.by_partition);
+            maybe_rotate(config, journal, partitions, rotation, false);
         }
     }
 }
@@ -282,9 +314,10 @@ fn next_command(rx: &mut mpsc::Receiver<Command>) -> Option<Command> {
 }
 
 /// The writer task's loop.
-fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig) {
+fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig, mut journal: Option<Journal>) {
     let mut partitions: Vec<Arc<Partition>> = Vec::new();
     let mut shutdown: Option<oneshot::Sender<Result<()>>> = None;
+    let mut rotation: Option<Rotation> = None;
     while shutdown.is_none() {
         let Some(first) = next_command(&mut rx) else { break };
         let mut bytes = append_bytes(&first);
@@ -308,10 +341,11 @@ fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig) {
                 None => {}
             }
         }
-        appends.commit(&config);
+        appends.commit(&config, &mut journal, &partitions, &mut rotation);
         for cmd in others {
             match cmd {
                 Command::Tick { ack } => {
+                    maybe_rotate(&config, &mut journal, &partitions, &mut rotation, false);
                     for p in &partitions {
                         if let Err(e) = p.tick() {
                             tracing::warn!(topic = p.topic(), partition = p.id(), error = %e, "periodic work failed");
@@ -325,7 +359,10 @@ fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig) {
                     let _ = ack.send(partition.roll());
                 }
                 Command::Flush { ack } => {
-                    let _ = ack.send(close_all(&partitions));
+                    maybe_rotate(&config, &mut journal, &partitions, &mut rotation, true);
+                    // Every segment is synced: the journal can start afresh.
+                    let res = close_all(&partitions).and_then(|()| journal.as_mut().map_or(Ok(()), |j| j.rotate()));
+                    let _ = ack.send(res);
                 }
                 Command::Shutdown { ack } => shutdown = Some(ack),
                 Command::Append { .. } | Command::Register(_) => {}
@@ -348,8 +385,13 @@ fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig) {
             _ => {}
         }
     }
-    appends.commit(&config);
-    let res = close_all(&partitions);
+    appends.commit(&config, &mut journal, &partitions, &mut rotation);
+    maybe_rotate(&config, &mut journal, &partitions, &mut rotation, true);
+    let mut res = close_all(&partitions);
+    // Every segment is synced now; the journal is no longer needed.
+    if let (Ok(()), Some(j)) = (&res, journal) {
+        res = j.remove_all();
+    }
     if let Err(e) = &res {
         tracing::error!(error = %e, "closing partitions failed");
     }
@@ -372,6 +414,7 @@ fn close_all(partitions: &[Arc<Partition>]) -> Result<()> {
 /// One group: write every partition's batches, fsync the dirty ones together, publish, ack.
 fn commit_group(
     config: &WriterConfig,
+    journal: &mut Option<Journal>,
     order: Vec<Arc<Partition>>,
     mut appends: HashMap<*const Partition, (Vec<ValidatedBatch>, Vec<Waiter>)>,
 ) {
@@ -386,24 +429,59 @@ fn commit_group(
         }
         group_bytes += batches.iter().map(|b| b.len()).sum::<usize>();
         let records: i64 = batches.iter().map(|b| b.header().record_count as i64).sum();
-        let (results, sync) = p.write_group(&batches);
-        work.push((p, results, sync, waiters, batches.len(), records));
+        let written = p.write_group(&batches);
+        work.push((p, written, batches, waiters, records));
     }
     let written = Instant::now();
     metrics::histogram!(stats::GROUP_WRITE_SECONDS).record(written.duration_since(started).as_secs_f64());
 
-    let files: Vec<(usize, Arc<File>)> =
-        work.iter().enumerate().filter_map(|(i, w)| w.2.clone().map(|f| (i, f))).collect();
-    let mut synced: Vec<Option<std::io::Result<()>>> = (0..work.len()).map(|_| None).collect();
+    let mut durable: Vec<Durable> = (0..work.len()).map(|_| Durable::NotNeeded).collect();
+    // Partitions that must be durable now under fsync durability: through the journal when there
+    // are enough of them.
+    let fsync_now: Vec<usize> =
+        (0..work.len()).filter(|&i| work[i].1.sync.is_some() && work[i].0.durability() == Durability::Fsync).collect();
+    let mut journaled = vec![false; work.len()];
+    if let Some(j) = journal.as_mut().filter(|_| fsync_now.len() >= config.journal_min_partitions) {
+        let mut entries = Vec::new();
+        for &i in &fsync_now {
+            let (p, w, batches, _, _) = &work[i];
+            for ((r, h), b) in w.results.iter().zip(&w.headers).zip(batches) {
+                if r.is_ok() {
+                    entries.push(Entry { partition: p.name(), header: h, rest: &b.bytes()[HEADER_LEN..] });
+                }
+            }
+        }
+        let res = j.append(&entries);
+        if let Err(e) = &res {
+            tracing::error!(error = %e, "journal append failed; continuing in a new journal file");
+            if let Err(e) = j.start_next_file() {
+                tracing::error!(error = %e, "cannot start a new journal file; journaling stops until restart");
+                *journal = None;
+            }
+        }
+        for &i in &fsync_now {
+            journaled[i] = true;
+            durable[i] =
+                Durable::Journaled(res.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string())));
+        }
+    }
+    let files: Vec<(usize, Arc<File>)> = work
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !journaled[*i])
+        .filter_map(|(i, w)| w.1.sync.clone().map(|f| (i, f)))
+        .collect();
     for (i, res) in sync_files(&files, config) {
-        synced[i] = Some(res);
+        durable[i] = Durable::Synced(res);
     }
     metrics::histogram!(stats::GROUP_SYNC_SECONDS).record(written.elapsed().as_secs_f64());
     metrics::histogram!(stats::GROUP_BYTES).record(group_bytes as f64);
     metrics::histogram!(stats::GROUP_PARTITIONS).record(work.len() as f64);
 
-    for ((p, mut results, _, waiters, batches, records), sync) in work.into_iter().zip(synced) {
-        if let Err(e) = p.publish(sync) {
+    for ((p, written, batches, waiters, records), how) in work.into_iter().zip(durable) {
+        let mut results = written.results;
+        let batches = batches.len();
+        if let Err(e) = p.publish(how) {
             let reason = e.to_string();
             for r in results.iter_mut() {
                 if r.is_ok() {
@@ -439,6 +517,68 @@ fn syncfs(file: &File) -> std::io::Result<()> {
     // SAFETY: syncfs only reads the descriptor, which `file` keeps open for the call.
     let rc = unsafe { libc::syncfs(file.as_raw_fd()) };
     if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// A journal rotation in flight: the segments the old files cover are being fsynced on a
+/// background thread; the old files are deleted when that succeeds.
+struct Rotation {
+    /// Files before this sequence number are covered.
+    keep_from: u64,
+    snapshots: Vec<(Arc<Partition>, i64, u64)>,
+    done: std::sync::mpsc::Receiver<bool>,
+}
+
+/// Finishes a rotation whose syncs are done (`wait`: block until they are), and starts one when
+/// the journal file is full. Rotation never stops the writer: new groups go to a new file at once.
+fn maybe_rotate(
+    config: &WriterConfig,
+    journal: &mut Option<Journal>,
+    partitions: &[Arc<Partition>],
+    rotation: &mut Option<Rotation>,
+    wait: bool,
+) {
+    if let Some(r) = rotation.as_ref() {
+        let outcome = if wait { r.done.recv().ok() } else { r.done.try_recv().ok() };
+        match outcome {
+            None if !wait => return, // still syncing
+            Some(true) => {
+                for (p, base, position) in &r.snapshots {
+                    p.segment_synced(*base, *position);
+                }
+                if let Some(j) = journal.as_ref()
+                    && let Err(e) = journal::remove_before(j.dir(), r.keep_from)
+                {
+                    tracing::error!(error = %e, "deleting old journal files failed");
+                }
+            }
+            _ => tracing::error!("fsync before journal rotation failed; old journal files are kept"),
+        }
+        *rotation = None;
+    }
+    let Some(j) = journal.as_mut().filter(|j| j.size() >= config.journal_file_bytes) else { return };
+    if let Err(e) = j.start_next_file() {
+        tracing::error!(error = %e, "cannot start a new journal file");
+        return;
+    }
+    let keep_from = j.seq();
+    let mut snapshots = Vec::new();
+    let mut files = Vec::new();
+    for (i, p) in partitions.iter().enumerate() {
+        if let Some((f, base, position)) = p.journaled_file() {
+            files.push((i, f));
+            snapshots.push((p.clone(), base, position));
+        }
+    }
+    let (tx, done) = std::sync::mpsc::channel();
+    let config = config.clone();
+    let spawned = std::thread::Builder::new().name("tierlog-journal-sync".into()).spawn(move || {
+        let ok = sync_files(&files, &config).into_iter().all(|(_, r)| r.is_ok());
+        let _ = tx.send(ok);
+    });
+    match spawned {
+        Ok(_) => *rotation = Some(Rotation { keep_from, snapshots, done }),
+        Err(e) => tracing::error!(error = %e, "cannot start the journal sync thread"),
+    }
 }
 
 /// Makes the files durable: one fdatasync for one file; for several, one syncfs (every partition of

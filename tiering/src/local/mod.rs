@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod group_commit;
 pub mod index;
+pub mod journal;
 pub mod partition;
 pub mod recover;
 pub mod segment;

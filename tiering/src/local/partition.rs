@@ -99,12 +99,34 @@ struct WriterState {
     last_sync_ms: i64,
     /// Set after an IO error the partition cannot safely continue from; cleared by reopening.
     failed: Option<String>,
+    /// Bytes were acknowledged through the disk journal but not yet fsynced in the segment.
+    journaled: bool,
+}
+
+/// How a written group was made durable, as `publish` is told.
+pub(crate) enum Durable {
+    /// Not needed by this partition's durability.
+    NotNeeded,
+    /// The segment file was fdatasynced (or syncfs'd).
+    Synced(std::io::Result<()>),
+    /// The batches went to the disk journal, which was fdatasynced; the segment was not.
+    Journaled(std::io::Result<()>),
+}
+
+/// What `write_group` did: one result per batch, the file to fsync if the durability asks for it
+/// now, and each batch's header as written (for the journal).
+pub(crate) struct Written {
+    pub results: Vec<Result<AppendInfo>>,
+    pub sync: Option<Arc<File>>,
+    pub headers: Vec<[u8; HEADER_LEN]>,
 }
 
 /// A partition's local log. See the module docs for who calls what.
 pub struct Partition {
     topic: String,
     id: u32,
+    /// `<topic>-<partition>`: the folder name, and the partition's name in the disk journal.
+    name: String,
     dir: PathBuf,
     config: LogConfig,
     clock: Arc<dyn Clock>,
@@ -151,6 +173,7 @@ impl Partition {
             last_checkpoint_ms: now,
             last_sync_ms: now,
             failed: None,
+            journaled: false,
             active,
         };
         let segments: BTreeMap<i64, Arc<Segment>> = rec.segments.into_iter().map(|s| (s.base_offset, s)).collect();
@@ -166,6 +189,7 @@ impl Partition {
         Ok(Arc::new(Self {
             topic: topic.to_owned(),
             id,
+            name: format!("{topic}-{id}"),
             dir: dir.to_owned(),
             config,
             clock,
@@ -180,6 +204,13 @@ impl Partition {
     }
     pub fn id(&self) -> u32 {
         self.id
+    }
+    /// `<topic>-<partition>`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn durability(&self) -> Durability {
+        self.config.durability
     }
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -280,11 +311,12 @@ impl Partition {
     /// Assigns offsets to `batches` and writes them (one vectored write per segment touched),
     /// rolling segments as needed. Returns one result per batch and whether the group must be
     /// fsynced before it is published.
-    pub(crate) fn write_group(&self, batches: &[ValidatedBatch]) -> (Vec<Result<AppendInfo>>, Option<Arc<File>>) {
+    pub(crate) fn write_group(&self, batches: &[ValidatedBatch]) -> Written {
         let mut st = self.lock_writer();
         if let Some(reason) = &st.failed {
             let reason = format!("partition {}-{} failed: {reason}", self.topic, self.id);
-            return (batches.iter().map(|_| Err(Error::Closed { reason: Some(reason.clone()) })).collect(), None);
+            let results = batches.iter().map(|_| Err(Error::Closed { reason: Some(reason.clone()) })).collect();
+            return Written { results, sync: None, headers: Vec::new() };
         }
         let now = self.clock.now_ms();
         let log_append = (self.config.timestamp_type == TimestampType::LogAppendTime).then_some(now);
@@ -301,7 +333,8 @@ impl Partition {
                     .write_run(&st, &headers[run_start..i], &batches[run_start..i])
                     .and_then(|()| self.roll_locked(&mut st, reason));
                 if let Err(e) = step {
-                    return (self.fail_rest(&mut st, results, batches.len(), run_start, e), None);
+                    let results = self.fail_rest(&mut st, results, batches.len(), run_start, e);
+                    return Written { results, sync: None, headers };
                 }
                 run_start = i;
             }
@@ -328,15 +361,16 @@ impl Partition {
             results.push(Ok(AppendInfo { base_offset: base, last_offset: next - 1, log_append_time: log_append }));
         }
         if let Err(e) = self.write_run(&st, &headers[run_start..], &batches[run_start..]) {
-            return (self.fail_rest(&mut st, results, batches.len(), run_start, e), None);
+            let results = self.fail_rest(&mut st, results, batches.len(), run_start, e);
+            return Written { results, sync: None, headers };
         }
         let sync = match self.config.durability {
             Durability::Fsync => !st.pending.is_empty(),
             Durability::Interval { ms } => now - st.last_sync_ms >= ms as i64,
             Durability::None => false,
         };
-        let file = sync.then(|| st.file.clone());
-        (results, file)
+        let sync = sync.then(|| st.file.clone());
+        Written { results, sync, headers }
     }
 
     fn write_run(&self, st: &WriterState, headers: &[[u8; HEADER_LEN]], batches: &[ValidatedBatch]) -> Result<()> {
@@ -379,24 +413,80 @@ impl Partition {
         st.failed = Some(reason.to_owned());
     }
 
-    /// Makes written batches visible, after their fsync (`synced` tells how it went) when the
-    /// durability asks for one.
-    pub(crate) fn publish(&self, synced: Option<std::io::Result<()>>) -> Result<()> {
+    /// Makes written batches visible once they are durable as their durability asks (`how`).
+    pub(crate) fn publish(&self, how: Durable) -> Result<()> {
         let mut st = self.lock_writer();
-        match synced {
-            Some(Err(e)) => {
-                let e = Error::Io { op: "fsync segment", path: st.active.path().to_owned(), error: e };
-                self.fail(&mut st, &e.to_string());
-                return Err(e);
-            }
-            Some(Ok(())) => {
-                st.synced = (st.active.base_offset, st.position);
-                st.last_sync_ms = self.clock.now_ms();
-            }
-            None => {}
+        let (op, res) = match how {
+            Durable::NotNeeded => ("", Ok(())),
+            Durable::Synced(r) => ("fsync segment", r),
+            Durable::Journaled(r) => ("write journal", r),
+        };
+        if let Err(e) = res {
+            let e = Error::Io { op, path: st.active.path().to_owned(), error: e };
+            self.fail(&mut st, &e.to_string());
+            return Err(e);
+        }
+        if op == "fsync segment" {
+            st.synced = (st.active.base_offset, st.position);
+            st.last_sync_ms = self.clock.now_ms();
+        } else if op == "write journal" {
+            st.journaled = true;
         }
         self.publish_locked(&mut st);
         Ok(())
+    }
+
+    /// The active segment's file if it holds journaled bytes not yet fsynced in the segment, with
+    /// how far it is written. A failed partition too: its acknowledged batches are still only in
+    /// the journal.
+    pub(crate) fn journaled_file(&self) -> Option<(Arc<File>, i64, u64)> {
+        let st = self.lock_writer();
+        st.journaled.then(|| (st.file.clone(), st.active.base_offset, st.position))
+    }
+
+    /// Records that the active segment was fsynced after `journaled_file` gave `(base, position)`:
+    /// the journal may now forget this partition's entries up to there.
+    pub(crate) fn segment_synced(&self, base: i64, position: u64) {
+        let mut st = self.lock_writer();
+        if st.active.base_offset == base && st.synced.0 == base && st.synced.1 < position {
+            st.synced = (base, position);
+        }
+        if st.active.base_offset == base && st.position == position {
+            st.journaled = false;
+        }
+    }
+
+    /// Recovery from the disk journal: appends `batch` (as it was written, offsets assigned) if it
+    /// is the next one; skips it if the segment already holds it. A batch past the end is a gap
+    /// that nothing can fill: reported as corruption.
+    pub(crate) fn replay_batch(&self, batch: &[u8]) -> Result<bool> {
+        let mut st = self.lock_writer();
+        let h = crate::batch::BatchHeader::parse(batch).map_err(Error::InvalidBatch)?;
+        if h.base_offset < st.next_offset {
+            return Ok(false);
+        }
+        if h.base_offset > st.next_offset {
+            return Err(Error::Corrupt {
+                path: st.active.path().to_owned(),
+                position: st.position,
+                reason: format!("journal holds offset {} but the log ends at {}", h.base_offset, st.next_offset),
+            });
+        }
+        (&*st.file).write_all(batch).map_err(Error::io("write segment", st.active.path()))?;
+        let pending = Pending {
+            segment: st.active.clone(),
+            base_offset: h.base_offset,
+            position: st.position,
+            len: batch.len() as u32,
+            max_ts: h.max_timestamp,
+            next_offset: h.next_offset(),
+        };
+        st.pending.push(pending);
+        st.position += batch.len() as u64;
+        st.next_offset = h.next_offset();
+        st.journaled = true;
+        self.publish_locked(&mut st);
+        Ok(true)
     }
 
     fn publish_locked(&self, st: &mut WriterState) {
@@ -417,6 +507,7 @@ impl Partition {
         let path = st.active.path().to_owned();
         st.file.sync_data().map_err(Error::io("fsync segment", &path))?;
         st.synced = (st.active.base_offset, st.position);
+        st.journaled = false;
         self.publish_locked(st);
         st.active.seal(&self.dir)?;
         let base = st.next_offset;
@@ -533,6 +624,7 @@ impl Partition {
         }
         st.file.sync_data().map_err(Error::io("fsync segment", st.active.path()))?;
         st.synced = (st.active.base_offset, st.position);
+        st.journaled = false;
         self.publish_locked(&mut st);
         self.write_checkpoint(&mut st)
     }

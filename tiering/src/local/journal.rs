@@ -1,0 +1,238 @@
+//! The disk journal: one append-only file per data dir that makes a multi-partition group durable
+//! with one sequential write and one fdatasync, instead of one fsync per partition file.
+//!
+//! Write path: when a group dirties several partitions under fsync durability, the writer task
+//! writes their batches to the segment files as usual (no fsync), appends the same bytes to the
+//! journal in one vectored write, fdatasyncs the journal, and acknowledges. Segment files catch up
+//! later: before a journal file is deleted (at rotation and at close) every partition written
+//! through it is fsynced.
+//!
+//! Recovery: after each partition has recovered its segments (cutting any torn tail), [`replay`]
+//! hands every journal entry to its partition, which appends the ones past its end. So an
+//! acknowledged batch is either durable in its segment or durable in the journal, and recovery puts
+//! it back in the segment either way.
+//!
+//! File `<data_dir>/journal/<seq:020>.wal`; each entry is a frame
+//! `[len u32][crc u32][name_len u16][partition name][batch]`, where `len` counts what follows `crc`
+//! and `crc` (CRC-32C) covers the name and the batch's first 21 bytes (base offset, length, leader
+//! epoch, magic and the batch's own CRC, which covers the rest). A frame that is torn or fails a
+//! check ends the file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::batch::header::{ATTRIBUTES, HEADER_LEN, check_batch};
+use crate::error::{Error, Result};
+
+const EXT: &str = "wal";
+const FRAME_HEADER: usize = 8;
+
+/// The open journal of a writer task.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    seq: u64,
+    file: File,
+    size: u64,
+}
+
+/// One batch to journal: the partition's folder name, the batch's (patched) header and the rest of
+/// its bytes as they were written to the segment.
+pub struct Entry<'a> {
+    pub partition: &'a str,
+    pub header: &'a [u8; HEADER_LEN],
+    pub rest: &'a [u8],
+}
+
+fn file_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.{EXT}"))
+}
+
+/// The journal files in `dir`, oldest first.
+pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::Io { op: "list journal", path: dir.to_owned(), error: e }),
+    };
+    for entry in entries {
+        let path = entry.map_err(Error::io("list journal", dir))?.path();
+        let seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|s| s.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            out.push((seq, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl Journal {
+    /// Starts a new journal file after any existing ones (which must have been replayed).
+    pub fn create(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(Error::io("create journal folder", dir))?;
+        let seq = list(dir)?.last().map_or(0, |(s, _)| s + 1);
+        let path = file_path(dir, seq);
+        let file =
+            OpenOptions::new().create_new(true).append(true).open(&path).map_err(Error::io("create journal", &path))?;
+        super::segment::sync_dir(dir)?;
+        Ok(Self { dir: dir.to_owned(), seq, file, size: 0 })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends the entries with one vectored write and fdatasyncs: when this returns Ok they are
+    /// durable.
+    pub fn append(&mut self, entries: &[Entry<'_>]) -> std::io::Result<()> {
+        let mut frames: Vec<[u8; FRAME_HEADER + 2]> = Vec::with_capacity(entries.len());
+        let mut total = 0u64;
+        for e in entries {
+            let name = e.partition.as_bytes();
+            let len = (2 + name.len() + HEADER_LEN + e.rest.len()) as u32;
+            let mut crc = crc32c::crc32c(&(name.len() as u16).to_be_bytes());
+            crc = crc32c::crc32c_append(crc, name);
+            crc = crc32c::crc32c_append(crc, &e.header[..ATTRIBUTES]);
+            let mut f = [0u8; FRAME_HEADER + 2];
+            f[..4].copy_from_slice(&len.to_be_bytes());
+            f[4..8].copy_from_slice(&crc.to_be_bytes());
+            f[8..10].copy_from_slice(&(name.len() as u16).to_be_bytes());
+            frames.push(f);
+            total += FRAME_HEADER as u64 + len as u64;
+        }
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(entries.len() * 4);
+        for (f, e) in frames.iter().zip(entries) {
+            slices.push(IoSlice::new(f));
+            slices.push(IoSlice::new(e.partition.as_bytes()));
+            slices.push(IoSlice::new(e.header));
+            slices.push(IoSlice::new(e.rest));
+        }
+        let mut bufs = &mut slices[..];
+        while !bufs.is_empty() {
+            let n = (&self.file).write_vectored(&bufs[..bufs.len().min(1024)])?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+        self.file.sync_data()?;
+        self.size += total;
+        Ok(())
+    }
+
+    /// Continues in a new file and keeps the current one, for after a failed append: its tail
+    /// may hold a torn frame, and replay stops at the first bad frame of a file.
+    pub fn start_next_file(&mut self) -> Result<()> {
+        let next = Journal::create(&self.dir)?;
+        drop(std::mem::replace(self, next));
+        Ok(())
+    }
+
+    /// Starts the next journal file. The caller must first have made every partition written
+    /// through the current one durable in its segments; then all older files are deleted.
+    pub fn rotate(&mut self) -> Result<()> {
+        let next = Journal::create(&self.dir)?;
+        let old = std::mem::replace(self, next);
+        drop(old);
+        remove_before(&self.dir, self.seq)
+    }
+
+    /// Deletes every journal file (at close, after every partition was synced).
+    pub fn remove_all(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        remove_before(&dir, u64::MAX)
+    }
+}
+
+/// Deletes journal files older than `seq`.
+pub fn remove_before(dir: &Path, seq: u64) -> Result<()> {
+    for (s, path) in list(dir)? {
+        if s < seq {
+            std::fs::remove_file(&path).map_err(Error::io("delete journal", &path))?;
+        }
+    }
+    super::segment::sync_dir(dir)
+}
+
+/// Reads every entry of every journal file in order and gives `(partition name, batch)` to
+/// `apply`. A file ends at its first torn or failing frame (a crash mid-append: those entries were
+/// never acknowledged).
+pub fn replay(dir: &Path, mut apply: impl FnMut(&str, &[u8]) -> Result<()>) -> Result<u64> {
+    let mut applied = 0u64;
+    for (_, path) in list(dir)? {
+        let mut data = Vec::new();
+        File::open(&path).and_then(|mut f| f.read_to_end(&mut data)).map_err(Error::io("read journal", &path))?;
+        let mut pos = 0usize;
+        while data.len() - pos >= FRAME_HEADER + 2 {
+            let len = u32::from_be_bytes(data[pos..pos + 4].try_into().expect("invariant: 4 bytes")) as usize;
+            let crc = u32::from_be_bytes(data[pos + 4..pos + 8].try_into().expect("invariant: 4 bytes"));
+            let body = &data[pos + FRAME_HEADER..];
+            if len > body.len() || len < 2 + HEADER_LEN {
+                break;
+            }
+            let body = &body[..len];
+            let name_len = u16::from_be_bytes([body[0], body[1]]) as usize;
+            if 2 + name_len + HEADER_LEN > len {
+                break;
+            }
+            let (name, batch) = body[2..].split_at(name_len);
+            let mut want = crc32c::crc32c(&body[..2]);
+            want = crc32c::crc32c_append(want, name);
+            want = crc32c::crc32c_append(want, &batch[..ATTRIBUTES]);
+            let (Ok(name), true, Ok(_)) = (std::str::from_utf8(name), want == crc, check_batch(batch)) else {
+                tracing::warn!(journal = %path.display(), position = pos, "journal ends in a torn or bad frame");
+                break;
+            };
+            apply(name, batch)?;
+            applied += 1;
+            pos += FRAME_HEADER + len;
+        }
+    }
+    Ok(applied)
+}
+
+/// Recovery of a data dir's journal: replays it into `partitions` (already recovered from their
+/// segments), fsyncs what it appended, and starts a fresh journal, deleting the replayed files.
+pub fn recover(dir: &Path, partitions: &[std::sync::Arc<super::Partition>]) -> Result<Journal> {
+    let by_name: std::collections::HashMap<&str, &std::sync::Arc<super::Partition>> =
+        partitions.iter().map(|p| (p.name(), p)).collect();
+    let mut touched = std::collections::BTreeSet::new();
+    let mut appended = 0u64;
+    let entries = replay(dir, |name, batch| {
+        let Some(p) = by_name.get(name) else {
+            tracing::error!(partition = name, "journal names a partition that does not exist; entry skipped");
+            return Ok(());
+        };
+        if p.replay_batch(batch)? {
+            appended += 1;
+            touched.insert(name.to_owned());
+        }
+        Ok(())
+    })?;
+    for name in &touched {
+        let p = by_name[name.as_str()];
+        if let Some((f, base, position)) = p.journaled_file() {
+            f.sync_data().map_err(Error::io("fsync segment", p.dir()))?;
+            p.segment_synced(base, position);
+        }
+    }
+    if entries > 0 {
+        tracing::info!(entries, appended, partitions = touched.len(), "journal replayed");
+    }
+    let journal = Journal::create(dir)?;
+    remove_before(dir, journal.seq)?;
+    Ok(journal)
+}
