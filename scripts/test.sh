@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on a machine with only Rust and Python 3:
-#   1. installs what the tests need into .cache/ (a venv with kafka-python and its codecs, pinned
-#      by version and sha256), once;
-#   2. runs every test of the workspace;
-#   3. runs the benchmark binary once in smoke mode (tiny sizes), so the bench code stays working.
+#   1. installs what the tests need into .cache/ (a venv with kafka-python and its codecs, and the
+#      SeaweedFS S3 server, pinned by version and sha256), once;
+#   2. starts SeaweedFS on free 127.0.0.1 ports (stopped again on exit, whatever happens);
+#   3. runs every test of the workspace (the S3 tests fail, never skip, without the server);
+#   4. runs the benchmark binary once in smoke mode (tiny sizes), so the bench code stays working.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -22,6 +23,14 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" > "$stamp"
 fi
 export TIERLOG_PYTHON="$venv/bin/python"
+
+s3dir="$cache/s3-$$"
+rm -rf "$s3dir"
+trap 'bash "$root/scripts/s3-server.sh" stop "$s3dir"; rm -rf "$s3dir"' EXIT
+echo "== starting SeaweedFS"
+s3env=$(bash "$root/scripts/s3-server.sh" start "$s3dir")   # fails the script if the server does not start
+eval "$s3env"
+echo "S3 at $TIERLOG_S3_ENDPOINT"
 
 echo "== cargo test --workspace"
 cargo test --workspace --locked

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod local;
+pub mod remote;
 pub mod stats;
 pub mod topic;
 

@@ -25,3 +25,8 @@ pub const SEGMENTS_ROLLED: &str = "tierlog_segments_rolled_total";
 pub const RETENTION_DELETED_SEGMENTS: &str = "tierlog_local_retention_deleted_segments_total";
 /// Bytes cut from segment tails during recovery (counter).
 pub const RECOVERY_TRUNCATED_BYTES: &str = "tierlog_recovery_truncated_bytes_total";
+/// Object-store requests (counter), label `op` = put | multipart_part | multipart_control | get |
+/// ranged_get | head | list | delete | copy.
+pub const OBJECT_STORE_REQUESTS: &str = "tierlog_object_store_requests_total";
+/// Object-store bytes (counter), label `direction` = out (written) | in (read).
+pub const OBJECT_STORE_BYTES: &str = "tierlog_object_store_bytes_total";
