@@ -416,21 +416,24 @@ impl Partition {
     /// Makes written batches visible once they are durable as their durability asks (`how`).
     pub(crate) fn publish(&self, how: Durable) -> Result<()> {
         let mut st = self.lock_writer();
-        let (op, res) = match how {
-            Durable::NotNeeded => ("", Ok(())),
-            Durable::Synced(r) => ("fsync segment", r),
-            Durable::Journaled(r) => ("write journal", r),
+        let failed = match how {
+            Durable::NotNeeded => None,
+            Durable::Synced(Ok(())) => {
+                st.synced = (st.active.base_offset, st.position);
+                st.last_sync_ms = self.clock.now_ms();
+                None
+            }
+            Durable::Journaled(Ok(())) => {
+                st.journaled = true;
+                None
+            }
+            Durable::Synced(Err(e)) => Some(("fsync segment", e)),
+            Durable::Journaled(Err(e)) => Some(("write journal", e)),
         };
-        if let Err(e) = res {
-            let e = Error::Io { op, path: st.active.path().to_owned(), error: e };
+        if let Some((op, error)) = failed {
+            let e = Error::Io { op, path: st.active.path().to_owned(), error };
             self.fail(&mut st, &e.to_string());
             return Err(e);
-        }
-        if op == "fsync segment" {
-            st.synced = (st.active.base_offset, st.position);
-            st.last_sync_ms = self.clock.now_ms();
-        } else if op == "write journal" {
-            st.journaled = true;
         }
         self.publish_locked(&mut st);
         Ok(())
