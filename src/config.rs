@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tiering::LogConfig;
 use tiering::local::WriterConfig;
+use tiering::remote::{ObjectStoreConfig, TieringConfig};
 
 use crate::error::{Error, Result};
 
@@ -64,6 +65,11 @@ pub struct EngineConfig {
     pub writer: WriterConfig,
     /// Defaults for topics created without explicit settings (the CLI's `topic create`).
     pub topic_defaults: TopicConfig,
+    /// The bucket sealed segments are uploaded to. Default: the local directory
+    /// `<data_dir>/bucket` (`kind = "local"`); `kind = "s3"` for an S3-compatible store.
+    pub object_store: Option<ObjectStoreConfig>,
+    /// Uploads, deferred deletion, the manifest and the read cache.
+    pub tiering: TieringConfig,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +78,8 @@ impl Default for EngineConfig {
             data_dir: PathBuf::from("tierlog-data"),
             writer: WriterConfig::default(),
             topic_defaults: TopicConfig::default(),
+            object_store: None,
+            tiering: TieringConfig::default(),
         }
     }
 }
@@ -83,6 +91,16 @@ impl EngineConfig {
     }
 
     /// Parses a TOML config file; unknown keys are errors.
+    /// The bucket: the configured one, or `<data_dir>/bucket`.
+    pub fn object_store(&self) -> ObjectStoreConfig {
+        self.object_store.clone().unwrap_or_else(|| ObjectStoreConfig::Local { path: self.data_dir.join("bucket") })
+    }
+
+    /// The directory of the read cache's disk tier.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.tiering.cache.dir.clone().unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|error| Error::Io {
             op: "read config",
@@ -104,6 +122,10 @@ impl EngineConfig {
             return Err(Error::InvalidConfig { field: "data_dir".into(), reason: "must not be empty".into() });
         }
         self.writer.validate()?;
+        self.tiering.validate()?;
+        if let Some(store) = &self.object_store {
+            store.validate()?;
+        }
         self.topic_defaults.validate().map_err(|e| match e {
             Error::InvalidConfig { field, reason } => {
                 Error::InvalidConfig { field: format!("topic_defaults.{field}"), reason }

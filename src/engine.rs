@@ -4,7 +4,9 @@
 //! async runtime.
 //!
 //! Append path: `append` -> batch validation (caller's task) -> `LogWriter` (group commit) ->
-//! partition. Read path: `read` / `offset_for_time` -> partition (on a blocking thread).
+//! partition. Upload path: sealed segments -> `Uploader` (background) -> bucket + manifest.
+//! Read path: `read` / `offset_for_time` -> `TieredPartition` -> the local segment at or above
+//! the local start offset, the bucket (through the cache) below it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -15,6 +17,11 @@ use bytes::Bytes;
 use tiering::batch::ValidatedBatch;
 use tiering::clock::{Clock, system_clock};
 use tiering::local::{AppendInfo, LogWriter, OffsetSpec, Partition, ReadResult, SegmentInfo, TimeOffset};
+use tiering::object_store::ObjectStore;
+use tiering::remote::{
+    ChunkCache, CountingStore, Head, Manifest, PassReport, RemoteLog, RemoteReader, RequestCounts, Uploader,
+};
+use tiering::tiered::TieredPartition;
 use tiering::topic::validate_topic_name;
 use tokio::sync::Mutex as AsyncMutex;
 use tracing::instrument;
@@ -31,6 +38,8 @@ const JOURNAL_DIR: &str = "journal";
 struct Topic {
     config: TopicConfig,
     partitions: Vec<Arc<Partition>>,
+    tiers: Vec<TieredPartition>,
+    remotes: Vec<Arc<RemoteLog>>,
 }
 
 /// What `describe_topic` tells about a partition.
@@ -41,6 +50,12 @@ pub struct PartitionDescription {
     pub high_watermark: i64,
     pub size_bytes: u64,
     pub segments: Vec<SegmentInfo>,
+    /// The partition's manifest head: what the bucket holds.
+    pub remote: Arc<Head>,
+    /// Set when another writer took the partition over in the bucket.
+    pub fenced: Option<String>,
+    /// The last tiering error, if the last pass failed.
+    pub tiering_error: Option<String>,
 }
 
 /// What `describe_topic` tells about a topic.
@@ -55,6 +70,12 @@ struct Inner {
     config: EngineConfig,
     clock: Arc<dyn Clock>,
     writer: LogWriter,
+    /// The bucket, behind the request counter.
+    store: Arc<CountingStore>,
+    cache: Arc<ChunkCache>,
+    uploader: Uploader,
+    /// This engine's name in manifest heads it owns.
+    writer_id: String,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises topic creation, so two creators of one name cannot both win.
     create: AsyncMutex<()>,
@@ -86,16 +107,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| Error::Closed { reason: Some(format!("blocking task failed: {e}")) })
 }
 
-/// Runs a read's file IO: in place on a multi-threaded runtime (reads are short and mostly served
-/// from the page cache, so handing them to the blocking pool would cost a fifth of a 1 MiB read),
-/// on the blocking pool otherwise.
-async fn blocking_read<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => Ok(tokio::task::block_in_place(f)),
-        _ => blocking(f).await,
-    }
-}
-
 impl Engine {
     /// Opens the data dir (creating it if needed), recovers every partition of every topic, and
     /// starts the writer.
@@ -104,8 +115,19 @@ impl Engine {
     }
 
     /// [`Engine::open`] with an injected clock (tests drive segment age and retention with it).
-    #[instrument(skip_all, fields(data_dir = %config.data_dir.display()))]
     pub async fn open_with_clock(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Engine> {
+        config.validate()?;
+        let store = config.object_store().build()?;
+        Self::open_with_store(config, clock, store).await
+    }
+
+    /// [`Engine::open_with_clock`] on a given bucket (tests wrap stores to count or fail requests).
+    #[instrument(skip_all, fields(data_dir = %config.data_dir.display()))]
+    pub async fn open_with_store(
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn ObjectStore>,
+    ) -> Result<Engine> {
         config.validate()?;
         let dir = config.data_dir.clone();
         let topics_dir = dir.join(TOPICS_DIR);
@@ -129,34 +151,68 @@ impl Engine {
             let mut out = Vec::new();
             for (name, cfg) in topic_list {
                 let partitions = open_partitions(&data_dir, &name, &cfg, &clock2)?;
-                out.push((name, Topic { config: cfg, partitions }));
+                out.push((name, cfg, partitions));
             }
             // Acknowledged batches that only the journal holds go back into their segments.
-            let all: Vec<Arc<Partition>> = out.iter().flat_map(|(_, t)| t.partitions.iter().cloned()).collect();
+            let all: Vec<Arc<Partition>> = out.iter().flat_map(|(_, _, p)| p.iter().cloned()).collect();
             let journal = tiering::local::journal::recover(&journal_dir, &all)?;
             Ok((out, journal))
         })
         .await??;
         let writer = LogWriter::start(config.writer.clone(), Some(journal))?;
-        let mut topics = BTreeMap::new();
-        for (name, topic) in loaded {
-            for p in &topic.partitions {
-                writer.register(p.clone()).await?;
-            }
-            topics.insert(name, Arc::new(topic));
+        let store = Arc::new(CountingStore::new(store));
+        let cache_dir = config.cache_dir();
+        if cache_dir.exists() {
+            // Cached chunks are not trusted across restarts.
+            std::fs::remove_dir_all(&cache_dir).map_err(io("clear cache dir", &cache_dir))?;
         }
-        tracing::info!(topics = topics.len(), "engine open");
-        Ok(Engine {
-            inner: Arc::new(Inner {
-                config,
-                clock,
-                writer,
-                topics: RwLock::new(topics),
-                create: AsyncMutex::new(()),
-                closed: false.into(),
-                lock: std::sync::Mutex::new(Some(lock)),
-            }),
-        })
+        let cache = ChunkCache::new(store.clone(), &config.tiering.cache, &cache_dir).await?;
+        let uploader = Uploader::start(config.tiering.clone(), store.clone(), clock.clone());
+        let writer_id = format!("{}@{}", std::process::id(), dir.display());
+        let inner = Arc::new(Inner {
+            config,
+            clock,
+            writer,
+            store,
+            cache,
+            uploader,
+            writer_id,
+            topics: RwLock::new(BTreeMap::new()),
+            create: AsyncMutex::new(()),
+            closed: false.into(),
+            lock: std::sync::Mutex::new(Some(lock)),
+        });
+        let engine = Engine { inner };
+        for (name, cfg, partitions) in loaded {
+            let topic = engine.attach(&name, cfg, partitions).await?;
+            engine.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
+        }
+        tracing::info!(topics = engine.list_topics().len(), "engine open");
+        Ok(engine)
+    }
+
+    /// Registers a topic's partitions with the writer, takes each over in the bucket (bumping its
+    /// manifest epoch) and hands them to the uploader.
+    async fn attach(&self, name: &str, config: TopicConfig, partitions: Vec<Arc<Partition>>) -> Result<Arc<Topic>> {
+        let mut tiers = Vec::with_capacity(partitions.len());
+        let mut remotes = Vec::with_capacity(partitions.len());
+        let chunk_segments = self.inner.config.tiering.manifest_chunk_segments;
+        let read_ahead = self.inner.config.tiering.cache.read_ahead_bytes;
+        for p in &partitions {
+            self.inner.writer.register(p.clone()).await?;
+            let store: Arc<dyn ObjectStore> = self.inner.store.clone();
+            let manifest = Manifest::load(store, name, p.id(), chunk_segments)
+                .await
+                .map_err(|e| Error::storage(name, p.id(), e))?;
+            let reader = RemoteReader::new(manifest, self.inner.cache.clone(), read_ahead);
+            let remote = RemoteLog::acquire(p.clone(), reader.clone(), &self.inner.writer_id)
+                .await
+                .map_err(|e| Error::storage(name, p.id(), e))?;
+            self.inner.uploader.register(remote.clone());
+            tiers.push(TieredPartition { local: p.clone(), remote: Some(reader) });
+            remotes.push(remote);
+        }
+        Ok(Arc::new(Topic { config, partitions, tiers, remotes }))
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -187,11 +243,30 @@ impl Engine {
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
         self.check_open()?;
         let t = self.topic(topic)?;
-        t.partitions.get(partition as usize).cloned().ok_or(Error::UnknownPartition {
-            topic: topic.to_owned(),
-            partition,
-            partitions: t.partitions.len() as u32,
-        })
+        let i = self.index(&t, topic, partition)?;
+        if let Some(reason) = t.remotes[i].fenced() {
+            return Err(Error::Closed { reason: Some(reason) });
+        }
+        Ok(t.partitions[i].clone())
+    }
+
+    fn index(&self, t: &Topic, topic: &str, partition: u32) -> Result<usize> {
+        if (partition as usize) < t.partitions.len() {
+            return Ok(partition as usize);
+        }
+        Err(Error::UnknownPartition { topic: topic.to_owned(), partition, partitions: t.partitions.len() as u32 })
+    }
+
+    fn tiered(&self, topic: &str, partition: u32) -> Result<TieredPartition> {
+        self.check_open()?;
+        let t = self.topic(topic)?;
+        Ok(t.tiers[self.index(&t, topic, partition)?].clone())
+    }
+
+    fn remote(&self, topic: &str, partition: u32) -> Result<Arc<RemoteLog>> {
+        self.check_open()?;
+        let t = self.topic(topic)?;
+        Ok(t.remotes[self.index(&t, topic, partition)?].clone())
     }
 
     /// Creates a topic with its partitions; its settings are stored durably first.
@@ -204,6 +279,10 @@ impl Engine {
         if self.topic(name).is_ok() {
             return Err(Error::TopicExists { topic: name.to_owned() });
         }
+        // The bucket's catalog first: a node restored from the bucket alone finds every topic.
+        let json = serde_json::to_vec_pretty(&config).expect("invariant: topic config serialises");
+        let store: Arc<dyn ObjectStore> = self.inner.store.clone();
+        tiering::remote::catalog::put(&store, name, json.into()).await?;
         let (dir, name2, cfg, clock) =
             (self.inner.config.data_dir.clone(), name.to_owned(), config.clone(), self.inner.clock.clone());
         let partitions = blocking(move || -> Result<Vec<Arc<Partition>>> {
@@ -214,14 +293,8 @@ impl Engine {
             Ok(partitions)
         })
         .await??;
-        for p in &partitions {
-            self.inner.writer.register(p.clone()).await?;
-        }
-        self.inner
-            .topics
-            .write()
-            .expect("invariant: topics lock not poisoned")
-            .insert(name.to_owned(), Arc::new(Topic { config, partitions }));
+        let topic = self.attach(name, config, partitions).await?;
+        self.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name.to_owned(), topic);
         tracing::info!(topic = name, "topic created");
         Ok(())
     }
@@ -235,14 +308,18 @@ impl Engine {
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
         let t = self.topic(name)?;
         let partitions = t
-            .partitions
+            .tiers
             .iter()
-            .map(|p| PartitionDescription {
-                partition: p.id(),
-                log_start_offset: p.log_start_offset(),
-                high_watermark: p.high_watermark(),
-                size_bytes: p.size_bytes(),
-                segments: p.segments(),
+            .zip(&t.remotes)
+            .map(|(tp, r)| PartitionDescription {
+                partition: tp.local.id(),
+                log_start_offset: tp.log_start_offset(),
+                high_watermark: tp.local.high_watermark(),
+                size_bytes: tp.local.size_bytes(),
+                segments: tp.local.segments(),
+                remote: r.manifest().head(),
+                fenced: r.fenced(),
+                tiering_error: r.last_error(),
             })
             .collect();
         Ok(TopicDescription { name: name.to_owned(), config: t.config.clone(), partitions })
@@ -281,29 +358,62 @@ impl Engine {
     /// `OffsetOutOfRange`.
     #[instrument(skip_all, fields(topic, partition, offset))]
     pub async fn read(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> Result<ReadResult> {
-        let p = self.partition(topic, partition)?;
-        blocking_read(move || p.read(offset, max_bytes)).await?.map_err(|e| Error::storage(topic, partition, e))
+        let p = self.tiered(topic, partition)?;
+        p.read(offset, max_bytes).await.map_err(|e| Error::storage(topic, partition, e))
     }
 
     /// Kafka ListOffsets: the first offset whose timestamp is >= t, or the earliest or latest
     /// offset. `None` when no record has a timestamp >= t.
     #[instrument(skip_all, fields(topic, partition))]
     pub async fn offset_for_time(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<Option<TimeOffset>> {
-        let p = self.partition(topic, partition)?;
-        blocking(move || p.offset_for_time(spec)).await?.map_err(|e| Error::storage(topic, partition, e))
+        let p = self.tiered(topic, partition)?;
+        p.offset_for_time(spec).await.map_err(|e| Error::storage(topic, partition, e))
+    }
+
+    /// Uploads every sealed segment of the partition now and waits for the manifest commit, then
+    /// applies remote retention, due deletes and local retention (the background uploader does
+    /// the same on its own schedule).
+    pub async fn tier_now(&self, topic: &str, partition: u32) -> Result<PassReport> {
+        let r = self.remote(topic, partition)?;
+        self.inner.uploader.pass(&r).await.map_err(|e| Error::storage(topic, partition, e))
+    }
+
+    /// Runs the orphan sweep of the partition now; returns how many objects it deleted.
+    pub async fn sweep_orphans(&self, topic: &str, partition: u32) -> Result<u64> {
+        let r = self.remote(topic, partition)?;
+        self.inner.uploader.sweep(&r).await.map_err(|e| Error::storage(topic, partition, e))
+    }
+
+    /// The partition's manifest head as this engine holds it.
+    pub fn remote_head(&self, topic: &str, partition: u32) -> Result<Arc<Head>> {
+        Ok(self.remote(topic, partition)?.manifest().head())
+    }
+
+    /// Requests this engine made to the bucket so far, by kind.
+    pub fn object_store_counts(&self) -> RequestCounts {
+        self.inner.store.counts()
+    }
+
+    /// The bucket (behind the request counter).
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.inner.store.clone()
     }
 
     /// Seals the partition's active segment now (it would otherwise wait for `segment_bytes` or
     /// `segment_ms`).
     pub async fn roll(&self, topic: &str, partition: u32) -> Result<()> {
         let p = self.partition(topic, partition)?;
-        self.inner.writer.roll(&p).await.map_err(Error::from)
+        self.inner.writer.roll(&p).await.map_err(Error::from)?;
+        self.inner.uploader.wake();
+        Ok(())
     }
 
     /// Runs the periodic work (segment age, interval fsync, checkpoints, retention) now.
     pub async fn tick(&self) -> Result<()> {
         self.check_open()?;
-        self.inner.writer.tick().await.map_err(Error::from)
+        self.inner.writer.tick().await.map_err(Error::from)?;
+        self.inner.uploader.wake();
+        Ok(())
     }
 
     /// fsyncs every partition.
@@ -318,7 +428,9 @@ impl Engine {
         if self.inner.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return Ok(());
         }
+        self.inner.uploader.shutdown().await;
         let res = self.inner.writer.shutdown().await.map_err(Error::from);
+        self.inner.cache.close().await;
         // Released only once everything is flushed: another engine may now open the data dir.
         drop(self.inner.lock.lock().ok().and_then(|mut l| l.take()));
         res

@@ -42,6 +42,12 @@ pub enum Error {
     Corrupt { path: PathBuf, position: u64, reason: String },
     #[error("{op} {path}: {error}")]
     Io { op: &'static str, path: PathBuf, error: std::io::Error },
+    #[error("object store: {op} {key}: {error}")]
+    Remote { op: &'static str, key: String, error: tiering::object_store::Error },
+    #[error(
+        "partition {partition} is fenced: another writer (epoch {current}) owns it in the bucket; this one (epoch {epoch}) stopped"
+    )]
+    Fenced { partition: String, epoch: u64, current: u64 },
     #[error("tierlog is closed{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed { reason: Option<String> },
 }
@@ -56,8 +62,8 @@ impl Error {
             | Error::InvalidConfig { .. } => ErrorKind::Invalid,
             Error::UnknownTopic { .. } | Error::UnknownPartition { .. } => ErrorKind::NotFound,
             Error::Corrupt { .. } => ErrorKind::Data,
-            Error::Closed { .. } => ErrorKind::Closed,
-            Error::DataDirLocked { .. } | Error::Io { .. } => ErrorKind::Unavailable,
+            Error::Closed { .. } | Error::Fenced { .. } => ErrorKind::Closed,
+            Error::DataDirLocked { .. } | Error::Io { .. } | Error::Remote { .. } => ErrorKind::Unavailable,
         }
     }
 
@@ -87,6 +93,8 @@ impl From<tiering::Error> for Error {
             T::Corrupt { path, position, reason } => Error::Corrupt { path, position, reason },
             T::Io { op, path, error } => Error::Io { op, path, error },
             T::Closed { reason } => Error::Closed { reason },
+            T::Remote { op, key, error } => Error::Remote { op, key, error },
+            T::Fenced { partition, epoch, current } => Error::Fenced { partition, epoch, current },
         }
     }
 }

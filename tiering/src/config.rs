@@ -84,6 +84,11 @@ pub struct LogConfig {
     pub local_retention_ms: Option<u64>,
     /// Delete the oldest local segments while the partition holds more than this. Default: none.
     pub local_retention_bytes: Option<u64>,
+    /// Remote tier: drop segments whose newest record is older than this. Default: none (keep
+    /// forever).
+    pub remote_retention_ms: Option<u64>,
+    /// Remote tier: drop the oldest segments while it holds more than this. Default: none.
+    pub remote_retention_bytes: Option<u64>,
     /// Largest batch an append accepts. Default 8 MiB; bounds 1 KiB..=64 MiB. A batch must also
     /// fit in one segment: the effective limit is the smaller of this and `segment_bytes`.
     pub max_batch_bytes: usize,
@@ -99,6 +104,8 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             local_retention_ms: None,
             local_retention_bytes: None,
+            remote_retention_ms: None,
+            remote_retention_bytes: None,
             max_batch_bytes: 8 << 20,
         }
     }
@@ -127,6 +134,9 @@ impl LogConfig {
         }
         if self.local_retention_ms == Some(0) {
             return bad("local_retention_ms", "must be at least 1 (omit it to keep forever)".into());
+        }
+        if self.remote_retention_ms == Some(0) {
+            return bad("remote_retention_ms", "must be at least 1 (omit it to keep forever)".into());
         }
         Ok(())
     }

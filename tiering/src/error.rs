@@ -49,6 +49,12 @@ pub enum Error {
     Corrupt { path: PathBuf, position: u64, reason: String },
     #[error("{op} {path}: {error}")]
     Io { op: &'static str, path: PathBuf, error: std::io::Error },
+    #[error("object store: {op} {key}: {error}")]
+    Remote { op: &'static str, key: String, error: object_store::Error },
+    #[error(
+        "fenced: this writer (epoch {epoch}) of {partition} was replaced by epoch {current}; it stopped writing to the bucket"
+    )]
+    Fenced { partition: String, epoch: u64, current: u64 },
     #[error("the log writer has stopped{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed { reason: Option<String> },
 }
@@ -59,6 +65,12 @@ impl Error {
         let path = path.into();
         move |error| Error::Io { op, path, error }
     }
+}
+
+/// Wraps an object-store error with the operation and the key it concerned.
+pub fn remote(op: &'static str, key: &object_store::path::Path) -> impl FnOnce(object_store::Error) -> Error {
+    let key = key.to_string();
+    move |error| Error::Remote { op, key, error }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -23,8 +23,10 @@ pub mod error;
 pub mod local;
 pub mod remote;
 pub mod stats;
+pub mod tiered;
 pub mod topic;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Durability, LogConfig};
 pub use error::{BatchError, Error, Result};
+pub use object_store;

@@ -30,3 +30,15 @@ pub const RECOVERY_TRUNCATED_BYTES: &str = "tierlog_recovery_truncated_bytes_tot
 pub const OBJECT_STORE_REQUESTS: &str = "tierlog_object_store_requests_total";
 /// Object-store bytes (counter), label `direction` = out (written) | in (read).
 pub const OBJECT_STORE_BYTES: &str = "tierlog_object_store_bytes_total";
+/// Segments uploaded and committed to a manifest; label `kind` = `put` | `multipart`.
+pub const UPLOADED_SEGMENTS: &str = "tierlog_uploaded_segments_total";
+/// Bytes of segments uploaded and committed.
+pub const UPLOADED_BYTES: &str = "tierlog_uploaded_bytes_total";
+/// Object-store operations retried by the uploader; label `op`.
+pub const UPLOAD_RETRIES: &str = "tierlog_upload_retries_total";
+/// Times a writer found another writer owned its partition.
+pub const FENCED: &str = "tierlog_fenced_total";
+/// Objects deleted after their grace period, or as orphans; label `reason` = `retention` | `orphan`.
+pub const REMOTE_DELETED_OBJECTS: &str = "tierlog_remote_deleted_objects_total";
+/// Remote read cache lookups; label `result` = `hit` | `miss` | `shared` (waited on another miss).
+pub const CACHE_LOOKUPS: &str = "tierlog_remote_cache_lookups_total";

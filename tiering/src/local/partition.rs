@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
@@ -131,6 +131,9 @@ pub struct Partition {
     config: LogConfig,
     clock: Arc<dyn Clock>,
     leader_epoch: AtomicI32,
+    /// With a remote tier: the offset below which the bucket holds the log (committed to its
+    /// manifest). Local retention never deletes a segment past it. `i64::MIN`: no remote tier.
+    tiered: AtomicI64,
     view: RwLock<View>,
     writer: Mutex<WriterState>,
 }
@@ -194,6 +197,7 @@ impl Partition {
             config,
             clock,
             leader_epoch: AtomicI32::new(0),
+            tiered: AtomicI64::new(i64::MIN),
             view: RwLock::new(View { segments, high_watermark: m.next_offset }),
             writer: Mutex::new(state),
         }))
@@ -221,6 +225,17 @@ impl Partition {
     /// The leader epoch stamped into every batch appended from now on.
     pub fn set_leader_epoch(&self, epoch: i32) {
         self.leader_epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Records that the bucket holds the log below `offset` (after a manifest commit). Once set,
+    /// local retention deletes only segments entirely below it.
+    pub fn set_tiered_offset(&self, offset: i64) {
+        self.tiered.store(offset, Ordering::SeqCst);
+    }
+    /// The offset below which the bucket holds the log, if this partition tiers.
+    pub fn tiered_offset(&self) -> Option<i64> {
+        let t = self.tiered.load(Ordering::SeqCst);
+        (t != i64::MIN).then_some(t)
     }
 
     fn view(&self) -> std::sync::RwLockReadGuard<'_, View> {
@@ -582,7 +597,8 @@ impl Partition {
     }
 
     /// Deletes the oldest whole segments that local retention (time or size) no longer keeps;
-    /// never the active segment. Returns how many were deleted.
+    /// never the active segment, and with a remote tier never a segment not yet committed to the
+    /// bucket's manifest. Returns how many were deleted.
     pub fn apply_retention(&self, now: i64) -> Result<usize> {
         let (by_time, by_size) = (self.config.local_retention_ms, self.config.local_retention_bytes);
         if by_time.is_none() && by_size.is_none() {
@@ -598,6 +614,9 @@ impl Partition {
                     break;
                 }
                 let m = seg.meta();
+                if self.tiered_offset().is_some_and(|t| m.next_offset > t) {
+                    break;
+                }
                 let expired = by_time.is_some_and(|ms| m.index.max_timestamp() < now - ms as i64);
                 let oversize = by_size.is_some_and(|limit| total > limit);
                 if !expired && !oversize {

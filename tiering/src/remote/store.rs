@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
@@ -111,9 +110,8 @@ impl ObjectStoreConfig {
         match self {
             ObjectStoreConfig::Local { path } => {
                 std::fs::create_dir_all(path).map_err(Error::io("create bucket directory", path))?;
-                let store = LocalFileSystem::new_with_prefix(path)
-                    .map_err(|e| invalid("object_store.path", e.to_string()))?
-                    .with_automatic_cleanup(true);
+                let store = super::local_cas::LocalBucket::new(path)
+                    .map_err(|e| invalid("object_store.path", e.to_string()))?;
                 Ok(Arc::new(store))
             }
             ObjectStoreConfig::Memory => Ok(Arc::new(InMemory::new())),

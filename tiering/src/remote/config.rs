@@ -1,0 +1,121 @@
+//! Settings of the remote tier: uploads, deferred deletion, the manifest and the read cache.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Uploads, deletion and the manifest. Engine-wide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TieringConfig {
+    /// Object-store requests the uploader keeps in flight at most (segment PUTs and parts). Each
+    /// holds up to `part_bytes` (or a whole single-PUT segment) in memory. Default 4.
+    pub upload_concurrency: usize,
+    /// Segments up to this size go in one PUT; larger ones as multipart uploads. Default 256 MiB.
+    pub single_put_max_bytes: u64,
+    /// Part size of multipart uploads. Default 256 MiB (a 1 GiB segment is create + 4 parts +
+    /// complete); at least 5 MiB, as S3 requires.
+    pub part_bytes: u64,
+    /// Attempts per object-store operation of the uploader, on top of the client's own retries of
+    /// transient HTTP errors. Backoff doubles from `retry_base_ms` up to `retry_max_ms`, with full
+    /// jitter. Default 8, 100 ms, 10 s.
+    pub upload_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// How often the uploader looks for sealed segments (it is also woken on every roll). Default 1 s.
+    pub poll_ms: u64,
+    /// Objects dropped from a manifest are deleted this long after (readers that found them just
+    /// before the drop can finish). Default 1 hour.
+    pub delete_grace_ms: u64,
+    /// The orphan sweep deletes unreferenced objects older than this. Default 1 hour.
+    pub orphan_min_age_ms: u64,
+    /// How often the orphan sweep runs (it LISTs the partition's prefix). Default 6 hours.
+    pub orphan_sweep_interval_ms: u64,
+    /// Manifest entries per chunk: the head keeps fewer than twice this many. Default 1024.
+    pub manifest_chunk_segments: usize,
+    pub cache: CacheConfig,
+}
+
+impl Default for TieringConfig {
+    fn default() -> Self {
+        Self {
+            upload_concurrency: 4,
+            single_put_max_bytes: 256 << 20,
+            part_bytes: 256 << 20,
+            upload_attempts: 8,
+            retry_base_ms: 100,
+            retry_max_ms: 10_000,
+            poll_ms: 1000,
+            delete_grace_ms: 3_600_000,
+            orphan_min_age_ms: 3_600_000,
+            orphan_sweep_interval_ms: 6 * 3_600_000,
+            manifest_chunk_segments: 1024,
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+/// The foyer hybrid cache in front of the bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Memory tier capacity. Default 256 MiB.
+    pub memory_bytes: u64,
+    /// Disk tier capacity (0 disables the disk tier). Default 1 GiB.
+    pub disk_bytes: u64,
+    /// Disk tier directory. Default `<data_dir>/cache`.
+    pub dir: Option<PathBuf>,
+    /// GETs fetch aligned chunks of this size (the cache's unit). Default 1 MiB.
+    pub chunk_bytes: u64,
+    /// Sequential readers fetch this far ahead, across segment boundaries. Default 16 MiB.
+    pub read_ahead_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 256 << 20,
+            disk_bytes: 1 << 30,
+            dir: None,
+            chunk_bytes: 1 << 20,
+            read_ahead_bytes: 16 << 20,
+        }
+    }
+}
+
+impl TieringConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field, reason: &str| Err(Error::InvalidConfig { field, reason: reason.into() });
+        if self.upload_concurrency == 0 {
+            return bad("tiering.upload_concurrency", "must be at least 1");
+        }
+        if self.part_bytes < 5 << 20 || self.part_bytes > 5 << 30 {
+            return bad("tiering.part_bytes", "must be within 5 MiB..=5 GiB");
+        }
+        if self.single_put_max_bytes == 0 || self.single_put_max_bytes > 5 << 30 {
+            return bad("tiering.single_put_max_bytes", "must be within 1..=5 GiB");
+        }
+        if self.upload_attempts == 0 {
+            return bad("tiering.upload_attempts", "must be at least 1");
+        }
+        if self.poll_ms == 0 {
+            return bad("tiering.poll_ms", "must be at least 1");
+        }
+        if self.manifest_chunk_segments < 2 {
+            return bad("tiering.manifest_chunk_segments", "must be at least 2");
+        }
+        let c = &self.cache;
+        if c.chunk_bytes < 4096 || c.chunk_bytes > 64 << 20 {
+            return bad("tiering.cache.chunk_bytes", "must be within 4 KiB..=64 MiB");
+        }
+        if c.memory_bytes < c.chunk_bytes * 4 {
+            return bad("tiering.cache.memory_bytes", "must hold at least 4 chunks");
+        }
+        if c.disk_bytes > 0 && c.disk_bytes < 16 << 20 {
+            return bad("tiering.cache.disk_bytes", "must be 0 (no disk tier) or at least 16 MiB");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! Compare-and-swap for the local-directory bucket.
+//!
+//! `object_store`'s `LocalFileSystem` implements create-only puts (`PutMode::Create`) but not
+//! `PutMode::Update`, which the manifest head needs. This wrapper adds it: under an exclusive
+//! `flock` on `<bucket>/.cas.lock` (so writers in other processes on the same machine are excluded
+//! too) it reads the object's current ETag, refuses with `Precondition` when it differs from the
+//! expected one, and otherwise replaces the object with the same atomic staged rename a plain put
+//! uses. Every other operation goes straight to `LocalFileSystem`, with fsync on, so an object
+//! that a put reported is on disk.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+/// A local directory used as a bucket, with `PutMode::Update` support.
+#[derive(Debug)]
+pub struct LocalBucket {
+    inner: Arc<LocalFileSystem>,
+    lock_path: std::path::PathBuf,
+    /// Serializes updates inside this process; `flock` does it across processes.
+    local: tokio::sync::Mutex<()>,
+}
+
+impl LocalBucket {
+    pub fn new(root: &std::path::Path) -> Result<Self> {
+        let inner = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true).with_fsync(true);
+        Ok(Self { inner: Arc::new(inner), lock_path: root.join(".cas.lock"), local: tokio::sync::Mutex::new(()) })
+    }
+
+    async fn update(&self, location: &Path, payload: PutPayload, expected: Option<String>) -> Result<PutResult> {
+        let _guard = self.local.lock().await;
+        let lock_path = self.lock_path.clone();
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<File> {
+            let f = File::options().create(true).truncate(false).write(true).open(&lock_path)?;
+            // SAFETY: flock on a descriptor we own; it is released when `f` is closed.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(f)
+        })
+        .await
+        .map_err(|e| object_store::Error::Generic { store: "LocalBucket", source: Box::new(e) })?
+        .map_err(|e| object_store::Error::Generic { store: "LocalBucket", source: Box::new(e) })?;
+        let current = match self.inner.head(location).await {
+            Ok(meta) => meta.e_tag,
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let result = if current.is_some() && current == expected {
+            self.inner.put_opts(location, payload, PutOptions::default()).await
+        } else {
+            Err(object_store::Error::Precondition {
+                path: location.to_string(),
+                source: format!("expected ETag {expected:?}, found {current:?}").into(),
+            })
+        };
+        drop(lock);
+        result
+    }
+}
+
+impl std::fmt::Display for LocalBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LocalBucket({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalBucket {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        match opts.mode {
+            PutMode::Update(version) => self.update(location, payload, version.e_tag).await,
+            _ => self.inner.put_opts(location, payload, opts).await,
+        }
+    }
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}

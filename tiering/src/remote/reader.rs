@@ -1,0 +1,203 @@
+//! Reads from the remote tier: manifest -> segment -> index -> byte range -> ranged GET.
+//!
+//! Every batch that comes back is CRC-checked and matched against its index row before it is
+//! returned: a corrupt or mismatched object is [`Error::Corrupt`], never data.
+//!
+//! Sequential readers are recognised by where they start: a read that begins at the offset where
+//! an earlier read ended continues a stream. Streams read as scans (see [`super::cache`]) and
+//! fetch `read_ahead_bytes` ahead, past the end of the segment into the next one.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+
+use super::cache::ChunkCache;
+use super::index::SegmentIndex;
+use super::manifest::{Manifest, SegmentEntry};
+use crate::batch::header::check_batch;
+use crate::batch::records::decode_records;
+use crate::error::{Error, Result, remote};
+use crate::local::TimeOffset;
+use crate::stats;
+
+/// Parsed segment indexes kept in memory per partition.
+const INDEX_CACHE: usize = 64;
+/// Streams remembered per partition for read-ahead.
+const STREAMS: usize = 16;
+
+/// One partition's remote tier, as readers see it.
+pub struct RemoteReader {
+    manifest: Arc<Manifest>,
+    cache: Arc<ChunkCache>,
+    read_ahead: u64,
+    indexes: Mutex<VecDeque<(String, Arc<SegmentIndex>)>>,
+    /// Offsets where recent reads ended: a read starting at one continues a stream.
+    streams: Mutex<VecDeque<i64>>,
+}
+
+impl std::fmt::Debug for RemoteReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteReader").field("manifest", &self.manifest).finish()
+    }
+}
+
+impl RemoteReader {
+    pub fn new(manifest: Arc<Manifest>, cache: Arc<ChunkCache>, read_ahead: u64) -> Arc<Self> {
+        Arc::new(Self {
+            manifest,
+            cache,
+            read_ahead,
+            indexes: Mutex::new(VecDeque::new()),
+            streams: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    /// The segment's parsed index: one GET of the whole index object the first time.
+    pub async fn index(&self, e: &SegmentEntry) -> Result<Arc<SegmentIndex>> {
+        let id = format!("{}-{}", e.epoch, e.id);
+        if let Some((_, idx)) =
+            self.indexes.lock().expect("invariant: lock not poisoned").iter().find(|(k, _)| *k == id)
+        {
+            return Ok(idx.clone());
+        }
+        let key = e.index_key(self.manifest.keys());
+        let bytes = self
+            .manifest
+            .store()
+            .get(&key)
+            .await
+            .map_err(remote("read segment index", &key))?
+            .bytes()
+            .await
+            .map_err(remote("read segment index", &key))?;
+        if bytes.len() as u64 != e.index_size {
+            return Err(corrupt(
+                &key,
+                0,
+                format!("index has {} bytes, the manifest says {}", bytes.len(), e.index_size),
+            ));
+        }
+        let idx = SegmentIndex::decode(bytes, e.base_offset, e.size).map_err(|r| corrupt(&key, 0, r))?;
+        if idx.rows.last().map(|r| r.last_offset + 1) != Some(e.next_offset) {
+            return Err(corrupt(&key, 0, "index does not end where the manifest entry does".into()));
+        }
+        let idx = Arc::new(idx);
+        let mut cache = self.indexes.lock().expect("invariant: lock not poisoned");
+        if cache.len() >= INDEX_CACHE {
+            cache.pop_front();
+        }
+        cache.push_back((id, idx.clone()));
+        Ok(idx)
+    }
+
+    /// Whole batches from `offset` (at most `max_bytes`, at least one), or `None` when the remote
+    /// tier does not hold `offset`.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Option<Bytes>> {
+        let Some(e) = self.manifest.find_offset(offset).await? else { return Ok(None) };
+        let idx = self.index(&e).await?;
+        let Some(first) = idx.find_offset(offset) else { return Ok(None) };
+        let mut last = first;
+        let mut total = idx.rows[first].size as u64;
+        while last + 1 < idx.rows.len() && total + idx.rows[last + 1].size as u64 <= max_bytes as u64 {
+            last += 1;
+            total += idx.rows[last].size as u64;
+        }
+        let range = idx.rows[first].position..idx.rows[last].end();
+        let next = idx.rows[last].last_offset + 1;
+        let sequential = self.continues_stream(offset, next);
+        let key = e.segment_key(self.manifest.keys());
+        let bytes = self.cache.get_range(&key, e.size, range.clone(), sequential).await?;
+        if sequential {
+            self.read_ahead(&e, range.end).await;
+        }
+        check_batches(&key, &bytes, range.start, &idx.rows[first..=last])?;
+        metrics::counter!(stats::READ_BYTES, "tier" => "remote").increment(bytes.len() as u64);
+        Ok(Some(bytes))
+    }
+
+    /// Records that a read ended at `next`; says whether one started at `offset` continued a stream.
+    fn continues_stream(&self, offset: i64, next: i64) -> bool {
+        let mut s = self.streams.lock().expect("invariant: lock not poisoned");
+        let found = s.iter().position(|&o| o == offset);
+        if let Some(i) = found {
+            s.remove(i);
+        } else if s.len() >= STREAMS {
+            s.pop_front();
+        }
+        s.push_back(next);
+        found.is_some()
+    }
+
+    async fn read_ahead(&self, e: &SegmentEntry, from: u64) {
+        let mut want = self.read_ahead;
+        let chunk = self.cache.chunk_bytes();
+        // Align the window so successive reads extend it rather than fetch slivers.
+        let start = from / chunk * chunk;
+        let key = e.segment_key(self.manifest.keys());
+        self.cache.prefetch(&key, e.size, start..start + want);
+        want = want.saturating_sub(e.size.saturating_sub(start));
+        let mut next = e.next_offset;
+        while want > 0 {
+            let Ok(Some(n)) = self.manifest.find_offset(next).await else { return };
+            let key = n.segment_key(self.manifest.keys());
+            self.cache.prefetch(&key, n.size, 0..want.min(n.size));
+            want = want.saturating_sub(n.size);
+            next = n.next_offset;
+        }
+    }
+
+    /// The first record with timestamp >= `t` in the remote tier: at most three GETs when nothing
+    /// is cached (a manifest chunk unless the head holds the segment, the index, one byte range).
+    pub async fn offset_for_time(&self, t: i64) -> Result<Option<TimeOffset>> {
+        let Some(e) = self.manifest.find_time(t).await? else { return Ok(None) };
+        let idx = self.index(&e).await?;
+        let start = self.manifest.head().log_start_offset;
+        let Some(i) = idx.rows.iter().position(|r| r.last_offset >= start && r.max_timestamp >= t) else {
+            return Ok(None);
+        };
+        let row = idx.rows[i];
+        let key = e.segment_key(self.manifest.keys());
+        let bytes = self.cache.get_range(&key, e.size, row.position..row.end(), false).await?;
+        check_batches(&key, &bytes, row.position, &idx.rows[i..=i])?;
+        let h = crate::batch::BatchHeader::parse(&bytes).map_err(|err| corrupt(&key, row.position, err.to_string()))?;
+        let records = decode_records(&h, &bytes).map_err(|err| corrupt(&key, row.position, err.to_string()))?;
+        Ok(records
+            .iter()
+            .find(|r| r.offset >= start && r.timestamp >= t)
+            .map(|r| TimeOffset { offset: r.offset, timestamp: r.timestamp }))
+    }
+}
+
+fn corrupt(key: &object_store::path::Path, position: u64, reason: String) -> Error {
+    Error::Corrupt { path: key.as_ref().into(), position, reason }
+}
+
+/// Checks that `bytes` (read at `start` of the object) are exactly the batches `rows` describe,
+/// each with a good CRC.
+fn check_batches(
+    key: &object_store::path::Path,
+    bytes: &Bytes,
+    start: u64,
+    rows: &[super::index::IndexRow],
+) -> Result<()> {
+    let mut pos = 0usize;
+    for r in rows {
+        let at = start + pos as u64;
+        let end = pos + r.size as usize;
+        if end > bytes.len() {
+            return Err(corrupt(key, at, "object is shorter than its index".into()));
+        }
+        let h = check_batch(&bytes[pos..end]).map_err(|e| corrupt(key, at, e.to_string()))?;
+        if h.base_offset != r.base_offset || h.crc != r.crc || h.last_offset() != r.last_offset {
+            return Err(corrupt(key, at, format!("batch at offset {} does not match its index row", h.base_offset)));
+        }
+        pos = end;
+    }
+    Ok(())
+}

@@ -1,0 +1,547 @@
+//! The upload path: sealed local segments -> the bucket -> the manifest.
+//!
+//! One [`Uploader`] per engine runs in the background. For each partition it finds the sealed
+//! local segments past the remote log end and, for up to `upload_concurrency` of them at once:
+//! 1. PUTs the segment (one PUT up to `single_put_max_bytes`, multipart above it), checking every
+//!    batch's CRC on the way, so a segment that rotted on disk is never archived;
+//! 2. PUTs its Parquet index;
+//! 3. commits them to the manifest with one CAS of the head, together with remote retention and
+//!    the deferred deletes that fell due.
+//!
+//! Only after the commit does the local partition learn its new tiered offset, and only then may
+//! local retention delete those segments. Every object-store operation is retried with
+//! exponential backoff and full jitter. Uploads are exactly-once in effect: object keys carry the
+//! writer epoch and a fresh id, a retry rewrites the same key, and a segment becomes part of the
+//! log only through the one manifest commit; objects of uploads that never committed (a crash, a
+//! fenced writer) are orphans the sweep deletes.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::sync::{Notify, Semaphore};
+
+use super::config::TieringConfig;
+use super::index::{Scanner, SegmentIndex};
+use super::keys::{self, parse_object_name};
+use super::manifest::{Change, Manifest, SegmentEntry};
+use super::reader::RemoteReader;
+use crate::clock::Clock;
+use crate::error::{Error, Result, remote};
+use crate::local::{Partition, SegmentInfo};
+use crate::stats;
+
+/// One partition's remote tier as its writer holds it.
+pub struct RemoteLog {
+    local: Arc<Partition>,
+    reader: Arc<RemoteReader>,
+    epoch: u64,
+    /// Set once the partition was fenced: no more uploads.
+    fenced: Mutex<Option<String>>,
+    /// Held while a pass runs; the background loop skips a busy partition.
+    work: tokio::sync::Mutex<()>,
+    last_sweep_ms: AtomicI64,
+    /// Set when the last pass failed (for `describe` and tests).
+    last_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for RemoteLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteLog").field("partition", &self.local.name()).field("epoch", &self.epoch).finish()
+    }
+}
+
+impl RemoteLog {
+    /// Becomes the partition's writer: bumps the manifest epoch (fencing any previous writer) and
+    /// tells the local partition how far the bucket already holds its log.
+    pub async fn acquire(local: Arc<Partition>, reader: Arc<RemoteReader>, writer: &str) -> Result<Arc<Self>> {
+        let epoch = reader.manifest().acquire(writer).await?;
+        local.set_tiered_offset(reader.manifest().head().next_offset);
+        Ok(Arc::new(Self {
+            local,
+            reader,
+            epoch,
+            fenced: Mutex::new(None),
+            work: tokio::sync::Mutex::new(()),
+            last_sweep_ms: AtomicI64::new(i64::MIN),
+            last_error: Mutex::new(None),
+        }))
+    }
+
+    pub fn local(&self) -> &Arc<Partition> {
+        &self.local
+    }
+    pub fn reader(&self) -> &Arc<RemoteReader> {
+        &self.reader
+    }
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        self.reader.manifest()
+    }
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+    /// Why this writer stopped uploading, if it was fenced.
+    pub fn fenced(&self) -> Option<String> {
+        self.fenced.lock().expect("invariant: lock not poisoned").clone()
+    }
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("invariant: lock not poisoned").clone()
+    }
+}
+
+/// What one pass over a partition did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub uploaded_segments: u64,
+    pub uploaded_bytes: u64,
+    pub dropped_segments: u64,
+    pub deleted_objects: u64,
+    pub orphans_deleted: u64,
+}
+
+struct Inner {
+    config: TieringConfig,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn ObjectStore>,
+    permits: Arc<Semaphore>,
+    partitions: Mutex<Vec<Arc<RemoteLog>>>,
+    wake: Notify,
+    stopping: AtomicBool,
+}
+
+/// The background uploader of an engine.
+pub struct Uploader {
+    inner: Arc<Inner>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Uploader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploader").finish()
+    }
+}
+
+impl Uploader {
+    /// Starts the background loop on the current tokio runtime.
+    pub fn start(config: TieringConfig, store: Arc<dyn ObjectStore>, clock: Arc<dyn Clock>) -> Self {
+        let inner = Arc::new(Inner {
+            permits: Arc::new(Semaphore::new(config.upload_concurrency)),
+            config,
+            clock,
+            store,
+            partitions: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+        });
+        let task = tokio::spawn(run(inner.clone()));
+        Self { inner, task: Mutex::new(Some(task)) }
+    }
+
+    pub fn register(&self, log: Arc<RemoteLog>) {
+        self.inner.partitions.lock().expect("invariant: lock not poisoned").push(log);
+        self.inner.wake.notify_one();
+    }
+
+    /// Asks the loop to look for work now (after a roll).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Runs one pass over `log` now and waits for it: uploads everything sealed, commits,
+    /// applies retention and due deletes.
+    pub async fn pass(&self, log: &Arc<RemoteLog>) -> Result<PassReport> {
+        pass(&self.inner, log, true).await
+    }
+
+    /// Runs the orphan sweep over `log` now, whatever its schedule.
+    pub async fn sweep(&self, log: &Arc<RemoteLog>) -> Result<u64> {
+        let _g = log.work.lock().await;
+        sweep(&self.inner, log).await
+    }
+
+    /// Stops the loop; a pass in progress finishes its current request and stops.
+    pub async fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_one();
+        let task = self.task.lock().expect("invariant: lock not poisoned").take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn run(inner: Arc<Inner>) {
+    let mut running: FuturesUnordered<tokio::task::JoinHandle<()>> = FuturesUnordered::new();
+    while !inner.stopping.load(Ordering::SeqCst) {
+        let parts = inner.partitions.lock().expect("invariant: lock not poisoned").clone();
+        for log in parts {
+            if log.fenced().is_some() || log.work.try_lock().is_err() {
+                continue;
+            }
+            let inner = inner.clone();
+            running.push(tokio::spawn(async move {
+                if let Err(e) = pass(&inner, &log, false).await {
+                    tracing::warn!(partition = %log.local.name(), error = %e, "tiering pass failed; will retry");
+                }
+            }));
+        }
+        let poll = Duration::from_millis(inner.config.poll_ms);
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = inner.wake.notified() => {}
+        }
+        while let Some(Some(_)) = futures::FutureExt::now_or_never(running.next()) {}
+    }
+    while running.next().await.is_some() {}
+}
+
+async fn pass(inner: &Arc<Inner>, log: &Arc<RemoteLog>, wait: bool) -> Result<PassReport> {
+    let _g = if wait {
+        log.work.lock().await
+    } else {
+        match log.work.try_lock() {
+            Ok(g) => g,
+            Err(_) => return Ok(PassReport::default()),
+        }
+    };
+    if let Some(reason) = log.fenced() {
+        return Err(Error::Closed { reason: Some(reason) });
+    }
+    let result = pass_locked(inner, log).await;
+    *log.last_error.lock().expect("invariant: lock not poisoned") = result.as_ref().err().map(|e| e.to_string());
+    if let Err(e @ Error::Fenced { .. }) = &result {
+        tracing::error!(partition = %log.local.name(), error = %e, "fenced: uploads to this partition stopped");
+        *log.fenced.lock().expect("invariant: lock not poisoned") = Some(e.to_string());
+    }
+    result
+}
+
+async fn pass_locked(inner: &Arc<Inner>, log: &Arc<RemoteLog>) -> Result<PassReport> {
+    let mut report = PassReport::default();
+    loop {
+        let head = log.manifest().head();
+        let now = inner.clock.now_ms();
+        let ready: Vec<SegmentInfo> = log
+            .local
+            .segments()
+            .into_iter()
+            .filter(|s| s.sealed && s.size > 0 && (head.is_empty() || s.next_offset > head.next_offset))
+            .take(inner.config.upload_concurrency)
+            .collect();
+        if let Some(first) = ready.first()
+            && !head.is_empty()
+            && first.base_offset != head.next_offset
+        {
+            return Err(Error::Corrupt {
+                path: first.path.clone(),
+                position: 0,
+                reason: format!(
+                    "the local segment at {} does not continue the remote log, which ends at {}",
+                    first.base_offset, head.next_offset
+                ),
+            });
+        }
+        let uploads = ready.iter().map(|s| upload_segment(inner, log, s));
+        let entries = futures::future::try_join_all(uploads).await?;
+        let deleted = delete_due(inner, log, now).await?;
+        let cut = plan_retention(log, &entries, now).await?;
+        if entries.is_empty() && deleted.is_empty() && cut.is_none() {
+            break;
+        }
+        let before = head.totals.segments + entries.len() as u64;
+        let uploaded: u64 = entries.iter().map(|e| e.size).sum();
+        let n = entries.len() as u64;
+        let change = Change { append: entries, drop_before: cut, deleted: deleted.clone() };
+        let head = log.manifest().commit(log.epoch, change, now, inner.config.delete_grace_ms).await?;
+        log.local.set_tiered_offset(head.next_offset);
+        metrics::counter!(stats::UPLOADED_BYTES).increment(uploaded);
+        report.uploaded_segments += n;
+        report.uploaded_bytes += uploaded;
+        report.deleted_objects += deleted.len() as u64;
+        report.dropped_segments += before - head.totals.segments;
+        if n == 0 {
+            break;
+        }
+    }
+    // Local retention may now delete what was tiered.
+    log.local.apply_retention(inner.clock.now_ms())?;
+    let now = inner.clock.now_ms();
+    let last = log.last_sweep_ms.load(Ordering::Relaxed);
+    if last == i64::MIN {
+        log.last_sweep_ms.store(now, Ordering::Relaxed);
+    } else if now.saturating_sub(last) >= inner.config.orphan_sweep_interval_ms as i64 {
+        log.last_sweep_ms.store(now, Ordering::Relaxed);
+        report.orphans_deleted += sweep(inner, log).await?;
+    }
+    Ok(report)
+}
+
+/// Retries `f` with exponential backoff and full jitter.
+async fn retry<T, F, Fut>(config: &TieringConfig, op: &'static str, key: &Path, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = object_store::Result<T>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                attempt += 1;
+                let permanent = matches!(
+                    e,
+                    object_store::Error::Precondition { .. }
+                        | object_store::Error::AlreadyExists { .. }
+                        | object_store::Error::NotImplemented { .. }
+                        | object_store::Error::PermissionDenied { .. }
+                        | object_store::Error::Unauthenticated { .. }
+                );
+                if permanent || attempt >= config.upload_attempts {
+                    return Err(remote(op, key)(e));
+                }
+                let cap = config.retry_base_ms.saturating_mul(1 << attempt.min(20)).min(config.retry_max_ms);
+                let sleep = rand::random_range(0..=cap);
+                tracing::debug!(%key, op, attempt, error = %e, sleep_ms = sleep, "retrying");
+                metrics::counter!(stats::UPLOAD_RETRIES, "op" => op).increment(1);
+                tokio::time::sleep(Duration::from_millis(sleep)).await;
+            }
+        }
+    }
+}
+
+fn read_file(path: &std::path::Path, pos: u64, len: usize) -> Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).map_err(Error::io("open segment for upload", path))?;
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, pos).map_err(Error::io("read segment for upload", path))?;
+    Ok(Bytes::from(buf))
+}
+
+async fn read_part(path: &std::path::Path, pos: u64, len: usize) -> Result<Bytes> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || read_file(&path, pos, len))
+        .await
+        .map_err(|e| Error::Closed { reason: Some(format!("upload reader task failed: {e}")) })?
+}
+
+async fn upload_segment(inner: &Arc<Inner>, log: &RemoteLog, s: &SegmentInfo) -> Result<SegmentEntry> {
+    let keys = log.manifest().keys().clone();
+    let id = keys::new_id();
+    let key = keys.segment(s.base_offset, log.epoch, &id);
+    let config = &inner.config;
+    let corrupt = |(position, reason): (u64, String)| Error::Corrupt { path: s.path.clone(), position, reason };
+    let kind;
+    let index: SegmentIndex = if s.size <= config.single_put_max_bytes {
+        kind = "put";
+        let _permit = inner.permits.acquire().await.map_err(|_| Error::Closed { reason: None })?;
+        let data = read_part(&s.path, 0, s.size as usize).await?;
+        let scan = data.clone();
+        let index = tokio::task::spawn_blocking(move || super::index::scan_segment(&scan))
+            .await
+            .map_err(|e| Error::Closed { reason: Some(format!("index task failed: {e}")) })?
+            .map_err(corrupt)?;
+        retry(config, "upload segment", &key, || inner.store.put(&key, PutPayload::from(data.clone()))).await?;
+        index
+    } else {
+        kind = "multipart";
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match upload_multipart(inner, &key, s).await {
+                Ok(index) => break index,
+                Err(e @ Error::Corrupt { .. }) => return Err(e),
+                Err(e) if attempt < config.upload_attempts => {
+                    tracing::debug!(%key, attempt, error = %e, "multipart upload failed; retrying");
+                    metrics::counter!(stats::UPLOAD_RETRIES, "op" => "multipart upload").increment(1);
+                    let cap = config.retry_base_ms.saturating_mul(1 << attempt.min(20)).min(config.retry_max_ms);
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(0..=cap))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let last = index.rows.last().ok_or_else(|| corrupt((0, "sealed segment has no batches".into())))?;
+    if index.rows[0].base_offset != s.base_offset || last.last_offset + 1 != s.next_offset {
+        return Err(corrupt((0, format!("segment holds {}..={}", index.rows[0].base_offset, last.last_offset))));
+    }
+    let index_key = keys.index(s.base_offset, log.epoch, &id);
+    let encoded = index.encode().map_err(|e| corrupt((0, format!("encode index: {e}"))))?;
+    retry(config, "upload index", &index_key, || inner.store.put(&index_key, PutPayload::from(encoded.clone())))
+        .await?;
+    metrics::counter!(stats::UPLOADED_SEGMENTS, "kind" => kind).increment(1);
+    tracing::debug!(partition = %log.local.name(), base = s.base_offset, size = s.size, kind, "segment uploaded");
+    Ok(SegmentEntry {
+        base_offset: s.base_offset,
+        next_offset: s.next_offset,
+        min_timestamp: index.first_timestamp(),
+        max_timestamp: index.max_timestamp(),
+        size: s.size,
+        index_size: encoded.len() as u64,
+        records: index.records(),
+        batches: index.rows.len() as u64,
+        epoch: log.epoch,
+        id,
+        uploaded_ms: inner.clock.now_ms(),
+    })
+}
+
+/// One multipart upload attempt: parts read from the file one at a time, at most two in flight,
+/// each under an upload permit. Aborted on any failure.
+async fn upload_multipart(inner: &Arc<Inner>, key: &Path, s: &SegmentInfo) -> Result<SegmentIndex> {
+    let mut upload = inner.store.put_multipart(key).await.map_err(remote("start multipart upload", key))?;
+    let part = inner.config.part_bytes;
+    let mut scanner = Scanner::default();
+    let mut in_flight = FuturesUnordered::new();
+    let mut pos = 0u64;
+    let result: Result<()> = async {
+        while pos < s.size {
+            let len = part.min(s.size - pos) as usize;
+            let permit = inner.permits.clone().acquire_owned().await.map_err(|_| Error::Closed { reason: None })?;
+            let data = read_part(&s.path, pos, len).await?;
+            scanner.feed(&data).map_err(|(p, r)| Error::Corrupt { path: s.path.clone(), position: p, reason: r })?;
+            let fut = upload.put_part(PutPayload::from(data));
+            in_flight.push(async move {
+                let r = fut.await;
+                drop(permit);
+                r
+            });
+            pos += len as u64;
+            while in_flight.len() >= 2 {
+                if let Some(r) = in_flight.next().await {
+                    r.map_err(remote("upload part", key))?;
+                }
+            }
+        }
+        while let Some(r) = in_flight.next().await {
+            r.map_err(remote("upload part", key))?;
+        }
+        Ok(())
+    }
+    .await;
+    drop(in_flight);
+    match result {
+        Ok(()) => {
+            let index =
+                scanner.finish().map_err(|(p, r)| Error::Corrupt { path: s.path.clone(), position: p, reason: r })?;
+            upload.complete().await.map_err(remote("complete multipart upload", key))?;
+            Ok(index)
+        }
+        Err(e) => {
+            if let Err(abort) = upload.abort().await {
+                tracing::debug!(%key, error = %abort, "abort of a failed multipart upload failed; the sweep will remove it");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Deletes the pending objects whose grace period has passed; returns their keys.
+async fn delete_due(inner: &Arc<Inner>, log: &RemoteLog, now: i64) -> Result<Vec<String>> {
+    let head = log.manifest().head();
+    let mut done = Vec::new();
+    for p in head.pending_deletes.iter().filter(|p| p.delete_after_ms <= now) {
+        let key = Path::from(p.key.as_str());
+        match retry(&inner.config, "delete object", &key, || inner.store.delete(&key)).await {
+            Ok(()) => {}
+            Err(Error::Remote { error: object_store::Error::NotFound { .. }, .. }) => {}
+            Err(e) => return Err(e),
+        }
+        metrics::counter!(stats::REMOTE_DELETED_OBJECTS, "reason" => "retention").increment(1);
+        done.push(p.key.clone());
+    }
+    Ok(done)
+}
+
+/// The offset remote retention cuts the log at, if it drops anything: the oldest segments whose
+/// newest record is past `remote_retention_ms`, or while the log is over `remote_retention_bytes`.
+async fn plan_retention(log: &RemoteLog, new: &[SegmentEntry], now: i64) -> Result<Option<i64>> {
+    let config = log.local.config();
+    let (by_time, by_size) = (config.remote_retention_ms, config.remote_retention_bytes);
+    if by_time.is_none() && by_size.is_none() {
+        return Ok(None);
+    }
+    let head = log.manifest().head();
+    let mut total = head.totals.bytes + new.iter().map(|e| e.size).sum::<u64>();
+    let mut cut = None;
+    let mut check = |e: &SegmentEntry| {
+        let expired = by_time.is_some_and(|ms| e.max_timestamp < now - ms as i64);
+        let oversize = by_size.is_some_and(|limit| total > limit);
+        if expired || oversize {
+            total -= e.size;
+            cut = Some(e.next_offset);
+            true
+        } else {
+            false
+        }
+    };
+    let mut going = true;
+    log.manifest()
+        .scan(|e| {
+            going = check(e);
+            going
+        })
+        .await?;
+    if going {
+        for e in new {
+            if !check(e) {
+                break;
+            }
+        }
+    }
+    Ok(cut)
+}
+
+/// Deletes objects under the partition's prefix that the manifest does not reference and that
+/// are older than `orphan_min_age_ms`: what failed uploads, crashes between upload and commit,
+/// and fenced writers leave behind. It LISTs; it runs rarely.
+async fn sweep(inner: &Arc<Inner>, log: &RemoteLog) -> Result<u64> {
+    let manifest = log.manifest();
+    let keys = manifest.keys();
+    let head = manifest.head();
+    let now_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(i64::MAX);
+    let mut deleted = 0;
+    for dir in [keys.segments_dir(), Path::from(format!("{}/manifest/chunks", keys.root()))] {
+        let mut listing = inner.store.list(Some(&dir));
+        let mut orphans = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(remote("list", &dir))?;
+            if now_wall - meta.last_modified.timestamp_millis() < inner.config.orphan_min_age_ms as i64 {
+                continue;
+            }
+            let key = meta.location.to_string();
+            if head.pending_deletes.iter().any(|p| p.key == key) {
+                continue;
+            }
+            let Some((base, epoch, id)) = meta.location.filename().and_then(parse_object_name) else { continue };
+            let referenced = if key.contains("/manifest/chunks/") {
+                head.chunks.iter().any(|c| c.id == id && c.epoch == epoch)
+            } else {
+                manifest
+                    .find_offset(base)
+                    .await?
+                    .is_some_and(|e| e.base_offset == base && e.epoch == epoch && e.id == id)
+            };
+            if !referenced {
+                orphans.push(meta.location);
+            }
+        }
+        for key in orphans {
+            match inner.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(remote("delete orphan", &key)(e)),
+            }
+            tracing::info!(%key, "deleted an orphaned object");
+            metrics::counter!(stats::REMOTE_DELETED_OBJECTS, "reason" => "orphan").increment(1);
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
