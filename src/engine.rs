@@ -244,8 +244,8 @@ impl Engine {
         self.check_open()?;
         let t = self.topic(topic)?;
         let i = self.index(&t, topic, partition)?;
-        if let Some(reason) = t.remotes[i].fenced() {
-            return Err(Error::Closed { reason: Some(reason) });
+        if let Some(e) = t.remotes[i].fenced_error() {
+            return Err(e.into());
         }
         Ok(t.partitions[i].clone())
     }

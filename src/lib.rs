@@ -1,8 +1,9 @@
 //! # tierlog: a tiered-storage log engine
 //!
 //! Services and brokers append Kafka RecordBatch v2 batches to partitions of topics; tierlog keeps
-//! them in hot segments on local disk with group-committed, fsynced writes and serves reads by
-//! offset and by time. The object-store tier, replay and compaction build on this.
+//! them in hot segments on local disk with group-committed, fsynced writes, uploads sealed
+//! segments to a bucket (a local directory by default, or any S3-compatible store) with Parquet
+//! indexes and a fenced manifest, and serves reads by offset and by time from either tier.
 //!
 //! # Layout
 //! - [`engine`]: the [`Engine`]: topics, partitions, `append` / `read` / `offset_for_time`.
@@ -42,4 +43,5 @@ pub use engine::{Engine, PartitionDescription, TopicDescription};
 pub use error::{Error, ErrorKind, Result};
 pub use tiering::batch;
 pub use tiering::local::{AppendInfo, OffsetSpec, ReadResult, TimeOffset};
-pub use tiering::{Durability, LogConfig, ManualClock};
+pub use tiering::remote::{CacheConfig, ObjectStoreConfig, PassReport, RequestCounts, TieringConfig};
+pub use tiering::{Durability, LogConfig, ManualClock, object_store, remote};

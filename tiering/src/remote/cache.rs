@@ -6,10 +6,12 @@
 //! - **Shared misses.** A chunk being fetched is registered in flight; a concurrent reader that
 //!   needs it waits for that GET instead of issuing its own.
 //! - **Scan resistance.** Reads marked as scans (sequential replays and their read-ahead) insert
-//!   their chunks memory-only (`Location::InMem`), so a replay never rewrites the disk tier, and the
-//!   memory tier evicts with S3-FIFO: new chunks enter a small FIFO queue and reach the main queue
-//!   only when read again, so a one-pass replay cycles through the small queue and leaves the
-//!   chunks that other readers keep using alone.
+//!   their chunks memory-only (`Location::InMem`), so a replay never rewrites the disk tier, and
+//!   with low priority (`Hint::Low`): the memory tier is an LRU with two pools, and low-priority
+//!   chunks are always evicted before any other. A replay larger than the cache recycles its own
+//!   chunks and leaves what point readers use alone; a replay that fits stays cached (nothing is
+//!   evicted below capacity). Chunks fetched by other reads go to the high-priority pool
+//!   (`HIGH_PRIORITY_RATIO` of the memory) and, when evicted from memory, to the disk tier.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -18,8 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, EvictionConfig, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCacheProperties, Location, RecoverMode, S3FifoConfig,
+    BlockEngineConfig, DeviceBuilder, EvictionConfig, FsDeviceBuilder, Hint, HybridCache, HybridCacheBuilder,
+    HybridCacheProperties, Location, LruConfig, RecoverMode,
 };
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -29,6 +31,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use super::config::CacheConfig;
 use crate::error::{Error, Result, remote};
 use crate::stats;
+
+/// Share of the memory tier kept for chunks of non-scan reads.
+pub const HIGH_PRIORITY_RATIO: f64 = 0.5;
 
 type Flight = Shared<BoxFuture<'static, std::result::Result<Arc<Vec<Bytes>>, Arc<Error>>>>;
 
@@ -69,11 +74,10 @@ impl ChunkCache {
         let memory = HybridCacheBuilder::new()
             .with_name("tierlog-remote")
             .memory(config.memory_bytes as usize)
-            .with_eviction_config(EvictionConfig::S3Fifo(S3FifoConfig {
-                small_queue_capacity_ratio: 0.1,
-                ghost_queue_capacity_ratio: 1.0,
-                small_to_main_freq_threshold: 1,
-            }))
+            // Each shard evicts on its own with capacity / shards: keep at least 64 chunks per
+            // shard so that the pools mean something.
+            .with_shards(((config.memory_bytes / config.chunk_bytes) / 64).clamp(1, 16) as usize)
+            .with_eviction_config(EvictionConfig::Lru(LruConfig { high_priority_pool_ratio: HIGH_PRIORITY_RATIO }))
             .with_weighter(|_k: &u128, v: &Bytes| v.len() + 16);
         let storage = memory.storage();
         let cache = if config.disk_bytes > 0 {
@@ -200,7 +204,7 @@ impl ChunkCache {
                     let to = (from + this.chunk as usize).min(bytes.len());
                     let chunk = bytes.slice(from..to);
                     let props = if scan {
-                        HybridCacheProperties::default().with_location(Location::InMem)
+                        HybridCacheProperties::default().with_location(Location::InMem).with_hint(Hint::Low)
                     } else {
                         HybridCacheProperties::default()
                     };

@@ -33,7 +33,8 @@ pub struct TieringConfig {
     pub orphan_min_age_ms: u64,
     /// How often the orphan sweep runs (it LISTs the partition's prefix). Default 6 hours.
     pub orphan_sweep_interval_ms: u64,
-    /// Manifest entries per chunk: the head keeps fewer than twice this many. Default 1024.
+    /// Manifest entries per level-0 chunk: the head keeps fewer than twice this many; 16 level-0
+    /// chunks merge into one. Default 256.
     pub manifest_chunk_segments: usize,
     pub cache: CacheConfig,
 }
@@ -51,7 +52,7 @@ impl Default for TieringConfig {
             delete_grace_ms: 3_600_000,
             orphan_min_age_ms: 3_600_000,
             orphan_sweep_interval_ms: 6 * 3_600_000,
-            manifest_chunk_segments: 1024,
+            manifest_chunk_segments: 256,
             cache: CacheConfig::default(),
         }
     }

@@ -104,6 +104,25 @@ impl ObjectStoreConfig {
         Ok(())
     }
 
+    /// The S3 test server the test command starts (`scripts/test.sh`): endpoint and bucket from
+    /// `TIERLOG_S3_ENDPOINT` / `TIERLOG_S3_BUCKET`, credentials from `AWS_ACCESS_KEY_ID` /
+    /// `AWS_SECRET_ACCESS_KEY`, few retries, keys under `prefix`. `None` when the endpoint is not
+    /// set: S3 tests then fail with a message saying how to run them.
+    pub fn s3_test_server(prefix: &str) -> Option<Self> {
+        let endpoint = std::env::var("TIERLOG_S3_ENDPOINT").ok()?;
+        Some(ObjectStoreConfig::S3 {
+            endpoint,
+            region: "us-east-1".into(),
+            bucket: std::env::var("TIERLOG_S3_BUCKET").unwrap_or_else(|_| "tierlog-test".into()),
+            prefix: prefix.into(),
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: true,
+            max_retries: 2,
+            request_timeout_ms: 20_000,
+        })
+    }
+
     /// Builds the store. Nothing is contacted yet.
     pub fn build(&self) -> Result<Arc<dyn ObjectStore>> {
         self.validate()?;

@@ -41,8 +41,8 @@ pub struct RemoteLog {
     local: Arc<Partition>,
     reader: Arc<RemoteReader>,
     epoch: u64,
-    /// Set once the partition was fenced: no more uploads.
-    fenced: Mutex<Option<String>>,
+    /// Set once the partition was fenced (`(epoch, current)`): no more uploads.
+    fenced: Mutex<Option<(u64, u64)>>,
     /// Held while a pass runs; the background loop skips a busy partition.
     work: tokio::sync::Mutex<()>,
     last_sweep_ms: AtomicI64,
@@ -87,7 +87,13 @@ impl RemoteLog {
     }
     /// Why this writer stopped uploading, if it was fenced.
     pub fn fenced(&self) -> Option<String> {
-        self.fenced.lock().expect("invariant: lock not poisoned").clone()
+        self.fenced_error().map(|e| e.to_string())
+    }
+
+    /// The [`Error::Fenced`] this writer got, if it was fenced.
+    pub fn fenced_error(&self) -> Option<Error> {
+        let f = *self.fenced.lock().expect("invariant: lock not poisoned");
+        f.map(|(epoch, current)| Error::Fenced { partition: self.local.name().to_owned(), epoch, current })
     }
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().expect("invariant: lock not poisoned").clone()
@@ -209,14 +215,14 @@ async fn pass(inner: &Arc<Inner>, log: &Arc<RemoteLog>, wait: bool) -> Result<Pa
             Err(_) => return Ok(PassReport::default()),
         }
     };
-    if let Some(reason) = log.fenced() {
-        return Err(Error::Closed { reason: Some(reason) });
+    if let Some(e) = log.fenced_error() {
+        return Err(e);
     }
     let result = pass_locked(inner, log).await;
     *log.last_error.lock().expect("invariant: lock not poisoned") = result.as_ref().err().map(|e| e.to_string());
-    if let Err(e @ Error::Fenced { .. }) = &result {
+    if let Err(e @ Error::Fenced { epoch, current, .. }) = &result {
         tracing::error!(partition = %log.local.name(), error = %e, "fenced: uploads to this partition stopped");
-        *log.fenced.lock().expect("invariant: lock not poisoned") = Some(e.to_string());
+        *log.fenced.lock().expect("invariant: lock not poisoned") = Some((*epoch, *current));
     }
     result
 }

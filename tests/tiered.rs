@@ -1,0 +1,361 @@
+//! The remote tier end to end through the Engine: one conformance suite for reads and time lookups,
+//! run on the local tier and on the remote tier (local-directory bucket and SeaweedFS); GET counts
+//! of cold lookups; corrupt objects; remote retention with deferred deletes; fencing of a second
+//! writer; scan resistance of the cache.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tierlog::batch::{BatchBuilder, Compression, Record};
+use tierlog::object_store::{ObjectStore, ObjectStoreExt};
+use tierlog::{Engine, EngineConfig, Error, LogConfig, ManualClock, ObjectStoreConfig, OffsetSpec, TopicConfig};
+
+/// (offset, timestamp, value) of every record appended, in offset order.
+type Model = Vec<(i64, i64, Bytes)>;
+
+pub fn config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(dir.join("data"));
+    c.object_store = Some(ObjectStoreConfig::Local { path: dir.join("bucket") });
+    c.tiering.poll_ms = 3_600_000; // tests drive passes with tier_now
+    c.tiering.cache.memory_bytes = 32 << 20;
+    c.tiering.cache.disk_bytes = 0;
+    c.tiering.cache.chunk_bytes = 64 << 10;
+    c.tiering.cache.read_ahead_bytes = 512 << 10;
+    c
+}
+
+fn topic(local_retention_bytes: Option<u64>) -> TopicConfig {
+    TopicConfig {
+        partitions: 1,
+        log: LogConfig { segment_bytes: 64 << 10, local_retention_bytes, ..Default::default() },
+        ..Default::default()
+    }
+}
+
+/// Appends `batches` batches of mixed codecs and sizes with jittered (non-monotonic) timestamps.
+async fn produce(engine: &Engine, topic: &str, batches: usize, seed: u64) -> Model {
+    let mut model = Vec::new();
+    let codecs = Compression::ALL;
+    for b in 0..batches {
+        let n = 1 + (b * 7 + seed as usize) % 40;
+        let records: Vec<Record> = (0..n)
+            .map(|i| {
+                let ts = 1_700_000_000_000 + (b as i64) * 100 + ((i as i64 * 37 + seed as i64) % 150);
+                Record {
+                    key: Some(Bytes::from(format!("k{}", (b + i) % 97))),
+                    value: Some(Bytes::from(format!("v{b}-{i}-{}", "x".repeat((b * 13 + i) % 300)))),
+                    headers: vec![],
+                    timestamp: ts,
+                }
+            })
+            .collect();
+        let batch = BatchBuilder::from_records(codecs[b % codecs.len()], &records);
+        let at = engine.append(topic, 0, batch).await.unwrap();
+        for (i, r) in records.into_iter().enumerate() {
+            model.push((at.base_offset + i as i64, r.timestamp, r.value.unwrap()));
+        }
+    }
+    model
+}
+
+/// The conformance suite: whatever tier serves them, reads and time lookups match the model.
+async fn conformance(engine: &Engine, topic: &str, model: &Model) {
+    let hw = model.last().unwrap().0 + 1;
+    let start = model[0].0;
+    // Consume everything with several fetch sizes.
+    for max in [1usize, 5_000, 300_000] {
+        let (mut off, mut got) = (start, Vec::new());
+        while off < hw {
+            let r = engine.read(topic, 0, off, max).await.unwrap();
+            assert_eq!(r.high_watermark, hw);
+            let recs = r.records().unwrap();
+            assert!(!recs.is_empty(), "read at {off} returned nothing");
+            got.extend(recs.into_iter().filter(|v| v.offset >= off).map(|v| (v.offset, v.timestamp, v.value.unwrap())));
+            off = r.next_offset().unwrap();
+        }
+        assert_eq!(&got, model, "consume with max_bytes {max}");
+    }
+    // Reads starting in the middle of batches.
+    for (o, ts, v) in model.iter().step_by(61) {
+        let r = engine.read(topic, 0, *o, 1).await.unwrap();
+        let recs = r.records().unwrap();
+        let hit = recs.iter().find(|x| x.offset == *o).expect("the batch holding the offset");
+        assert_eq!((hit.timestamp, hit.value.as_ref().unwrap()), (*ts, v));
+    }
+    // Time lookups: the first offset whose timestamp is >= t.
+    let (lo, hi) = (model.iter().map(|m| m.1).min().unwrap(), model.iter().map(|m| m.1).max().unwrap());
+    for t in (lo - 5..=hi + 5).step_by(97) {
+        let want = model.iter().find(|m| m.1 >= t).map(|m| (m.0, m.1));
+        let got = engine.offset_for_time(topic, 0, OffsetSpec::Timestamp(t)).await.unwrap();
+        assert_eq!(got.map(|g| (g.offset, g.timestamp)), want, "offset_for_time({t})");
+    }
+    let earliest = engine.offset_for_time(topic, 0, OffsetSpec::Earliest).await.unwrap().unwrap();
+    assert_eq!(earliest.offset, start);
+    let latest = engine.offset_for_time(topic, 0, OffsetSpec::Latest).await.unwrap().unwrap();
+    assert_eq!(latest.offset, hw);
+    let err = engine.read(topic, 0, hw + 1, 1000).await.unwrap_err();
+    assert!(matches!(err, Error::OffsetOutOfRange { .. }), "{err}");
+    let err = engine.read(topic, 0, -1, 1000).await.unwrap_err();
+    assert!(matches!(err, Error::OffsetOutOfRange { .. }), "{err}");
+}
+
+/// Produces the same data to a topic that keeps everything locally and to one whose local copy
+/// is deleted once tiered, then runs the suite on both, and again on a reopened engine (cold cache).
+async fn local_and_remote_agree(mut cfg: EngineConfig) {
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    engine.create_topic("hot", topic(None)).await.unwrap();
+    engine.create_topic("cold", topic(Some(1))).await.unwrap();
+    let model = produce(&engine, "hot", 1500, 1).await;
+    let model2 = produce(&engine, "cold", 1500, 1).await;
+    assert_eq!(model, model2);
+    engine.roll("cold", 0).await.unwrap();
+    let report = engine.tier_now("cold", 0).await.unwrap();
+    assert!(report.uploaded_segments > 10, "{report:?}");
+    engine.tier_now("hot", 0).await.unwrap();
+    let d = engine.describe_topic("cold").unwrap();
+    let p = &d.partitions[0];
+    assert_eq!(p.remote.next_offset, p.high_watermark, "everything sealed is in the bucket");
+    assert!(p.segments.len() == 1, "only the active segment stays local: {:?}", p.segments.len());
+    assert_eq!(p.log_start_offset, 0);
+    let hot = &engine.describe_topic("hot").unwrap().partitions[0];
+    assert!(hot.segments.len() > 10, "without local retention the local copy stays");
+    conformance(&engine, "hot", &model).await;
+    conformance(&engine, "cold", &model).await;
+    engine.close().await.unwrap();
+    cfg.tiering.cache.memory_bytes = 1 << 20; // smaller than the data: evictions on the way
+    let engine = Engine::open(cfg).await.unwrap();
+    conformance(&engine, "cold", &model).await;
+    engine.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_and_remote_reads_agree_local_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    local_and_remote_agree(config(dir.path())).await;
+}
+
+fn s3_config(dir: &std::path::Path, name: &str) -> EngineConfig {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let mut c = config(dir);
+    c.object_store =
+        Some(ObjectStoreConfig::s3_test_server(&format!("test-{name}-{}-{nanos}", std::process::id())).expect(
+            "TIERLOG_S3_ENDPOINT is not set: run the tests with `bash scripts/test.sh`, which starts SeaweedFS",
+        ));
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_and_remote_reads_agree_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    local_and_remote_agree(s3_config(dir.path(), "agree")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_offset_for_time_costs_at_most_three_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.tiering.manifest_chunk_segments = 2; // old segments live in manifest chunks
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    engine.create_topic("t", topic(Some(1))).await.unwrap();
+    let model = produce(&engine, "t", 1500, 3).await;
+    engine.roll("t", 0).await.unwrap();
+    engine.tier_now("t", 0).await.unwrap();
+    assert!(engine.remote_head("t", 0).unwrap().chunks.len() >= 4);
+    engine.close().await.unwrap();
+
+    for (k, probe) in [model[100].1, model[model.len() / 2].1, model[model.len() - 50].1].into_iter().enumerate() {
+        // A fresh engine: nothing cached but the manifest head it loads when it opens.
+        let engine = Engine::open(cfg.clone()).await.unwrap();
+        let want = model.iter().find(|m| m.1 >= probe).map(|m| m.0);
+        let before = engine.object_store_counts();
+        let got = engine.offset_for_time("t", 0, OffsetSpec::Timestamp(probe)).await.unwrap();
+        let cold = engine.object_store_counts().since(&before);
+        assert_eq!(got.map(|g| g.offset), want);
+        assert!(cold.gets() <= 3, "probe {k}: a cold lookup made {} GETs: {cold:?}", cold.gets());
+        assert!(cold.gets() >= 2, "probe {k}: index and segment at least: {cold:?}");
+        let before = engine.object_store_counts();
+        let again = engine.offset_for_time("t", 0, OffsetSpec::Timestamp(probe)).await.unwrap();
+        let warm = engine.object_store_counts().since(&before);
+        assert_eq!(again, got);
+        assert_eq!(warm.gets(), 0, "a warm lookup is served from memory: {warm:?}");
+        engine.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_object_is_an_error_never_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    engine.create_topic("t", topic(Some(1))).await.unwrap();
+    produce(&engine, "t", 300, 5).await;
+    engine.roll("t", 0).await.unwrap();
+    engine.tier_now("t", 0).await.unwrap();
+    let head = engine.remote_head("t", 0).unwrap();
+    let first = head.segments.first().cloned().unwrap();
+    engine.close().await.unwrap();
+    // Flip one byte in the middle of the first segment object.
+    let keys = tierlog::remote::keys::PartitionKeys::new("t", 0);
+    let path = dir.path().join("bucket").join(first.segment_key(&keys).as_ref());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    let engine = Engine::open(cfg).await.unwrap();
+    let mut off = 0;
+    let err = loop {
+        match engine.read("t", 0, off, 4096).await {
+            Ok(r) => off = r.next_offset().unwrap(),
+            Err(e) => break e,
+        }
+        assert!(off < first.next_offset, "read past the corrupt byte without an error");
+    };
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    engine.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_retention_drops_then_deletes_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.tiering.delete_grace_ms = 60_000;
+    let clock = ManualClock::new(1_700_000_000_000);
+    let engine = Engine::open_with_clock(cfg.clone(), clock.clone()).await.unwrap();
+    let mut t = topic(Some(1));
+    t.log.remote_retention_bytes = Some(256 << 10);
+    engine.create_topic("t", t).await.unwrap();
+    let model = produce(&engine, "t", 1500, 7).await;
+    engine.roll("t", 0).await.unwrap();
+    let report = engine.tier_now("t", 0).await.unwrap();
+    assert!(report.dropped_segments > 0, "{report:?}");
+    let head = engine.remote_head("t", 0).unwrap();
+    assert!(head.totals.bytes <= 256 << 10, "{:?}", head.totals);
+    assert!(head.log_start_offset > 0);
+    let start = head.log_start_offset;
+    // Dropped from the log at once...
+    let err = engine.read("t", 0, start - 1, 100).await.unwrap_err();
+    assert!(matches!(err, Error::OffsetOutOfRange { start: s, .. } if s == start), "{err}");
+    let r = engine.read("t", 0, start, 100).await.unwrap();
+    assert_eq!(r.records().unwrap()[0].offset, start);
+    assert_eq!(engine.offset_for_time("t", 0, OffsetSpec::Earliest).await.unwrap().unwrap().offset, start);
+    // ...but the objects stay for the grace period.
+    let store = engine.object_store();
+    let pending = head.pending_deletes.clone();
+    assert!(!pending.is_empty());
+    for p in &pending {
+        store.head(&p.key.as_str().into()).await.unwrap();
+    }
+    clock.advance(61_000);
+    let report = engine.tier_now("t", 0).await.unwrap();
+    assert_eq!(report.deleted_objects, pending.len() as u64);
+    for p in &pending {
+        let r = store.head(&p.key.as_str().into()).await;
+        assert!(matches!(r, Err(tierlog::object_store::Error::NotFound { .. })), "{} still there", p.key);
+    }
+    assert!(engine.remote_head("t", 0).unwrap().pending_deletes.is_empty());
+    let tail: Model = model.into_iter().filter(|m| m.0 >= start).collect();
+    let mut off = start;
+    let mut got = Vec::new();
+    while off < tail.last().unwrap().0 + 1 {
+        let r = engine.read("t", 0, off, 100_000).await.unwrap();
+        got.extend(r.records().unwrap().into_iter().map(|v| (v.offset, v.timestamp, v.value.unwrap())));
+        off = r.next_offset().unwrap();
+    }
+    assert_eq!(got, tail);
+    engine.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_fences_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_a = config(dir.path());
+    let mut cfg_b = config(dir.path());
+    cfg_b.data_dir = dir.path().join("data-b");
+    let a = Engine::open(cfg_a).await.unwrap();
+    a.create_topic("t", topic(None)).await.unwrap();
+    produce(&a, "t", 200, 9).await;
+    a.roll("t", 0).await.unwrap();
+    a.tier_now("t", 0).await.unwrap();
+    let epoch_a = a.remote_head("t", 0).unwrap().epoch;
+    // B takes the partition over in the same bucket.
+    let b = Engine::open(cfg_b).await.unwrap();
+    b.create_topic("t", topic(None)).await.unwrap();
+    assert_eq!(b.remote_head("t", 0).unwrap().epoch, epoch_a + 1);
+    produce(&a, "t", 200, 10).await;
+    a.roll("t", 0).await.unwrap();
+    let err = a.tier_now("t", 0).await.unwrap_err();
+    assert!(matches!(err, Error::Fenced { epoch, current, .. } if epoch == epoch_a && current == epoch_a + 1), "{err}");
+    // A stops: its appends fail and say why; its uploads stop.
+    let err = a.append("t", 0, BatchBuilder::from_records(Compression::None, &[Record::default()])).await.unwrap_err();
+    assert!(err.to_string().contains("fenced"), "{err}");
+    let desc = a.describe_topic("t").unwrap();
+    assert!(desc.partitions[0].fenced.is_some());
+    // The bucket's manifest is B's and is consistent: every referenced object exists.
+    let store = b.object_store();
+    let head = tierlog::remote::Manifest::load(store.clone(), "t", 0, 256).await.unwrap();
+    let h = head.head();
+    assert_eq!(h.epoch, epoch_a + 1);
+    let keys = tierlog::remote::keys::PartitionKeys::new("t", 0);
+    for e in &h.segments {
+        store.head(&e.segment_key(&keys)).await.unwrap();
+        store.head(&e.index_key(&keys)).await.unwrap();
+    }
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_replay_does_not_evict_what_others_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.tiering.cache.memory_bytes = 512 << 10; // 32 chunks of 16 KiB
+    cfg.tiering.cache.chunk_bytes = 16 << 10;
+    cfg.tiering.cache.read_ahead_bytes = 128 << 10;
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    engine.create_topic("t", topic(Some(1))).await.unwrap();
+    let model = produce(&engine, "t", 3000, 11).await;
+    engine.roll("t", 0).await.unwrap();
+    engine.tier_now("t", 0).await.unwrap();
+    engine.close().await.unwrap();
+    let engine = Engine::open(cfg).await.unwrap();
+    // A point reader keeps reading a few offsets (a small working set).
+    let hot: Vec<i64> = [10usize, 2000, 4000].iter().map(|&i| model[i].0).collect();
+    for _ in 0..2 {
+        for &o in &hot {
+            engine.read("t", 0, o, 1).await.unwrap();
+        }
+    }
+    let before = engine.object_store_counts();
+    for &o in &hot {
+        engine.read("t", 0, o, 1).await.unwrap();
+    }
+    assert_eq!(engine.object_store_counts().since(&before).gets(), 0, "the working set is cached");
+    // A replay of the whole partition, several times the cache.
+    let remote_end = engine.remote_head("t", 0).unwrap().next_offset;
+    let total = engine.remote_head("t", 0).unwrap().totals.bytes;
+    assert!(total > 4 * (512 << 10), "replay {total} bytes");
+    let mut off = 0;
+    while off < remote_end {
+        off = engine.read("t", 0, off, 64 << 10).await.unwrap().next_offset().unwrap();
+    }
+    let before = engine.object_store_counts();
+    for &o in &hot {
+        engine.read("t", 0, o, 1).await.unwrap();
+    }
+    let after = engine.object_store_counts().since(&before);
+    assert_eq!(after.gets(), 0, "the replay evicted the working set: {after:?}");
+    engine.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topic_catalog_is_in_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).await.unwrap();
+    engine.create_topic("orders", topic(Some(4096))).await.unwrap();
+    let store: Arc<dyn ObjectStore> = engine.object_store();
+    assert_eq!(tierlog::remote::catalog::list(&store).await.unwrap(), vec!["orders".to_owned()]);
+    let json = tierlog::remote::catalog::get(&store, "orders").await.unwrap().unwrap();
+    let cfg: TopicConfig = serde_json::from_slice(&json).unwrap();
+    assert_eq!(cfg, topic(Some(4096)));
+    engine.close().await.unwrap();
+}
