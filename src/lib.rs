@@ -42,6 +42,7 @@ pub use config::{CleanupPolicy, EngineConfig, TopicConfig};
 pub use engine::{Engine, PartitionDescription, TopicDescription};
 pub use error::{Error, ErrorKind, Result};
 pub use tiering::batch;
+pub use tiering::clock::system_clock;
 pub use tiering::local::{AppendInfo, OffsetSpec, ReadResult, TimeOffset};
 pub use tiering::remote::{CacheConfig, ObjectStoreConfig, PassReport, RequestCounts, TieringConfig};
 pub use tiering::{Durability, LogConfig, ManualClock, object_store, remote};

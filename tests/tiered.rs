@@ -109,8 +109,9 @@ async fn local_and_remote_agree(mut cfg: EngineConfig) {
     let model2 = produce(&engine, "cold", 1500, 1).await;
     assert_eq!(model, model2);
     engine.roll("cold", 0).await.unwrap();
-    let report = engine.tier_now("cold", 0).await.unwrap();
-    assert!(report.uploaded_segments > 10, "{report:?}");
+    // (The background uploader, woken by every roll, may have done part of this already.)
+    engine.tier_now("cold", 0).await.unwrap();
+    assert!(engine.remote_head("cold", 0).unwrap().totals.segments > 10);
     engine.tier_now("hot", 0).await.unwrap();
     let d = engine.describe_topic("cold").unwrap();
     let p = &d.partitions[0];
@@ -226,8 +227,7 @@ async fn remote_retention_drops_then_deletes_after_the_grace_period() {
     engine.create_topic("t", t).await.unwrap();
     let model = produce(&engine, "t", 1500, 7).await;
     engine.roll("t", 0).await.unwrap();
-    let report = engine.tier_now("t", 0).await.unwrap();
-    assert!(report.dropped_segments > 0, "{report:?}");
+    engine.tier_now("t", 0).await.unwrap();
     let head = engine.remote_head("t", 0).unwrap();
     assert!(head.totals.bytes <= 256 << 10, "{:?}", head.totals);
     assert!(head.log_start_offset > 0);
@@ -246,8 +246,7 @@ async fn remote_retention_drops_then_deletes_after_the_grace_period() {
         store.head(&p.key.as_str().into()).await.unwrap();
     }
     clock.advance(61_000);
-    let report = engine.tier_now("t", 0).await.unwrap();
-    assert_eq!(report.deleted_objects, pending.len() as u64);
+    engine.tier_now("t", 0).await.unwrap();
     for p in &pending {
         let r = store.head(&p.key.as_str().into()).await;
         assert!(matches!(r, Err(tierlog::object_store::Error::NotFound { .. })), "{} still there", p.key);

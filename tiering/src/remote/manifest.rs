@@ -227,6 +227,14 @@ fn decode_chunk(bytes: Bytes, r: &ChunkRef) -> Result<Vec<SegmentEntry>, String>
 /// segments: about 170 KB of JSON at a million segments.
 pub const MERGE_FANOUT: usize = 16;
 
+/// Attempts of a manifest write (head CAS or chunk) before the commit fails; a later pass retries.
+const COMMIT_ATTEMPTS: u32 = 6;
+
+async fn backoff(attempt: u32) {
+    let cap = (20u64 << attempt.min(10)).min(2_000);
+    tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(0..=cap))).await;
+}
+
 /// How many chunks a manifest keeps parsed in memory.
 const CHUNK_CACHE: usize = 32;
 
@@ -395,25 +403,35 @@ impl Manifest {
             None => PutMode::Create,
         };
         let key = self.keys.head();
-        match self.store.put_opts(&key, PutPayload::from(head.encode()), PutOptions::from(mode)).await {
-            Ok(r) => {
-                self.install(head, r);
-                Ok(self.head())
-            }
-            Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
-                // Either another writer took over, or an earlier attempt of this very commit
-                // succeeded and its response was lost: the head tells which.
-                match read_head(&self.store, &self.keys).await? {
-                    Some((h, v)) if h.epoch == epoch && h == head => {
-                        *self.version.lock().expect("invariant: manifest lock not poisoned") = Some(v);
-                        *self.head.write().expect("invariant: manifest lock not poisoned") = Arc::new(h);
-                        Ok(self.head())
-                    }
-                    Some((h, _)) => Err(self.fenced(epoch, h.epoch)),
-                    None => Err(self.fenced(epoch, 0)),
+        let payload = head.encode();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let put = self.store.put_opts(&key, PutPayload::from(payload.clone()), PutOptions::from(mode.clone()));
+            match put.await {
+                Ok(r) => {
+                    self.install(head, r);
+                    return Ok(self.head());
                 }
+                Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
+                    // Either another writer took over, or an earlier attempt of this very commit
+                    // landed and its response was lost: the head tells which.
+                    return match read_head(&self.store, &self.keys).await? {
+                        Some((h, v)) if h.epoch == epoch && h == head => {
+                            *self.version.lock().expect("invariant: manifest lock not poisoned") = Some(v);
+                            *self.head.write().expect("invariant: manifest lock not poisoned") = Arc::new(h);
+                            Ok(self.head())
+                        }
+                        Some((h, _)) => Err(self.fenced(epoch, h.epoch)),
+                        None => Err(self.fenced(epoch, 0)),
+                    };
+                }
+                Err(e) if attempt < COMMIT_ATTEMPTS => {
+                    tracing::debug!(%key, attempt, error = %e, "manifest commit failed; retrying");
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(remote("write manifest head", &key)(e)),
             }
-            Err(e) => Err(remote("write manifest head", &key)(e)),
         }
     }
 
@@ -441,10 +459,20 @@ impl Manifest {
         };
         let key = r.key(&self.keys);
         let bytes = encode_chunk(entries).map_err(|e| corrupt(&key, e))?;
-        self.store
-            .put_opts(&key, PutPayload::from(bytes), PutOptions::from(PutMode::Create))
-            .await
-            .map_err(remote("write manifest chunk", &key))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let put = self.store.put_opts(&key, PutPayload::from(bytes.clone()), PutOptions::from(PutMode::Create));
+            match put.await {
+                // The key has a fresh id: if it exists, an earlier attempt of ours wrote it.
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => break,
+                Err(e) if attempt < COMMIT_ATTEMPTS => {
+                    tracing::debug!(%key, attempt, error = %e, "manifest chunk write failed; retrying");
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(remote("write manifest chunk", &key)(e)),
+            }
+        }
         self.chunks
             .lock()
             .expect("invariant: manifest lock not poisoned")

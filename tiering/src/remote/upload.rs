@@ -411,20 +411,22 @@ async fn upload_multipart(inner: &Arc<Inner>, key: &Path, s: &SegmentInfo) -> Re
             let data = read_part(&s.path, pos, len).await?;
             scanner.feed(&data).map_err(|(p, r)| Error::Corrupt { path: s.path.clone(), position: p, reason: r })?;
             let fut = upload.put_part(PutPayload::from(data));
-            in_flight.push(async move {
+            // A task of its own: the part progresses (and frees its permit) while this loop waits
+            // for the next permit.
+            in_flight.push(tokio::spawn(async move {
                 let r = fut.await;
                 drop(permit);
                 r
-            });
+            }));
             pos += len as u64;
             while in_flight.len() >= 2 {
                 if let Some(r) = in_flight.next().await {
-                    r.map_err(remote("upload part", key))?;
+                    part_result(r).map_err(remote("upload part", key))?;
                 }
             }
         }
         while let Some(r) = in_flight.next().await {
-            r.map_err(remote("upload part", key))?;
+            part_result(r).map_err(remote("upload part", key))?;
         }
         Ok(())
     }
@@ -444,6 +446,10 @@ async fn upload_multipart(inner: &Arc<Inner>, key: &Path, s: &SegmentInfo) -> Re
             Err(e)
         }
     }
+}
+
+fn part_result(r: std::result::Result<object_store::Result<()>, tokio::task::JoinError>) -> object_store::Result<()> {
+    r.unwrap_or_else(|e| Err(object_store::Error::Generic { store: "upload", source: Box::new(e) }))
 }
 
 /// Deletes the pending objects whose grace period has passed; returns their keys.
