@@ -209,6 +209,7 @@ fn demo_runs_and_checks_itself() {
     ));
     assert!(out.contains("every event accounted for"), "{out}");
     assert!(out.contains("events per day"));
+    assert!(out.contains("from the bucket:") && out.contains("tiered "), "{out}");
     // Runs again over its own folder, but refuses a folder that is not a demo's.
     ok(tierlog(dir.path(), &["demo", "--dir", demo_dir.to_str().unwrap(), "--orders", "100", "--days", "1"], None));
     let other = dir.path().join("precious");

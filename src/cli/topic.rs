@@ -106,6 +106,18 @@ pub fn describe_json(engine: &Engine, name: &str) -> crate::Result<serde_json::V
                 "size_bytes": p.size_bytes,
                 "segments": p.segments.len(),
                 "newest_timestamp": p.segments.iter().map(|s| s.max_timestamp).max().filter(|&t| t >= 0).map(format_time),
+                "remote": {
+                    "log_start_offset": p.remote.log_start_offset,
+                    "next_offset": p.remote.next_offset,
+                    "segments": p.remote.totals.segments,
+                    "size_bytes": p.remote.totals.bytes,
+                    "records": p.remote.totals.records,
+                    "epoch": p.remote.epoch,
+                    "manifest_chunks": p.remote.chunks.len(),
+                    "pending_deletes": p.remote.pending_deletes.len(),
+                },
+                "fenced": p.fenced,
+                "tiering_error": p.tiering_error,
             })
         })
         .collect();
