@@ -58,7 +58,10 @@ pub fn make_batch(batch_bytes: usize, record_bytes: usize) -> Bytes {
 
 /// Opens a fresh engine in `dir` with one topic `bench` of `partitions` partitions.
 pub async fn bench_engine(dir: &Path, partitions: u32, durability: Durability) -> anyhow::Result<Engine> {
-    let engine = Engine::open(EngineConfig::new(dir)).await?;
+    // The hot path alone: no background uploads competing for the disk.
+    let mut config = EngineConfig::new(dir);
+    config.tiering.auto_upload = false;
+    let engine = Engine::open(config).await?;
     let mut tc = TopicConfig { partitions, ..Default::default() };
     tc.log.durability = durability;
     engine.create_topic("bench", tc).await?;
@@ -124,7 +127,7 @@ pub async fn read_all(engine: &Engine, max_bytes: usize) -> anyhow::Result<Throu
 /// Prints medians of both sides and the median of the per-trial ratios: each tierlog trial is
 /// paired with a raw trial run right beside it, so a disk that speeds up or slows down over the run
 /// (shared virtual disks do, by 30% and more) moves both sides of a pair together.
-fn ratio_line(name: &str, ours: &[f64], raw: &[f64], unit: &str, target: Option<f64>) {
+pub(crate) fn ratio_line(name: &str, ours: &[f64], raw: &[f64], unit: &str, target: Option<f64>) {
     let pairs: Vec<f64> = ours.iter().zip(raw).map(|(a, b)| a / b).collect();
     let r = median(pairs.clone());
     let t = target

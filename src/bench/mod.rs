@@ -4,6 +4,8 @@
 //!
 //! - [`raw`]: the limits: plain file appends with the same fsync cadence, plain sequential reads.
 //! - [`append`]: tierlog's append and read paths through the public [`crate::Engine`] API.
+//! - [`tier`]: the remote tier (upload, replay, time lookups, request counts) against the raw
+//!   object store.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use clap::{Args, Subcommand};
 
 pub mod append;
 pub mod raw;
+pub mod tier;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -23,11 +26,15 @@ pub struct BenchArgs {
 pub enum BenchKind {
     /// Durable append throughput and latency, small records, sequential reads, reopen time.
     Append(append::AppendBenchArgs),
+    /// The remote tier: upload, cold and cached replay, time lookups, requests per GiB, each
+    /// against the raw object store (or local read) in the same run.
+    Tier(tier::TierBenchArgs),
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.which {
         BenchKind::Append(a) => append::run(a).await,
+        BenchKind::Tier(a) => tier::run(a).await,
     }
 }
 

@@ -67,8 +67,10 @@ impl From<Durability> for String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
-    /// Seal the active segment when it would grow past this many bytes. Default 128 MiB; bounds
-    /// 4 KiB..=2 GiB. Smaller segments tier sooner but mean more files and more PUTs.
+    /// Seal the active segment when it would grow past this many bytes. Default 1 GiB (Kafka's);
+    /// bounds 4 KiB..=2 GiB. The segment is the unit of upload: a 1 GiB segment costs 8 write
+    /// requests (multipart create, 4 parts, complete, its index, a share of a manifest commit);
+    /// 128 MiB segments would cost about 17 per GiB. Smaller segments tier sooner.
     pub segment_bytes: u64,
     /// Seal the active segment once it is this old (since its first append), so quiet partitions
     /// still tier. Default 1 hour; at least 1 ms.
@@ -97,7 +99,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            segment_bytes: 128 << 20,
+            segment_bytes: 1 << 30,
             segment_ms: 3_600_000,
             index_interval_bytes: 4096,
             durability: Durability::Fsync,

@@ -229,18 +229,37 @@ impl ChunkCache {
         f
     }
 
-    /// Starts fetching `range` in the background (read-ahead); errors are left for the reader
-    /// that needs the bytes.
+    /// Starts fetching `range` in the background (read-ahead): one GET per run of chunks neither
+    /// cached nor in flight, registered before this returns, so a read that follows shares it.
+    /// Errors are left for the reader that needs the bytes.
     pub fn prefetch(self: &Arc<Self>, key: &Path, size: u64, range: Range<u64>) {
         let range = range.start..range.end.min(size);
         if range.start >= range.end {
             return;
         }
-        let this = self.clone();
-        let key = key.clone();
-        tokio::spawn(async move {
-            let _ = this.get_range(&key, size, range, true).await;
-        });
+        let object = object_hash(key);
+        let (first, last) = (range.start / self.chunk, (range.end - 1) / self.chunk);
+        let missing = |c: u64| {
+            let k = cache_key(object, c);
+            !self.cache.contains(&k)
+                && !self.inflight.lock().expect("invariant: cache lock not poisoned").contains_key(&k)
+        };
+        let mut c = first;
+        while c <= last {
+            if !missing(c) {
+                c += 1;
+                continue;
+            }
+            let mut end = c + 1;
+            while end <= last && missing(end) {
+                end += 1;
+            }
+            let f = self.start_flight(key, object, size, c, end, true);
+            tokio::spawn(async move {
+                let _ = f.flight.clone().await;
+            });
+            c = end;
+        }
     }
 
     /// Whether the cache holds chunk `chunk` of `key` (in memory or on disk).

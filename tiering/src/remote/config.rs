@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TieringConfig {
+    /// Upload sealed segments in the background (default). Off: segments are uploaded only when
+    /// asked (`Engine::tier_now`), e.g. to measure the hot path alone.
+    pub auto_upload: bool,
     /// Object-store requests the uploader keeps in flight at most (segment PUTs and parts). Each
     /// holds up to `part_bytes` (or a whole single-PUT segment) in memory. Default 4.
     pub upload_concurrency: usize,
@@ -42,6 +45,7 @@ pub struct TieringConfig {
 impl Default for TieringConfig {
     fn default() -> Self {
         Self {
+            auto_upload: true,
             upload_concurrency: 4,
             single_put_max_bytes: 256 << 20,
             part_bytes: 256 << 20,
@@ -70,7 +74,9 @@ pub struct CacheConfig {
     pub dir: Option<PathBuf>,
     /// GETs fetch aligned chunks of this size (the cache's unit). Default 1 MiB.
     pub chunk_bytes: u64,
-    /// Sequential readers fetch this far ahead, across segment boundaries. Default 16 MiB.
+    /// Sequential readers keep this much in flight ahead of them, across segment boundaries, in
+    /// two aligned windows of half this size, each fetched with one GET. Default 32 MiB (16 MiB
+    /// GETs).
     pub read_ahead_bytes: u64,
 }
 
@@ -81,7 +87,7 @@ impl Default for CacheConfig {
             disk_bytes: 1 << 30,
             dir: None,
             chunk_bytes: 1 << 20,
-            read_ahead_bytes: 16 << 20,
+            read_ahead_bytes: 32 << 20,
         }
     }
 }
@@ -110,6 +116,9 @@ impl TieringConfig {
         let c = &self.cache;
         if c.chunk_bytes < 4096 || c.chunk_bytes > 64 << 20 {
             return bad("tiering.cache.chunk_bytes", "must be within 4 KiB..=64 MiB");
+        }
+        if c.read_ahead_bytes < 2 * c.chunk_bytes {
+            return bad("tiering.cache.read_ahead_bytes", "must be at least two chunks");
         }
         if c.memory_bytes < c.chunk_bytes * 4 {
             return bad("tiering.cache.memory_bytes", "must hold at least 4 chunks");

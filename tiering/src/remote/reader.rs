@@ -112,10 +112,12 @@ impl RemoteReader {
         let next = idx.rows[last].last_offset + 1;
         let sequential = self.continues_stream(offset, next);
         let key = e.segment_key(self.manifest.keys());
-        let bytes = self.cache.get_range(&key, e.size, range.clone(), sequential).await?;
         if sequential {
-            self.read_ahead(&e, range.end).await;
+            // The window holding this read and the two after it: the read below then waits on
+            // the window's GET instead of fetching a sliver of its own.
+            self.read_ahead(&e, range.start).await;
         }
+        let bytes = self.cache.get_range(&key, e.size, range.clone(), sequential).await?;
         check_batches(&key, &bytes, range.start, &idx.rows[first..=last])?;
         metrics::counter!(stats::READ_BYTES, "tier" => "remote").increment(bytes.len() as u64);
         Ok(Some(bytes))
@@ -134,22 +136,35 @@ impl RemoteReader {
         found.is_some()
     }
 
+    /// Keeps the two aligned windows after the one holding `from` in flight or cached: each
+    /// window is fetched with one GET, so a replay costs one GET per window whatever its reads'
+    /// sizes. Past the segment's end, the next segments' first windows.
     async fn read_ahead(&self, e: &SegmentEntry, from: u64) {
-        let mut want = self.read_ahead;
-        let chunk = self.cache.chunk_bytes();
-        // Align the window so successive reads extend it rather than fetch slivers.
-        let start = from / chunk * chunk;
-        let key = e.segment_key(self.manifest.keys());
-        self.cache.prefetch(&key, e.size, start..start + want);
-        want = want.saturating_sub(e.size.saturating_sub(start));
-        let mut next = e.next_offset;
-        while want > 0 {
-            let Ok(Some(n)) = self.manifest.find_offset(next).await else { return };
-            let key = n.segment_key(self.manifest.keys());
-            self.cache.prefetch(&key, n.size, 0..want.min(n.size));
-            want = want.saturating_sub(n.size);
-            next = n.next_offset;
+        let window = self.window();
+        let first = from / window;
+        let mut ahead = 2u64;
+        let mut seg = e.clone();
+        let mut w = first;
+        while ahead > 0 {
+            if w * window >= seg.size {
+                let Ok(Some(next)) = self.manifest.find_offset(seg.next_offset).await else { return };
+                seg = next;
+                w = 0;
+                continue;
+            }
+            let key = seg.segment_key(self.manifest.keys());
+            self.cache.prefetch(&key, seg.size, w * window..(w + 1) * window);
+            if w > first || seg.base_offset != e.base_offset {
+                ahead -= 1;
+            }
+            w += 1;
         }
+    }
+
+    /// Read-ahead window: half of `read_ahead_bytes`, whole chunks.
+    fn window(&self) -> u64 {
+        let chunk = self.cache.chunk_bytes();
+        ((self.read_ahead / 2) / chunk).max(1) * chunk
     }
 
     /// The first record with timestamp >= `t` in the remote tier: at most three GETs when nothing

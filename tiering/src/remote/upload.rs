@@ -184,7 +184,11 @@ impl Uploader {
 async fn run(inner: Arc<Inner>) {
     let mut running: FuturesUnordered<tokio::task::JoinHandle<()>> = FuturesUnordered::new();
     while !inner.stopping.load(Ordering::SeqCst) {
-        let parts = inner.partitions.lock().expect("invariant: lock not poisoned").clone();
+        let parts = if inner.config.auto_upload {
+            inner.partitions.lock().expect("invariant: lock not poisoned").clone()
+        } else {
+            Vec::new()
+        };
         for log in parts {
             if log.fenced().is_some() || log.work.try_lock().is_err() {
                 continue;

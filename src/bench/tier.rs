@@ -1,0 +1,408 @@
+//! `tierlog bench tier`: the remote tier against the raw object store, in one run.
+//!
+//! The bucket is the S3-compatible server at `--s3-endpoint` / `TIERLOG_S3_ENDPOINT` (the test
+//! command's SeaweedFS), or a local directory when none is given. With the engine's defaults
+//! (1 GiB segments, 256 MiB parts, 4 uploads in flight, 32 MiB read-ahead):
+//!
+//! 1. Upload: `tier_now` of freshly sealed segments against plain object_store PUTs of the same
+//!    files, the same way (single PUT or multipart with the same part size), at the same
+//!    concurrency. Target ratio >= 0.9.
+//! 2. Cold sequential replay from the bucket (fresh engine, empty cache) against plain ranged GETs
+//!    of the same objects in the same window size with the same number in flight. Target >= 0.8.
+//! 3. Cached replay (the same range read a second time) against a read of the same records from a
+//!    local topic. Target >= 0.8.
+//! 4. Cold and warm `offset_for_time`: GETs (at most 3 cold) and latency.
+//! 5. Requests per GiB ingested (target <= 8 writes) and per GiB replayed (<= 1 GET per 8 MiB).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Args;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tiering::Durability;
+use tiering::batch::{BatchBuilder, Compression, Record};
+use tiering::local::OffsetSpec;
+use tiering::object_store::path::Path as ObjectPath;
+use tiering::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tiering::remote::ObjectStoreConfig;
+use tokio::sync::Semaphore;
+
+use super::append::ratio_line;
+use super::{Scratch, median};
+use crate::config::{EngineConfig, TopicConfig};
+use crate::engine::Engine;
+
+#[derive(Debug, Clone, Args)]
+pub struct TierBenchArgs {
+    /// Tiny sizes: checks that every scenario runs (CI uses this).
+    #[arg(long)]
+    pub smoke: bool,
+    /// Trials of the upload and replay comparisons; medians are reported.
+    #[arg(long, default_value_t = 1)]
+    pub trials: usize,
+    /// MiB produced per trial.
+    #[arg(long, default_value_t = 2048)]
+    pub mib: u64,
+    /// Segment size in MiB (the engine's default is 1024).
+    #[arg(long, default_value_t = 1024)]
+    pub segment_mib: u64,
+    /// MiB replayed twice for the cached-replay comparison (the memory cache is sized to hold it).
+    #[arg(long, default_value_t = 256)]
+    pub cached_mib: u64,
+    /// S3-compatible endpoint (plain HTTP allowed); credentials from AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY. Without it, a local directory is the bucket.
+    #[arg(long, env = "TIERLOG_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "TIERLOG_S3_BUCKET", default_value = "tierlog-test")]
+    pub s3_bucket: String,
+    /// Local scratch directory. Default ./tierlog-bench (removed afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+const T0: i64 = 1_700_000_000_000;
+
+/// Batch `b` of about 1 MiB: 1 KiB records whose timestamps grow with `b`.
+fn batch(b: u64, bytes: usize) -> Bytes {
+    let mut builder = BatchBuilder::new(Compression::None);
+    let value: Bytes = (0..1024).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>().into();
+    let mut i = 0;
+    while builder.records_bytes() + 1100 <= bytes || builder.is_empty() {
+        builder.push(&Record {
+            key: Some(Bytes::from(format!("k{:06}", i % 100_000))),
+            value: Some(value.clone()),
+            headers: vec![],
+            timestamp: T0 + b as i64 * 1000 + i,
+        });
+        i += 1;
+    }
+    builder.build()
+}
+
+async fn produce(engine: &Engine, topic: &str, total: u64, batch_bytes: usize) -> anyhow::Result<u64> {
+    let mut in_flight = std::collections::VecDeque::new();
+    let (mut sent, mut b) = (0u64, 0u64);
+    while sent < total {
+        let data = batch(b, batch_bytes);
+        sent += data.len() as u64;
+        b += 1;
+        in_flight.push_back(engine.enqueue_append(topic, 0, data).await?);
+        while in_flight.len() > 16 {
+            in_flight.pop_front().expect("invariant: non-empty").await?;
+        }
+    }
+    for f in in_flight {
+        f.await?;
+    }
+    engine.roll(topic, 0).await?;
+    engine.flush().await?;
+    Ok(b)
+}
+
+/// Plain PUTs of `files` (as object_store does them: one PUT up to `single_max`, else multipart
+/// with `part` parts), `concurrency` requests in flight. Returns seconds.
+async fn raw_upload(
+    store: &Arc<dyn ObjectStore>,
+    files: &[(PathBuf, u64)],
+    prefix: &str,
+    single_max: u64,
+    part: u64,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let started = Instant::now();
+    let mut uploads = FuturesUnordered::new();
+    for (i, (path, size)) in files.iter().enumerate() {
+        let (store, permits, path, size) = (store.clone(), permits.clone(), path.clone(), *size);
+        let key = ObjectPath::from(format!("{prefix}/{i}.log"));
+        uploads.push(tokio::spawn(async move {
+            if size <= single_max {
+                let _p = permits.acquire().await?;
+                let data = read_at(&path, 0, size as usize).await?;
+                store.put(&key, PutPayload::from(data)).await?;
+                return anyhow::Ok(());
+            }
+            let mut up = store.put_multipart(&key).await?;
+            let mut parts = FuturesUnordered::new();
+            let mut pos = 0;
+            while pos < size {
+                let len = part.min(size - pos);
+                let p = permits.clone().acquire_owned().await?;
+                let fut = up.put_part(PutPayload::from(read_at(&path, pos, len as usize).await?));
+                parts.push(tokio::spawn(async move {
+                    let r = fut.await;
+                    drop(p);
+                    r
+                }));
+                pos += len;
+                while parts.len() >= 2 {
+                    parts.next().await.expect("invariant: non-empty")??;
+                }
+            }
+            while let Some(r) = parts.next().await {
+                r??;
+            }
+            up.complete().await?;
+            Ok(())
+        }));
+    }
+    while let Some(r) = uploads.next().await {
+        r??;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+async fn read_at(path: &std::path::Path, pos: u64, len: usize) -> anyhow::Result<Bytes> {
+    let path = path.to_owned();
+    Ok(tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(&path)?;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, pos)?;
+        Ok(Bytes::from(buf))
+    })
+    .await??)
+}
+
+/// Plain ranged GETs of `objects` in order, `window` bytes each, `depth` in flight, touching every
+/// byte once. Returns seconds.
+async fn raw_replay(
+    store: &Arc<dyn ObjectStore>,
+    objects: &[(ObjectPath, u64)],
+    window: u64,
+    depth: usize,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut ranges = objects.iter().flat_map(|(k, size)| {
+        (0..size.div_ceil(window)).map(move |w| (k.clone(), w * window..((w + 1) * window).min(*size)))
+    });
+    let mut in_flight = std::collections::VecDeque::new();
+    loop {
+        while in_flight.len() < depth {
+            let Some((k, r)) = ranges.next() else { break };
+            let store = store.clone();
+            in_flight.push_back(tokio::spawn(async move { store.get_range(&k, r).await }));
+        }
+        let Some(f) = in_flight.pop_front() else { break };
+        std::hint::black_box(f.await??.len());
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Reads `topic` from `from` until `to` in `max`-byte reads; returns bytes and seconds.
+async fn replay(engine: &Engine, topic: &str, from: i64, to: i64, max: usize) -> anyhow::Result<(u64, f64)> {
+    let started = Instant::now();
+    let (mut off, mut bytes) = (from, 0u64);
+    while off < to {
+        let r = engine.read(topic, 0, off, max).await?;
+        bytes += r.batches.len() as u64;
+        off = r.next_offset().ok_or_else(|| anyhow::anyhow!("read at {off} returned nothing"))?;
+    }
+    Ok((bytes, started.elapsed().as_secs_f64()))
+}
+
+pub async fn run(args: &TierBenchArgs) -> anyhow::Result<()> {
+    let (total, segment, cached, batch_bytes) = if args.smoke {
+        (36u64 << 20, 12u64 << 20, 8u64 << 20, 256 << 10)
+    } else {
+        (args.mib << 20, args.segment_mib << 20, args.cached_mib << 20, 1 << 20)
+    };
+    let trials = if args.smoke { 1 } else { args.trials.max(1) };
+    let root = Scratch::new(args.dir.as_deref(), "tier")?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+    let prefix = format!("bench-{}-{nanos}", std::process::id());
+    let store_config = match &args.s3_endpoint {
+        Some(endpoint) => ObjectStoreConfig::S3 {
+            endpoint: endpoint.clone(),
+            region: "us-east-1".into(),
+            bucket: args.s3_bucket.clone(),
+            prefix: prefix.clone(),
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: true,
+            max_retries: 3,
+            request_timeout_ms: 120_000,
+        },
+        None => ObjectStoreConfig::Local { path: root.path.join("bucket") },
+    };
+    let mut config = EngineConfig::new(root.path.join("data"));
+    config.object_store = Some(store_config.clone());
+    config.tiering.auto_upload = false;
+    config.tiering.cache.memory_bytes = (cached + cached / 2).max(64 << 20);
+    config.tiering.cache.disk_bytes = 0;
+    if args.smoke {
+        // Exercise multipart: 12 MiB segments in 5 MiB parts.
+        config.tiering.single_put_max_bytes = 4 << 20;
+        config.tiering.part_bytes = 5 << 20;
+    }
+    let t = &config.tiering;
+    println!(
+        "tierlog bench tier: bucket {store_config:?}; {} MiB per trial in {} MiB segments, {} trial(s); \
+         uploads: single PUT <= {} MiB, else {} MiB parts, {} in flight; read-ahead {} MiB",
+        total >> 20,
+        segment >> 20,
+        trials,
+        t.single_put_max_bytes >> 20,
+        t.part_bytes >> 20,
+        t.upload_concurrency,
+        t.cache.read_ahead_bytes >> 20
+    );
+    if args.smoke {
+        println!("(smoke mode: checks that every scenario runs; at these sizes the figures mean nothing)");
+    }
+    let raw_store = store_config.build()?;
+    let topic = |local_retention| TopicConfig {
+        partitions: 1,
+        log: tiering::LogConfig {
+            segment_bytes: segment,
+            durability: Durability::None,
+            local_retention_bytes: local_retention,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+
+    // 1. Upload.
+    let engine = Engine::open(config.clone()).await?;
+    let (mut ours_mb, mut raw_mb, mut writes_per_gib) = (Vec::new(), Vec::new(), Vec::new());
+    for trial in 0..trials {
+        let name = format!("cold-{trial}");
+        engine.create_topic(&name, topic(Some(1))).await?;
+        produce(&engine, &name, total, batch_bytes).await?;
+        let files: Vec<(PathBuf, u64)> = engine.describe_topic(&name)?.partitions[0]
+            .segments
+            .iter()
+            .filter(|s| s.sealed)
+            .map(|s| (s.path.clone(), s.size))
+            .collect();
+        let bytes: u64 = files.iter().map(|f| f.1).sum();
+        let raw_secs = raw_upload(
+            &raw_store,
+            &files,
+            &format!("raw-{trial}"),
+            t.single_put_max_bytes,
+            t.part_bytes,
+            t.upload_concurrency,
+        )
+        .await?;
+        let before = engine.object_store_counts();
+        let started = Instant::now();
+        let report = engine.tier_now(&name, 0).await?;
+        let secs = started.elapsed().as_secs_f64();
+        let c = engine.object_store_counts().since(&before);
+        anyhow::ensure!(report.uploaded_bytes == bytes, "uploaded {} of {bytes} bytes", report.uploaded_bytes);
+        ours_mb.push(bytes as f64 / secs / 1e6);
+        raw_mb.push(bytes as f64 / raw_secs / 1e6);
+        writes_per_gib.push(c.writes() as f64 / (bytes as f64 / (1u64 << 30) as f64));
+    }
+    engine.close().await?;
+
+    // 2. Cold replay: a fresh engine, nothing cached.
+    let (mut cold_mb, mut raw_get_mb, mut gets_per_8mib) = (Vec::new(), Vec::new(), Vec::new());
+    let window = (t.cache.read_ahead_bytes / 2) / t.cache.chunk_bytes * t.cache.chunk_bytes;
+    for trial in 0..trials {
+        let name = format!("cold-{trial}");
+        let engine = Engine::open(config.clone()).await?;
+        let head = engine.remote_head(&name, 0)?;
+        let mut objects = Vec::new();
+        let keys = tiering::remote::keys::PartitionKeys::new(&name, 0);
+        for e in &head.segments {
+            objects.push((e.segment_key(&keys), e.size));
+        }
+        let raw1 = raw_replay(&raw_store, &objects, window, 3).await?;
+        let before = engine.object_store_counts();
+        let (bytes, secs) = replay(&engine, &name, head.log_start_offset, head.next_offset, 1 << 20).await?;
+        let c = engine.object_store_counts().since(&before);
+        let raw2 = raw_replay(&raw_store, &objects, window, 3).await?;
+        cold_mb.push(bytes as f64 / secs / 1e6);
+        raw_get_mb.push(bytes as f64 / ((raw1 + raw2) / 2.0) / 1e6);
+        gets_per_8mib.push(c.gets() as f64 / (bytes as f64 / (8u64 << 20) as f64));
+        engine.close().await?;
+    }
+
+    // 3. Cached replay of the first `cached` bytes against a local topic holding the same data.
+    let engine = Engine::open(config.clone()).await?;
+    engine.create_topic("hot", topic(None)).await?;
+    produce(&engine, "hot", cached, batch_bytes).await?;
+    let hot_end = engine.describe_topic("hot")?.partitions[0].high_watermark;
+    let head = engine.remote_head("cold-0", 0)?;
+    let to = hot_end.min(head.next_offset);
+    replay(&engine, "cold-0", 0, to, 1 << 20).await?; // fills the cache
+    replay(&engine, "hot", 0, to, 1 << 20).await?; // warms the page cache
+    let (mut cached_mb, mut local_mb) = (Vec::new(), Vec::new());
+    let mut cached_gets = 0;
+    for _ in 0..trials.max(3) {
+        let before = engine.object_store_counts();
+        let (b1, s1) = replay(&engine, "cold-0", 0, to, 1 << 20).await?;
+        cached_gets += engine.object_store_counts().since(&before).gets();
+        let (b2, s2) = replay(&engine, "hot", 0, to, 1 << 20).await?;
+        cached_mb.push(b1 as f64 / s1 / 1e6);
+        local_mb.push(b2 as f64 / s2 / 1e6);
+    }
+    engine.close().await?;
+
+    // 4. offset_for_time, cold (a fresh engine per probe) and warm.
+    let batches_total = head.next_offset; // offsets, for picking probes
+    let mut cold_gets = Vec::new();
+    let (mut cold_lat, mut warm_lat) = (Vec::new(), Vec::new());
+    let mut warm_gets = 0;
+    let records_per_batch = {
+        let engine = Engine::open(config.clone()).await?;
+        let r = engine.read("cold-0", 0, 0, 1).await?;
+        let n = r.records()?.len() as i64;
+        engine.close().await?;
+        n.max(1)
+    };
+    let batches = batches_total / records_per_batch;
+    for k in 1..=5i64 {
+        let b = batches * k / 6;
+        let ts = T0 + b * 1000 + records_per_batch / 2;
+        let engine = Engine::open(config.clone()).await?;
+        let before = engine.object_store_counts();
+        let started = Instant::now();
+        let found = engine.offset_for_time("cold-0", 0, OffsetSpec::Timestamp(ts)).await?;
+        cold_lat.push(started.elapsed());
+        cold_gets.push(engine.object_store_counts().since(&before).gets());
+        anyhow::ensure!(found.is_some_and(|f| f.timestamp >= ts), "offset_for_time({ts}) found {found:?}");
+        let before = engine.object_store_counts();
+        let started = Instant::now();
+        let again = engine.offset_for_time("cold-0", 0, OffsetSpec::Timestamp(ts)).await?;
+        warm_lat.push(started.elapsed());
+        warm_gets += engine.object_store_counts().since(&before).gets();
+        anyhow::ensure!(again == found, "warm lookup disagrees");
+        engine.close().await?;
+    }
+
+    println!();
+    ratio_line("1. upload (tier_now vs raw PUT, same bytes)", &ours_mb, &raw_mb, "MB/s", Some(0.9));
+    ratio_line("2. cold replay (vs raw ranged GETs)", &cold_mb, &raw_get_mb, "MB/s", Some(0.8));
+    ratio_line("3. cached replay (vs local segment read)", &cached_mb, &local_mb, "MB/s", Some(0.8));
+    let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "4. offset_for_time: cold {} GETs max (target <= 3), median {:.2} ms; warm {} GETs, median {:.3} ms",
+        cold_gets.iter().max().copied().unwrap_or(0),
+        median(cold_lat.iter().map(ms).collect()),
+        warm_gets,
+        median(warm_lat.iter().map(ms).collect())
+    );
+    let wpg = median(writes_per_gib);
+    let g8 = median(gets_per_8mib);
+    println!(
+        "5. requests: {wpg:.1} writes per GiB ingested (target <= 8{}), {g8:.2} GETs per 8 MiB replayed (target <= 1{}), cached replay GETs {cached_gets}",
+        if wpg <= 8.0 { ", met" } else { ", NOT met" },
+        if g8 <= 1.0 { ", met" } else { ", NOT met" },
+    );
+    // Leave the bucket as found.
+    let mut listing = raw_store.list(None);
+    let mut keys_left = Vec::new();
+    while let Some(m) = listing.next().await {
+        keys_left.push(m?.location);
+    }
+    for k in keys_left {
+        let _ = raw_store.delete(&k).await;
+    }
+    Ok(())
+}
