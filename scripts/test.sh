@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on a machine with only Rust and Python 3:
-#   1. installs what the tests need into .cache/ (a venv with kafka-python and its codecs, and the
-#      SeaweedFS S3 server, pinned by version and sha256), once;
+#   1. installs what the tests need into .cache/ (a venv with kafka-python and its codecs, pyarrow and
+#      DuckDB, and the SeaweedFS S3 server, all pinned by version and sha256), once;
 #   2. starts SeaweedFS on free 127.0.0.1 ports (stopped again on exit, whatever happens);
 #   3. runs every test of the workspace (the S3 tests fail, never skip, without the server);
-#   4. runs the benchmark binary once in smoke mode (tiny sizes), so the bench code stays working.
+#   4. runs the benchmarks once in smoke mode (tiny sizes), so the bench code stays working.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -37,3 +37,6 @@ cargo test --workspace --locked
 
 echo "== tierlog bench append --smoke"
 cargo run --locked --quiet --release --bin tierlog -- bench append --smoke --dir "$cache/bench"
+
+echo "== tierlog bench tier --smoke (against the SeaweedFS started above)"
+cargo run --locked --quiet --release --bin tierlog -- bench tier --smoke --dir "$cache/bench-tier"

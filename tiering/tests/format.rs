@@ -7,7 +7,7 @@
 //!
 //! Plus proptests of the codec and the append path's validation of bad input.
 
-use std::path::PathBuf;
+mod common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -17,9 +17,7 @@ use tiering::BatchError;
 use tiering::batch::records::decode_batch;
 use tiering::batch::{BatchBuilder, Compression, Header, Record, ValidatedBatch};
 
-fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
-}
+use common::{golden_dir, test_python};
 
 fn opt_b64(v: &serde_json::Value) -> Option<Bytes> {
     v.as_str().map(|s| Bytes::from(B64.decode(s).unwrap()))
@@ -300,22 +298,9 @@ fn bad_batches_get_precise_errors() {
     assert!(matches!(validate(b), Err(BatchError::Decompress { codec: "zstd", .. })));
 }
 
-/// The Python interpreter of the venv that scripts/test.sh sets up with kafka-python.
-fn kafka_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("TIERLOG_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/venv/bin/python");
-    assert!(
-        venv.exists(),
-        "kafka-python is needed for this interop test: run `bash scripts/test.sh` (it installs it), or set TIERLOG_PYTHON"
-    );
-    venv
-}
-
 #[test]
 fn kafka_python_decodes_tierlog_batches() {
-    let python = kafka_python();
+    let python = test_python();
     let dir = tempfile::tempdir().unwrap();
     let records: Vec<Record> = golden_records().into_iter().map(|(_, r)| r).collect();
     let mut files = Vec::new();
