@@ -212,6 +212,10 @@ async fn a_corrupt_object_is_an_error_never_data() {
         assert!(off < first.next_offset, "read past the corrupt byte without an error");
     };
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    // The corrupt bytes are in the cache now (fetched by read-ahead, verified as they arrived):
+    // a second read, with the chunks cached, is still an error.
+    let again = engine.read("t", 0, off, 4096).await.unwrap_err();
+    assert!(matches!(again, Error::Corrupt { .. }), "{again}");
     engine.close().await.unwrap();
 }
 

@@ -12,6 +12,12 @@
 //!   chunks and leaves what point readers use alone; a replay that fits stays cached (nothing is
 //!   evicted below capacity). Chunks fetched by other reads go to the high-priority pool
 //!   (`HIGH_PRIORITY_RATIO` of the memory) and, when evicted from memory, to the disk tier.
+//! - **Verified once.** A GET of segment bytes given the segment's index CRC-checks every batch
+//!   wholly inside it as it arrives, and marks each chunk whose overlapping batches all passed.
+//!   Reads whose chunks are all marked skip the check; others (chunks cut through a batch at a
+//!   GET's edge, chunks fetched without an index) are checked by the reader on every read. The
+//!   mark lives in the cache entry, so re-fetched bytes are verified afresh; the disk tier keeps
+//!   it under foyer's own per-entry checksum.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -20,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, EvictionConfig, FsDeviceBuilder, Hint, HybridCache, HybridCacheBuilder,
+    BlockEngineConfig, Code, DeviceBuilder, EvictionConfig, FsDeviceBuilder, Hint, HybridCache, HybridCacheBuilder,
     HybridCacheProperties, Location, LruConfig, RecoverMode,
 };
 use futures::FutureExt;
@@ -29,13 +35,46 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::config::CacheConfig;
+use super::index::{SegmentIndex, unverified_ranges};
 use crate::error::{Error, Result, remote};
 use crate::stats;
 
 /// Share of the memory tier kept for chunks of non-scan reads.
 pub const HIGH_PRIORITY_RATIO: f64 = 0.5;
 
-type Flight = Shared<BoxFuture<'static, std::result::Result<Arc<Vec<Bytes>>, Arc<Error>>>>;
+type Flight = Shared<BoxFuture<'static, std::result::Result<Arc<Vec<Chunk>>, Arc<Error>>>>;
+
+/// A cached chunk of an object, and whether every batch overlapping it was verified against the
+/// segment index when it was fetched.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    bytes: Bytes,
+    verified: bool,
+}
+
+impl Code for Chunk {
+    fn encode(&self, writer: &mut impl std::io::Write) -> foyer::Result<()> {
+        self.verified.encode(writer)?;
+        self.bytes.encode(writer)
+    }
+
+    fn decode(reader: &mut impl std::io::Read) -> foyer::Result<Self> {
+        let verified = bool::decode(reader)?;
+        Ok(Self { verified, bytes: Bytes::decode(reader)? })
+    }
+
+    fn estimated_size(&self) -> usize {
+        1 + self.bytes.estimated_size()
+    }
+}
+
+/// Bytes read through the cache.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub bytes: Bytes,
+    /// Every batch overlapping these bytes was CRC-checked against the index when fetched.
+    pub verified: bool,
+}
 
 /// Where the chunks of one in-flight GET start.
 struct InFlight {
@@ -45,7 +84,7 @@ struct InFlight {
 
 /// Chunked, shared, cached reads of immutable objects.
 pub struct ChunkCache {
-    cache: HybridCache<u128, Bytes>,
+    cache: HybridCache<u128, Chunk>,
     store: Arc<dyn ObjectStore>,
     chunk: u64,
     inflight: Mutex<HashMap<u128, Arc<InFlight>>>,
@@ -74,11 +113,13 @@ impl ChunkCache {
         let memory = HybridCacheBuilder::new()
             .with_name("tierlog-remote")
             .memory(config.memory_bytes as usize)
-            // Each shard evicts on its own with capacity / shards: keep at least 64 chunks per
-            // shard so that the pools mean something.
-            .with_shards(((config.memory_bytes / config.chunk_bytes) / 64).clamp(1, 16) as usize)
+            // Each shard evicts on its own with capacity / shards, so keys hashed unevenly fill
+            // some shards early: with 64 chunks per shard a replay that fit the cache lost a
+            // tenth of its chunks. A chunk is a 1 MiB-scale operation, so lock contention is
+            // no concern: one shard per 1024 chunks.
+            .with_shards(((config.memory_bytes / config.chunk_bytes) / 1024).clamp(1, 16) as usize)
             .with_eviction_config(EvictionConfig::Lru(LruConfig { high_priority_pool_ratio: HIGH_PRIORITY_RATIO }))
-            .with_weighter(|_k: &u128, v: &Bytes| v.len() + 16);
+            .with_weighter(|_k: &u128, v: &Chunk| v.bytes.len() + 24);
         let storage = memory.storage();
         let cache = if config.disk_bytes > 0 {
             let device = FsDeviceBuilder::new(dir)
@@ -103,8 +144,16 @@ impl ChunkCache {
     }
 
     /// Bytes `range` of the object `key` of `size` bytes. `scan` marks sequential replays (see
-    /// the module docs).
-    pub async fn get_range(self: &Arc<Self>, key: &Path, size: u64, range: Range<u64>, scan: bool) -> Result<Bytes> {
+    /// the module docs); `index`, the segment's index when `key` is a segment, lets GETs verify
+    /// what they fetch.
+    pub async fn get_range(
+        self: &Arc<Self>,
+        key: &Path,
+        size: u64,
+        range: Range<u64>,
+        scan: bool,
+        index: Option<&Arc<SegmentIndex>>,
+    ) -> Result<Read> {
         if range.start >= range.end || range.end > size {
             return Err(Error::Corrupt {
                 path: key.as_ref().into(),
@@ -114,7 +163,7 @@ impl ChunkCache {
         }
         let object = object_hash(key);
         let (first, last) = (range.start / self.chunk, (range.end - 1) / self.chunk);
-        let mut chunks: Vec<Option<Bytes>> = Vec::with_capacity((last - first + 1) as usize);
+        let mut chunks: Vec<Option<Chunk>> = Vec::with_capacity((last - first + 1) as usize);
         for c in first..=last {
             let hit = self.cache.get(&cache_key(object, c)).await.ok().flatten().map(|e| e.value().clone());
             metrics::counter!(stats::CACHE_LOOKUPS, "result" => if hit.is_some() { "hit" } else { "miss" })
@@ -140,7 +189,7 @@ impl ChunkCache {
                     while end <= last && chunks[(end - first) as usize].is_none() {
                         end += 1;
                     }
-                    self.start_flight(key, object, size, c, end, scan)
+                    self.start_flight(key, object, size, c, end, scan, index.cloned())
                 }
             };
             let got = f.flight.clone().await.map_err(|e| Error::Remote {
@@ -157,24 +206,26 @@ impl ChunkCache {
             }
             c = i.max(c + 1);
         }
-        let chunks: Vec<Bytes> = chunks.into_iter().map(|c| c.expect("invariant: every chunk was fetched")).collect();
+        let chunks: Vec<Chunk> = chunks.into_iter().map(|c| c.expect("invariant: every chunk was fetched")).collect();
+        let verified = chunks.iter().all(|c| c.verified);
         let skip = (range.start - first * self.chunk) as usize;
         let len = (range.end - range.start) as usize;
         if chunks.len() == 1 {
-            return Ok(chunks[0].slice(skip..skip + len));
+            return Ok(Read { bytes: chunks[0].bytes.slice(skip..skip + len), verified });
         }
         let mut out = BytesMut::with_capacity(len);
         let mut need = (skip, len);
         for ch in &chunks {
-            let take = (ch.len() - need.0).min(need.1);
-            out.extend_from_slice(&ch[need.0..need.0 + take]);
+            let take = (ch.bytes.len() - need.0).min(need.1);
+            out.extend_from_slice(&ch.bytes[need.0..need.0 + take]);
             need = (0, need.1 - take);
         }
-        Ok(out.freeze())
+        Ok(Read { bytes: out.freeze(), verified })
     }
 
-    /// Fetches chunks `[first, end)` with one GET, caches them, and registers the flight so
-    /// concurrent readers share it.
+    /// Fetches chunks `[first, end)` with one GET, verifies them against `index` (when given),
+    /// caches them, and registers the flight so concurrent readers share it.
+    #[allow(clippy::too_many_arguments)]
     fn start_flight(
         self: &Arc<Self>,
         key: &Path,
@@ -183,6 +234,7 @@ impl ChunkCache {
         first: u64,
         end: u64,
         scan: bool,
+        index: Option<Arc<SegmentIndex>>,
     ) -> Arc<InFlight> {
         let this = self.clone();
         let key = key.clone();
@@ -198,11 +250,17 @@ impl ChunkCache {
                         reason: format!("short read: {} of {} bytes", bytes.len(), range.end - range.start),
                     }));
                 }
+                let bad = match &index {
+                    Some(idx) => unverified_ranges(&idx.rows, &bytes, range.start),
+                    None => vec![range.clone()],
+                };
                 let mut chunks = Vec::with_capacity((end - first) as usize);
                 for (i, c) in (first..end).enumerate() {
                     let from = i * this.chunk as usize;
                     let to = (from + this.chunk as usize).min(bytes.len());
-                    let chunk = bytes.slice(from..to);
+                    let at = range.start + from as u64..range.start + to as u64;
+                    let verified = !bad.iter().any(|b| b.start < at.end && at.start < b.end);
+                    let chunk = Chunk { bytes: bytes.slice(from..to), verified };
                     let props = if scan {
                         HybridCacheProperties::default().with_location(Location::InMem).with_hint(Hint::Low)
                     } else {
@@ -232,7 +290,7 @@ impl ChunkCache {
     /// Starts fetching `range` in the background (read-ahead): one GET per run of chunks neither
     /// cached nor in flight, registered before this returns, so a read that follows shares it.
     /// Errors are left for the reader that needs the bytes.
-    pub fn prefetch(self: &Arc<Self>, key: &Path, size: u64, range: Range<u64>) {
+    pub fn prefetch(self: &Arc<Self>, key: &Path, size: u64, range: Range<u64>, index: Option<&Arc<SegmentIndex>>) {
         let range = range.start..range.end.min(size);
         if range.start >= range.end {
             return;
@@ -254,7 +312,7 @@ impl ChunkCache {
             while end <= last && missing(end) {
                 end += 1;
             }
-            let f = self.start_flight(key, object, size, c, end, true);
+            let f = self.start_flight(key, object, size, c, end, true, index.cloned());
             tokio::spawn(async move {
                 let _ = f.flight.clone().await;
             });
@@ -269,5 +327,90 @@ impl ChunkCache {
 
     pub async fn close(&self) {
         let _ = self.cache.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, Compression, Record};
+    use crate::remote::index::scan_segment;
+    use crate::remote::instrumented::CountingStore;
+    use object_store::PutPayload;
+    use object_store::memory::InMemory;
+
+    /// 40 batches of about 3 KiB: several per 4 KiB chunk and some across chunk edges.
+    fn segment() -> Vec<u8> {
+        let mut out = Vec::new();
+        for b in 0..40i64 {
+            let mut builder = BatchBuilder::new(Compression::None).base_offset(b * 3);
+            for i in 0..3 {
+                builder.push(&Record {
+                    value: Some(vec![b as u8; 1000].into()),
+                    timestamp: b * 10 + i,
+                    ..Default::default()
+                });
+            }
+            out.extend_from_slice(&builder.build());
+        }
+        out
+    }
+
+    async fn cache(store: Arc<dyn ObjectStore>) -> Arc<ChunkCache> {
+        let config =
+            CacheConfig { memory_bytes: 1 << 20, disk_bytes: 0, dir: None, chunk_bytes: 4096, read_ahead_bytes: 16384 };
+        ChunkCache::new(store, &config, std::path::Path::new("/nonexistent")).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn fetched_chunks_are_verified_once_and_shared() {
+        let data = segment();
+        let idx = Arc::new(scan_segment(&data).unwrap());
+        let counting = Arc::new(CountingStore::new(Arc::new(InMemory::new())));
+        let key = Path::from("seg.log");
+        counting.put(&key, PutPayload::from(data.clone())).await.unwrap();
+        let c = cache(counting.clone()).await;
+        let size = data.len() as u64;
+        // Fetch everything with one GET (what read-ahead does), then read batch by batch.
+        c.prefetch(&key, size, 0..size, Some(&idx));
+        let before = counting.counts();
+        let mut unverified = 0;
+        for r in &idx.rows {
+            let read = c.get_range(&key, size, r.position..r.end(), true, Some(&idx)).await.unwrap();
+            assert_eq!(&read.bytes[..], &data[r.position as usize..r.end() as usize]);
+            unverified += usize::from(!read.verified);
+        }
+        assert_eq!(unverified, 0, "one GET of the whole object verifies every chunk");
+        assert!(counting.counts().since(&before).gets() <= 1, "reads shared the read-ahead GET");
+
+        // Without the index nothing is marked: readers check those bytes themselves.
+        let other = Path::from("other.log");
+        counting.put(&other, PutPayload::from(data.clone())).await.unwrap();
+        let read = c.get_range(&other, size, 0..idx.rows[0].end(), false, None).await.unwrap();
+        assert!(!read.verified);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_batch_is_never_marked_verified() {
+        let mut data = segment();
+        let idx = Arc::new(scan_segment(&data).unwrap());
+        let bad = idx.rows[20];
+        data[bad.position as usize + 100] ^= 0x01;
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let key = Path::from("seg.log");
+        store.put(&key, PutPayload::from(data.clone())).await.unwrap();
+        let c = cache(store).await;
+        let size = data.len() as u64;
+        c.prefetch(&key, size, 0..size, Some(&idx));
+        for r in &idx.rows {
+            let read = c.get_range(&key, size, r.position..r.end(), true, Some(&idx)).await.unwrap();
+            let chunks = r.position / 4096..=(r.end() - 1) / 4096;
+            let touches_bad = chunks.contains(&(bad.position / 4096)) || chunks.contains(&((bad.end() - 1) / 4096));
+            if touches_bad {
+                assert!(!read.verified, "row at {} shares a chunk with the corrupt batch", r.position);
+            } else {
+                assert!(read.verified, "row at {}", r.position);
+            }
+        }
     }
 }

@@ -11,6 +11,8 @@
 
 use bytes::Bytes;
 
+use crate::batch::header::check_batch;
+
 use super::parquet_io::{self, Column, Table};
 use crate::batch::BatchHeader;
 use crate::batch::header::HEADER_LEN;
@@ -130,6 +132,52 @@ impl IndexRow {
     }
 }
 
+/// Checks that `bytes`, read at segment position `start`, are exactly the batches `rows`
+/// describe (consecutive rows), each with a good CRC and the offsets and CRC its row records.
+/// `Err((position, reason))` names the first bad batch.
+pub fn check_rows(rows: &[IndexRow], bytes: &[u8], start: u64) -> Result<(), (u64, String)> {
+    let mut pos = 0usize;
+    for r in rows {
+        let at = start + pos as u64;
+        let end = pos + r.size as usize;
+        if end > bytes.len() {
+            return Err((at, "object is shorter than its index".into()));
+        }
+        let h = check_batch(&bytes[pos..end]).map_err(|e| (at, e.to_string()))?;
+        if h.base_offset != r.base_offset || h.crc != r.crc || h.last_offset() != r.last_offset {
+            return Err((at, format!("batch at offset {} does not match its index row", h.base_offset)));
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
+/// Verifies what a GET of segment bytes `[start, start + bytes.len())` holds: every batch wholly
+/// inside is checked with [`check_rows`]. Returns the byte ranges that are *not* verified: the
+/// pieces of batches cut by either end of the range, and any batch that failed.
+pub fn unverified_ranges(rows: &[IndexRow], bytes: &[u8], start: u64) -> Vec<std::ops::Range<u64>> {
+    let end = start + bytes.len() as u64;
+    let first = rows.partition_point(|r| r.position < start);
+    // Up to the first batch that starts inside: the tail of a batch cut by the range's start.
+    let mut covered = rows.get(first).map_or(end, |r| r.position.min(end));
+    let mut out = Vec::new();
+    if covered > start {
+        out.push(start..covered);
+    }
+    for r in rows[first..].iter().take_while(|r| r.end() <= end) {
+        let from = (r.position - start) as usize;
+        if check_rows(std::slice::from_ref(r), &bytes[from..from + r.size as usize], r.position).is_err() {
+            out.push(r.position..r.end());
+        }
+        covered = r.end();
+    }
+    // The head of a batch cut by the range's end (or bytes past the last row).
+    if covered < end {
+        out.push(covered..end);
+    }
+    out
+}
+
 impl SegmentIndex {
     pub fn records(&self) -> u64 {
         self.rows.iter().map(|r| r.record_count.max(0) as u64).sum()
@@ -247,6 +295,37 @@ mod tests {
             out.extend_from_slice(&builder.build());
         }
         out
+    }
+
+    #[test]
+    fn fetched_ranges_are_verified_batch_by_batch() {
+        let mut data = segment(10);
+        let idx = scan_segment(&data).unwrap();
+        let (r2, r5) = (idx.rows[2], idx.rows[5]);
+        // Whole batches only: nothing unverified.
+        let range = r2.position as usize..r5.end() as usize;
+        assert!(unverified_ranges(&idx.rows, &data[range.clone()], r2.position).is_empty());
+        assert!(check_rows(&idx.rows[2..=5], &data[range], r2.position).is_ok());
+        // Cut through batches 2 and 5: their pieces are unverified, 3 and 4 are checked.
+        let (a, b) = (r2.position + 10, r5.position + 7);
+        assert_eq!(
+            unverified_ranges(&idx.rows, &data[a as usize..b as usize], a),
+            vec![a..idx.rows[3].position, r5.position..b]
+        );
+        // Inside one batch: all of it unverified.
+        assert_eq!(unverified_ranges(&idx.rows, &data[a as usize..a as usize + 5], a), vec![a..a + 5]);
+        // A flipped byte in batch 3 fails that batch alone.
+        let flip = idx.rows[3].position as usize + 70;
+        data[flip] ^= 1;
+        let range = r2.position as usize..r5.end() as usize;
+        assert_eq!(
+            unverified_ranges(&idx.rows, &data[range.clone()], r2.position),
+            vec![idx.rows[3].position..idx.rows[3].end()]
+        );
+        let err = check_rows(&idx.rows[2..=5], &data[range.clone()], r2.position).unwrap_err();
+        assert_eq!(err.0, idx.rows[3].position);
+        // Bytes that do not match the index rows they are checked against.
+        assert!(check_rows(&idx.rows[3..=4], &data[range], r2.position).is_err());
     }
 
     #[test]

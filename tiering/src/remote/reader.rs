@@ -1,7 +1,9 @@
 //! Reads from the remote tier: manifest -> segment -> index -> byte range -> ranged GET.
 //!
 //! Every batch that comes back is CRC-checked and matched against its index row before it is
-//! returned: a corrupt or mismatched object is [`Error::Corrupt`], never data.
+//! returned: a corrupt or mismatched object is [`Error::Corrupt`], never data. The check happens
+//! once, as the bytes arrive from the bucket (see [`super::cache`]); bytes the cache could not
+//! mark verified are checked on every read.
 //!
 //! Sequential readers are recognised by where they start: a read that begins at the offset where
 //! an earlier read ended continues a stream. Streams read as scans (see [`super::cache`]) and
@@ -14,9 +16,8 @@ use bytes::Bytes;
 use object_store::ObjectStoreExt;
 
 use super::cache::ChunkCache;
-use super::index::SegmentIndex;
+use super::index::{SegmentIndex, check_rows};
 use super::manifest::{Manifest, SegmentEntry};
-use crate::batch::header::check_batch;
 use crate::batch::records::decode_records;
 use crate::error::{Error, Result, remote};
 use crate::local::TimeOffset;
@@ -33,8 +34,10 @@ pub struct RemoteReader {
     cache: Arc<ChunkCache>,
     read_ahead: u64,
     indexes: Mutex<VecDeque<(String, Arc<SegmentIndex>)>>,
-    /// Offsets where recent reads ended: a read starting at one continues a stream.
-    streams: Mutex<VecDeque<i64>>,
+    /// Where recent reads ended (offset), and the read-ahead window (segment base offset, window
+    /// number) their stream last read ahead from: a read starting at such an offset continues a
+    /// stream.
+    streams: Mutex<VecDeque<(i64, Option<(i64, u64)>)>>,
 }
 
 impl std::fmt::Debug for RemoteReader {
@@ -110,50 +113,56 @@ impl RemoteReader {
         }
         let range = idx.rows[first].position..idx.rows[last].end();
         let next = idx.rows[last].last_offset + 1;
-        let sequential = self.continues_stream(offset, next);
+        let window = (e.base_offset, range.start / self.window());
+        let (sequential, ahead) = self.continues_stream(offset, next, window);
         let key = e.segment_key(self.manifest.keys());
-        if sequential {
-            // The window holding this read and the two after it: the read below then waits on
-            // the window's GET instead of fetching a sliver of its own.
-            self.read_ahead(&e, range.start).await;
+        if ahead {
+            // Entering a window: that window and the two after it. The read below then waits
+            // on the window's GET instead of fetching a sliver of its own.
+            self.read_ahead(&e, &idx, range.start).await;
         }
-        let bytes = self.cache.get_range(&key, e.size, range.clone(), sequential).await?;
-        check_batches(&key, &bytes, range.start, &idx.rows[first..=last])?;
-        metrics::counter!(stats::READ_BYTES, "tier" => "remote").increment(bytes.len() as u64);
-        Ok(Some(bytes))
+        let read = self.cache.get_range(&key, e.size, range.clone(), sequential, Some(&idx)).await?;
+        if !read.verified {
+            check_rows(&idx.rows[first..=last], &read.bytes, range.start).map_err(|(at, r)| corrupt(&key, at, r))?;
+        }
+        metrics::counter!(stats::READ_BYTES, "tier" => "remote").increment(read.bytes.len() as u64);
+        Ok(Some(read.bytes))
     }
 
-    /// Records that a read ended at `next`; says whether one started at `offset` continued a stream.
-    fn continues_stream(&self, offset: i64, next: i64) -> bool {
+    /// Records that a read in `window` ended at `next`. Returns whether the read (from
+    /// `offset`) continues a stream, and whether it should read ahead: the stream has not yet
+    /// read ahead from this window (once per window, not per read).
+    fn continues_stream(&self, offset: i64, next: i64, window: (i64, u64)) -> (bool, bool) {
         let mut s = self.streams.lock().expect("invariant: lock not poisoned");
-        let found = s.iter().position(|&o| o == offset);
-        if let Some(i) = found {
-            s.remove(i);
-        } else if s.len() >= STREAMS {
+        let found = s.iter().position(|&(o, _)| o == offset).and_then(|i| s.remove(i));
+        if found.is_none() && s.len() >= STREAMS {
             s.pop_front();
         }
-        s.push_back(next);
-        found.is_some()
+        let ahead = found.is_some_and(|(_, w)| w != Some(window));
+        s.push_back((next, found.map(|_| window)));
+        (found.is_some(), ahead)
     }
 
     /// Keeps the two aligned windows after the one holding `from` in flight or cached: each
     /// window is fetched with one GET, so a replay costs one GET per window whatever its reads'
     /// sizes. Past the segment's end, the next segments' first windows.
-    async fn read_ahead(&self, e: &SegmentEntry, from: u64) {
+    async fn read_ahead(&self, e: &SegmentEntry, idx: &Arc<SegmentIndex>, from: u64) {
         let window = self.window();
         let first = from / window;
         let mut ahead = 2u64;
-        let mut seg = e.clone();
+        let (mut seg, mut seg_idx) = (e.clone(), idx.clone());
         let mut w = first;
         while ahead > 0 {
             if w * window >= seg.size {
                 let Ok(Some(next)) = self.manifest.find_offset(seg.next_offset).await else { return };
-                seg = next;
+                // The next segment's index, which its reads need anyway, verifies the prefetch.
+                let Ok(next_idx) = self.index(&next).await else { return };
+                (seg, seg_idx) = (next, next_idx);
                 w = 0;
                 continue;
             }
             let key = seg.segment_key(self.manifest.keys());
-            self.cache.prefetch(&key, seg.size, w * window..(w + 1) * window);
+            self.cache.prefetch(&key, seg.size, w * window..(w + 1) * window, Some(&seg_idx));
             if w > first || seg.base_offset != e.base_offset {
                 ahead -= 1;
             }
@@ -178,8 +187,11 @@ impl RemoteReader {
         };
         let row = idx.rows[i];
         let key = e.segment_key(self.manifest.keys());
-        let bytes = self.cache.get_range(&key, e.size, row.position..row.end(), false).await?;
-        check_batches(&key, &bytes, row.position, &idx.rows[i..=i])?;
+        let read = self.cache.get_range(&key, e.size, row.position..row.end(), false, Some(&idx)).await?;
+        let bytes = read.bytes;
+        if !read.verified {
+            check_rows(&idx.rows[i..=i], &bytes, row.position).map_err(|(at, r)| corrupt(&key, at, r))?;
+        }
         let h = crate::batch::BatchHeader::parse(&bytes).map_err(|err| corrupt(&key, row.position, err.to_string()))?;
         let records = decode_records(&h, &bytes).map_err(|err| corrupt(&key, row.position, err.to_string()))?;
         Ok(records
@@ -191,28 +203,4 @@ impl RemoteReader {
 
 fn corrupt(key: &object_store::path::Path, position: u64, reason: String) -> Error {
     Error::Corrupt { path: key.as_ref().into(), position, reason }
-}
-
-/// Checks that `bytes` (read at `start` of the object) are exactly the batches `rows` describe,
-/// each with a good CRC.
-fn check_batches(
-    key: &object_store::path::Path,
-    bytes: &Bytes,
-    start: u64,
-    rows: &[super::index::IndexRow],
-) -> Result<()> {
-    let mut pos = 0usize;
-    for r in rows {
-        let at = start + pos as u64;
-        let end = pos + r.size as usize;
-        if end > bytes.len() {
-            return Err(corrupt(key, at, "object is shorter than its index".into()));
-        }
-        let h = check_batch(&bytes[pos..end]).map_err(|e| corrupt(key, at, e.to_string()))?;
-        if h.base_offset != r.base_offset || h.crc != r.crc || h.last_offset() != r.last_offset {
-            return Err(corrupt(key, at, format!("batch at offset {} does not match its index row", h.base_offset)));
-        }
-        pos = end;
-    }
-    Ok(())
 }
