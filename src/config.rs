@@ -90,7 +90,6 @@ impl EngineConfig {
         Self { data_dir: data_dir.into(), ..Default::default() }
     }
 
-    /// Parses a TOML config file; unknown keys are errors.
     /// The bucket: the configured one, or `<data_dir>/bucket`.
     pub fn object_store(&self) -> ObjectStoreConfig {
         self.object_store.clone().unwrap_or_else(|| ObjectStoreConfig::Local { path: self.data_dir.join("bucket") })
@@ -101,6 +100,7 @@ impl EngineConfig {
         self.tiering.cache.dir.clone().unwrap_or_else(|| self.data_dir.join("cache"))
     }
 
+    /// Parses a TOML config file; unknown keys are errors.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|error| Error::Io {
             op: "read config",
@@ -138,6 +138,28 @@ impl EngineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every TOML block of the README is a valid config (so the documented keys and defaults
+    /// stay true), and the defaults it shows are the defaults.
+    #[test]
+    fn the_readme_configs_parse() {
+        let readme = include_str!("../README.md");
+        let blocks: Vec<&str> =
+            readme.split("```toml").skip(1).map(|b| b.split("```").next().expect("closed block")).collect();
+        assert!(blocks.len() >= 2, "README has its config examples");
+        for b in &blocks {
+            let uncommented: String = b
+                .lines()
+                .map(|l| l.strip_prefix("# ").filter(|r| r.contains(" = ")).unwrap_or(l))
+                .collect::<Vec<_>>()
+                .join("\n");
+            EngineConfig::from_toml(b).unwrap_or_else(|e| panic!("{e}\n{b}"));
+            EngineConfig::from_toml(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        }
+        let first = EngineConfig::from_toml(blocks[0]).unwrap();
+        assert_eq!(first.tiering, TieringConfig::default());
+        assert_eq!(first.topic_defaults.log, tiering::LogConfig::default());
+    }
 
     #[test]
     fn toml_roundtrip_and_errors() {

@@ -28,6 +28,7 @@ use tiering::local::OffsetSpec;
 use tiering::object_store::path::Path as ObjectPath;
 use tiering::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tiering::remote::ObjectStoreConfig;
+use tiering::remote::reader::READ_AHEAD_WINDOW;
 use tokio::sync::Semaphore;
 
 use super::append::ratio_line;
@@ -82,12 +83,23 @@ fn batch(b: u64, bytes: usize) -> Bytes {
     builder.build()
 }
 
-async fn produce(engine: &Engine, topic: &str, total: u64, batch_bytes: usize) -> anyhow::Result<u64> {
+/// Appends about `total` bytes as whole segments of `segment` bytes (filled as the engine fills
+/// them: a batch that would grow a segment past `segment` starts the next one), and seals the
+/// last, so uploads see full segments only.
+async fn produce(engine: &Engine, topic: &str, total: u64, segment: u64, batch_bytes: usize) -> anyhow::Result<u64> {
     let mut in_flight = std::collections::VecDeque::new();
-    let (mut sent, mut b) = (0u64, 0u64);
-    while sent < total {
+    let segments = total.div_ceil(segment).max(1);
+    let (mut filled, mut in_segment, mut b) = (0u64, 0u64, 0u64);
+    loop {
         let data = batch(b, batch_bytes);
-        sent += data.len() as u64;
+        if in_segment + data.len() as u64 > segment {
+            filled += 1;
+            in_segment = 0;
+            if filled == segments {
+                break;
+            }
+        }
+        in_segment += data.len() as u64;
         b += 1;
         in_flight.push_back(engine.enqueue_append(topic, 0, data).await?);
         while in_flight.len() > 16 {
@@ -271,28 +283,44 @@ pub async fn run(args: &TierBenchArgs) -> anyhow::Result<()> {
     for trial in 0..trials {
         let name = format!("cold-{trial}");
         engine.create_topic(&name, topic(Some(1))).await?;
-        produce(&engine, &name, total, batch_bytes).await?;
+        produce(&engine, &name, total, segment, batch_bytes).await?;
         let files: Vec<(PathBuf, u64)> = engine.describe_topic(&name)?.partitions[0]
             .segments
             .iter()
             .filter(|s| s.sealed)
             .map(|s| (s.path.clone(), s.size))
             .collect();
+        // Hard links for the raw uploads: tierlog's local retention deletes the segments once
+        // they are in the bucket, and the second raw upload runs after that.
+        let links = root.path.join(format!("raw-src-{trial}"));
+        std::fs::create_dir_all(&links)?;
+        let files = files
+            .into_iter()
+            .enumerate()
+            .map(|(i, (path, size))| {
+                let link = links.join(format!("{i}.log"));
+                std::fs::hard_link(&path, &link)?;
+                Ok((link, size))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
         let bytes: u64 = files.iter().map(|f| f.1).sum();
-        let raw_secs = raw_upload(
-            &raw_store,
-            &files,
-            &format!("raw-{trial}"),
-            t.single_put_max_bytes,
-            t.part_bytes,
-            t.upload_concurrency,
-        )
-        .await?;
+        // Raw uploads before and after tierlog's, averaged: the server slows as it fills, and a
+        // fixed order would charge the drift to one side.
+        let raw = |round: usize| {
+            let (store, files) = (&raw_store, &files);
+            async move {
+                let prefix = format!("raw-{trial}-{round}");
+                raw_upload(store, files, &prefix, t.single_put_max_bytes, t.part_bytes, t.upload_concurrency).await
+            }
+        };
+        let raw1 = raw(1).await?;
         let before = engine.object_store_counts();
         let started = Instant::now();
         let report = engine.tier_now(&name, 0).await?;
         let secs = started.elapsed().as_secs_f64();
         let c = engine.object_store_counts().since(&before);
+        let raw_secs = (raw1 + raw(2).await?) / 2.0;
+        std::fs::remove_dir_all(&links)?;
         anyhow::ensure!(report.uploaded_bytes == bytes, "uploaded {} of {bytes} bytes", report.uploaded_bytes);
         ours_mb.push(bytes as f64 / secs / 1e6);
         raw_mb.push(bytes as f64 / raw_secs / 1e6);
@@ -302,7 +330,9 @@ pub async fn run(args: &TierBenchArgs) -> anyhow::Result<()> {
 
     // 2. Cold replay: a fresh engine, nothing cached.
     let (mut cold_mb, mut raw_get_mb, mut gets_per_8mib) = (Vec::new(), Vec::new(), Vec::new());
-    let window = (t.cache.read_ahead_bytes / 2) / t.cache.chunk_bytes * t.cache.chunk_bytes;
+    // The raw reader GETs the same windows as tierlog's read-ahead, as many in flight.
+    let window = (t.cache.read_ahead_bytes.min(READ_AHEAD_WINDOW) / t.cache.chunk_bytes).max(1) * t.cache.chunk_bytes;
+    let depth = (t.cache.read_ahead_bytes / window).max(1) as usize;
     for trial in 0..trials {
         let name = format!("cold-{trial}");
         let engine = Engine::open(config.clone()).await?;
@@ -312,11 +342,11 @@ pub async fn run(args: &TierBenchArgs) -> anyhow::Result<()> {
         for e in &head.segments {
             objects.push((e.segment_key(&keys), e.size));
         }
-        let raw1 = raw_replay(&raw_store, &objects, window, 3).await?;
+        let raw1 = raw_replay(&raw_store, &objects, window, depth).await?;
         let before = engine.object_store_counts();
         let (bytes, secs) = replay(&engine, &name, head.log_start_offset, head.next_offset, 1 << 20).await?;
         let c = engine.object_store_counts().since(&before);
-        let raw2 = raw_replay(&raw_store, &objects, window, 3).await?;
+        let raw2 = raw_replay(&raw_store, &objects, window, depth).await?;
         cold_mb.push(bytes as f64 / secs / 1e6);
         raw_get_mb.push(bytes as f64 / ((raw1 + raw2) / 2.0) / 1e6);
         gets_per_8mib.push(c.gets() as f64 / (bytes as f64 / (8u64 << 20) as f64));
@@ -326,7 +356,7 @@ pub async fn run(args: &TierBenchArgs) -> anyhow::Result<()> {
     // 3. Cached replay of the first `cached` bytes against a local topic holding the same data.
     let engine = Engine::open(config.clone()).await?;
     engine.create_topic("hot", topic(None)).await?;
-    produce(&engine, "hot", cached, batch_bytes).await?;
+    produce(&engine, "hot", cached, cached.min(segment), batch_bytes).await?;
     let hot_end = engine.describe_topic("hot")?.partitions[0].high_watermark;
     let head = engine.remote_head("cold-0", 0)?;
     let to = hot_end.min(head.next_offset);

@@ -19,7 +19,7 @@ pub mod topic;
 #[derive(Debug, Parser)]
 #[command(name = "tierlog", version, about, long_about = None)]
 pub struct Cli {
-    /// TOML config file (see README: data_dir, [writer], [topic_defaults]).
+    /// TOML config file (see README: data_dir, [writer], [topic_defaults], [tiering], [object_store]).
     #[arg(long, global = true, env = "TIERLOG_CONFIG")]
     pub config: Option<PathBuf>,
     /// Data directory; overrides `data_dir` of the config file. Default ./tierlog-data.

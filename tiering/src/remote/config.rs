@@ -75,8 +75,8 @@ pub struct CacheConfig {
     /// GETs fetch aligned chunks of this size (the cache's unit). Default 1 MiB.
     pub chunk_bytes: u64,
     /// Sequential readers keep this much in flight ahead of them, across segment boundaries, in
-    /// two aligned windows of half this size, each fetched with one GET. Default 32 MiB (16 MiB
-    /// GETs).
+    /// aligned 16 MiB windows (or one window of this size when smaller), each fetched with one
+    /// GET. Default 48 MiB: three 16 MiB GETs in flight per stream.
     pub read_ahead_bytes: u64,
 }
 
@@ -87,7 +87,7 @@ impl Default for CacheConfig {
             disk_bytes: 1 << 30,
             dir: None,
             chunk_bytes: 1 << 20,
-            read_ahead_bytes: 32 << 20,
+            read_ahead_bytes: 48 << 20,
         }
     }
 }

@@ -27,6 +27,12 @@ use crate::stats;
 const INDEX_CACHE: usize = 64;
 /// Streams remembered per partition for read-ahead.
 const STREAMS: usize = 16;
+/// Bytes per read-ahead GET: large enough that a replay costs well under one GET per 8 MiB and
+/// that per-request overhead vanishes, small enough to keep several in flight.
+pub const READ_AHEAD_WINDOW: u64 = 16 << 20;
+
+/// A read-ahead window: the segment's base offset and the window's number in it.
+type Window = (i64, u64);
 
 /// One partition's remote tier, as readers see it.
 pub struct RemoteReader {
@@ -37,7 +43,7 @@ pub struct RemoteReader {
     /// Where recent reads ended (offset), and the read-ahead window (segment base offset, window
     /// number) their stream last read ahead from: a read starting at such an offset continues a
     /// stream.
-    streams: Mutex<VecDeque<(i64, Option<(i64, u64)>)>>,
+    streams: Mutex<VecDeque<(i64, Option<Window>)>>,
 }
 
 impl std::fmt::Debug for RemoteReader {
@@ -132,7 +138,7 @@ impl RemoteReader {
     /// Records that a read in `window` ended at `next`. Returns whether the read (from
     /// `offset`) continues a stream, and whether it should read ahead: the stream has not yet
     /// read ahead from this window (once per window, not per read).
-    fn continues_stream(&self, offset: i64, next: i64, window: (i64, u64)) -> (bool, bool) {
+    fn continues_stream(&self, offset: i64, next: i64, window: Window) -> (bool, bool) {
         let mut s = self.streams.lock().expect("invariant: lock not poisoned");
         let found = s.iter().position(|&(o, _)| o == offset).and_then(|i| s.remove(i));
         if found.is_none() && s.len() >= STREAMS {
@@ -143,13 +149,13 @@ impl RemoteReader {
         (found.is_some(), ahead)
     }
 
-    /// Keeps the two aligned windows after the one holding `from` in flight or cached: each
-    /// window is fetched with one GET, so a replay costs one GET per window whatever its reads'
-    /// sizes. Past the segment's end, the next segments' first windows.
+    /// Keeps the window holding `from` and the `read_ahead_bytes` of aligned windows after it in
+    /// flight or cached: each window is fetched with one GET, so a replay costs one GET per
+    /// window whatever its reads' sizes. Past the segment's end, the next segments' first windows.
     async fn read_ahead(&self, e: &SegmentEntry, idx: &Arc<SegmentIndex>, from: u64) {
         let window = self.window();
         let first = from / window;
-        let mut ahead = 2u64;
+        let mut ahead = (self.read_ahead / window).max(1);
         let (mut seg, mut seg_idx) = (e.clone(), idx.clone());
         let mut w = first;
         while ahead > 0 {
@@ -170,10 +176,11 @@ impl RemoteReader {
         }
     }
 
-    /// Read-ahead window: half of `read_ahead_bytes`, whole chunks.
+    /// Read-ahead window, the size of one read-ahead GET: [`READ_AHEAD_WINDOW`], or
+    /// `read_ahead_bytes` when smaller; whole chunks.
     fn window(&self) -> u64 {
         let chunk = self.cache.chunk_bytes();
-        ((self.read_ahead / 2) / chunk).max(1) * chunk
+        (self.read_ahead.min(READ_AHEAD_WINDOW) / chunk).max(1) * chunk
     }
 
     /// The first record with timestamp >= `t` in the remote tier: at most three GETs when nothing

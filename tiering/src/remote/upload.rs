@@ -351,11 +351,14 @@ async fn upload_segment(inner: &Arc<Inner>, log: &RemoteLog, s: &SegmentInfo) ->
         let _permit = inner.permits.acquire().await.map_err(|_| Error::Closed { reason: None })?;
         let data = read_part(&s.path, 0, s.size as usize).await?;
         let scan = data.clone();
-        let index = tokio::task::spawn_blocking(move || super::index::scan_segment(&scan))
-            .await
-            .map_err(|e| Error::Closed { reason: Some(format!("index task failed: {e}")) })?
-            .map_err(corrupt)?;
-        retry(config, "upload segment", &key, || inner.store.put(&key, PutPayload::from(data.clone()))).await?;
+        // The scan (every batch's CRC) runs on the blocking pool while the PUT is on the wire;
+        // a bad batch fails the upload before the commit, so nothing damaged is ever referenced.
+        let scan = tokio::task::spawn_blocking(move || super::index::scan_segment(&scan));
+        let put = retry(config, "upload segment", &key, || inner.store.put(&key, PutPayload::from(data.clone())));
+        let (scanned, put) = tokio::join!(scan, put);
+        let index =
+            scanned.map_err(|e| Error::Closed { reason: Some(format!("index task failed: {e}")) })?.map_err(corrupt)?;
+        put?;
         index
     } else {
         kind = "multipart";
@@ -401,11 +404,13 @@ async fn upload_segment(inner: &Arc<Inner>, log: &RemoteLog, s: &SegmentInfo) ->
 }
 
 /// One multipart upload attempt: parts read from the file one at a time, at most two in flight,
-/// each under an upload permit. Aborted on any failure.
+/// each under an upload permit, and each scanned for the index (CRCs) on the blocking pool while
+/// it is on the wire. Aborted on any failure.
 async fn upload_multipart(inner: &Arc<Inner>, key: &Path, s: &SegmentInfo) -> Result<SegmentIndex> {
     let mut upload = inner.store.put_multipart(key).await.map_err(remote("start multipart upload", key))?;
     let part = inner.config.part_bytes;
-    let mut scanner = Scanner::default();
+    let mut scanner = Some(Scanner::default());
+    let scan_error = |(p, r)| Error::Corrupt { path: s.path.clone(), position: p, reason: r };
     let mut in_flight = FuturesUnordered::new();
     let mut pos = 0u64;
     let result: Result<()> = async {
@@ -413,8 +418,7 @@ async fn upload_multipart(inner: &Arc<Inner>, key: &Path, s: &SegmentInfo) -> Re
             let len = part.min(s.size - pos) as usize;
             let permit = inner.permits.clone().acquire_owned().await.map_err(|_| Error::Closed { reason: None })?;
             let data = read_part(&s.path, pos, len).await?;
-            scanner.feed(&data).map_err(|(p, r)| Error::Corrupt { path: s.path.clone(), position: p, reason: r })?;
-            let fut = upload.put_part(PutPayload::from(data));
+            let fut = upload.put_part(PutPayload::from(data.clone()));
             // A task of its own: the part progresses (and frees its permit) while this loop waits
             // for the next permit.
             in_flight.push(tokio::spawn(async move {
@@ -422,6 +426,15 @@ async fn upload_multipart(inner: &Arc<Inner>, key: &Path, s: &SegmentInfo) -> Re
                 drop(permit);
                 r
             }));
+            let mut sc = scanner.take().expect("invariant: the scanner is returned after each part");
+            let (sc, fed) = tokio::task::spawn_blocking(move || {
+                let fed = sc.feed(&data);
+                (sc, fed)
+            })
+            .await
+            .map_err(|e| Error::Closed { reason: Some(format!("index task failed: {e}")) })?;
+            scanner = Some(sc);
+            fed.map_err(scan_error)?;
             pos += len as u64;
             while in_flight.len() >= 2 {
                 if let Some(r) = in_flight.next().await {
@@ -439,7 +452,7 @@ async fn upload_multipart(inner: &Arc<Inner>, key: &Path, s: &SegmentInfo) -> Re
     match result {
         Ok(()) => {
             let index =
-                scanner.finish().map_err(|(p, r)| Error::Corrupt { path: s.path.clone(), position: p, reason: r })?;
+                scanner.expect("invariant: the scanner is returned after each part").finish().map_err(scan_error)?;
             upload.complete().await.map_err(remote("complete multipart upload", key))?;
             Ok(index)
         }
