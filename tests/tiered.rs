@@ -1,7 +1,8 @@
 //! The remote tier end to end through the Engine: one conformance suite for reads and time lookups,
 //! run on the local tier and on the remote tier (local-directory bucket and SeaweedFS); GET counts
 //! of cold lookups; corrupt objects; remote retention with deferred deletes; fencing of a second
-//! writer; scan resistance of the cache.
+//! writer; scan resistance of the cache; read-ahead across segment boundaries; concurrent misses
+//! sharing one GET; quiet partitions tiering by segment age.
 
 use std::sync::Arc;
 
@@ -360,5 +361,122 @@ async fn the_topic_catalog_is_in_the_bucket() {
     let json = tierlog::remote::catalog::get(&store, "orders").await.unwrap().unwrap();
     let cfg: TopicConfig = serde_json::from_slice(&json).unwrap();
     assert_eq!(cfg, topic(Some(4096)));
+    engine.close().await.unwrap();
+}
+
+/// Waits until the engine's request count has not moved for a while: background read-ahead done.
+async fn settle(engine: &Engine) {
+    let mut last = engine.object_store_counts();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let now = engine.object_store_counts();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_readers_read_ahead_into_the_next_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    engine.create_topic("t", topic(Some(1))).await.unwrap();
+    let model = produce(&engine, "t", 400, 3).await;
+    engine.roll("t", 0).await.unwrap();
+    engine.tier_now("t", 0).await.unwrap();
+    let head = engine.remote_head("t", 0).unwrap();
+    assert!(head.segments.len() >= 6, "{} segments", head.segments.len());
+    engine.close().await.unwrap();
+
+    // A fresh engine (nothing cached) over a bucket that can be made to fail.
+    let inner = cfg.object_store().build().unwrap();
+    let faulty = Arc::new(tierlog::remote::faulty::FaultyStore::new(inner, Default::default()));
+    let engine = Engine::open_with_store(cfg, tierlog::system_clock(), faulty.clone()).await.unwrap();
+    let (s2, s3) = (head.segments[2].clone(), head.segments[3].clone());
+    let before = engine.object_store_counts();
+    // Read segments 0..=2 in small sequential reads.
+    let mut off = head.segments[0].base_offset;
+    while off < s2.next_offset {
+        off = engine.read("t", 0, off, 2000).await.unwrap().next_offset().unwrap();
+    }
+    settle(&engine).await;
+    let gets = engine.object_store_counts().since(&before).gets();
+    // One index and one window (the whole 64 KiB segment) each, for segments 0..=3; the first
+    // read of the stream fetches its own range.
+    assert!(gets <= 2 * 4 + 1, "{gets} GETs for 3 segments read and one read ahead");
+
+    // The bucket now fails every request: segment 3 was read ahead, so it reads from the cache.
+    faulty.set(tierlog::remote::faulty::Faults { error_rate: 1.0, ..Default::default() });
+    let mut got = Vec::new();
+    while off < s3.next_offset {
+        let r = engine.read("t", 0, off, 2000).await.expect("segment 3 was read ahead");
+        got.extend(r.records().unwrap().into_iter().filter(|v| v.offset >= off).map(|v| (v.offset, v.value.unwrap())));
+        off = r.next_offset().unwrap();
+    }
+    let want: Vec<(i64, Bytes)> =
+        model.iter().filter(|m| m.0 >= s3.base_offset && m.0 < off).map(|m| (m.0, m.2.clone())).collect();
+    assert_eq!(got, want);
+    // Segment 5 was not: its read fails, which shows the store really was failing.
+    let err = engine.read("t", 0, head.segments[5].base_offset, 2000).await.unwrap_err();
+    assert!(matches!(err, Error::Remote { .. }), "{err}");
+    faulty.set(Default::default());
+    engine.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_share_one_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    engine.create_topic("t", topic(Some(1))).await.unwrap();
+    let model = produce(&engine, "t", 100, 9).await;
+    engine.roll("t", 0).await.unwrap();
+    engine.tier_now("t", 0).await.unwrap();
+    engine.close().await.unwrap();
+
+    let engine = Arc::new(Engine::open(cfg).await.unwrap());
+    let probe = model[model.len() / 3].0;
+    let before = engine.object_store_counts();
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.read("t", 0, probe, 100).await.unwrap().records().unwrap()[0].offset })
+        })
+        .collect();
+    for r in readers {
+        assert!(r.await.unwrap() <= probe);
+    }
+    let c = engine.object_store_counts().since(&before);
+    // One GET of the segment's index and one of the chunk, shared by all.
+    assert_eq!(c.gets(), 2, "16 concurrent readers of one batch: {c:?}");
+    Arc::try_unwrap(engine).ok().expect("readers are done").close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_partitions_tier_by_segment_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.tiering.poll_ms = 50; // the background uploader, as deployed
+    let clock = ManualClock::new(1_700_000_000_000);
+    let engine = Engine::open_with_clock(cfg, clock.clone()).await.unwrap();
+    let mut t = topic(None);
+    t.log.segment_bytes = 64 << 20; // never fills: only age seals it
+    t.log.segment_ms = 60_000;
+    engine.create_topic("t", t).await.unwrap();
+    let model = produce(&engine, "t", 20, 5).await;
+    let hw = model.last().unwrap().0 + 1;
+    engine.tick().await.unwrap();
+    assert_eq!(engine.remote_head("t", 0).unwrap().next_offset, 0, "nothing sealed yet");
+    clock.advance(61_000);
+    engine.tick().await.unwrap(); // seals the segment by age; the uploader takes it from there
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while engine.remote_head("t", 0).unwrap().next_offset < hw {
+        assert!(std::time::Instant::now() < deadline, "the aged segment was not uploaded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let head = engine.remote_head("t", 0).unwrap();
+    assert_eq!((head.segments.len(), head.totals.records), (1, hw as u64));
     engine.close().await.unwrap();
 }

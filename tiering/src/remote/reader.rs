@@ -40,6 +40,7 @@ pub struct RemoteReader {
     cache: Arc<ChunkCache>,
     read_ahead: u64,
     indexes: Mutex<VecDeque<(String, Arc<SegmentIndex>)>>,
+    index_load: tokio::sync::Mutex<()>,
     /// Where recent reads ended (offset), and the read-ahead window (segment base offset, window
     /// number) their stream last read ahead from: a read starting at such an offset continues a
     /// stream.
@@ -59,6 +60,7 @@ impl RemoteReader {
             cache,
             read_ahead,
             indexes: Mutex::new(VecDeque::new()),
+            index_load: tokio::sync::Mutex::new(()),
             streams: Mutex::new(VecDeque::new()),
         })
     }
@@ -70,10 +72,22 @@ impl RemoteReader {
     /// The segment's parsed index: one GET of the whole index object the first time.
     pub async fn index(&self, e: &SegmentEntry) -> Result<Arc<SegmentIndex>> {
         let id = format!("{}-{}", e.epoch, e.id);
-        if let Some((_, idx)) =
-            self.indexes.lock().expect("invariant: lock not poisoned").iter().find(|(k, _)| *k == id)
-        {
-            return Ok(idx.clone());
+        let cached = || {
+            self.indexes
+                .lock()
+                .expect("invariant: lock not poisoned")
+                .iter()
+                .find(|(k, _)| *k == id)
+                .map(|(_, i)| i.clone())
+        };
+        if let Some(idx) = cached() {
+            return Ok(idx);
+        }
+        // One load at a time: concurrent readers missing the same index wait for the first
+        // one's GET instead of each making their own.
+        let _loading = self.index_load.lock().await;
+        if let Some(idx) = cached() {
+            return Ok(idx);
         }
         let key = e.index_key(self.manifest.keys());
         let bytes = self
