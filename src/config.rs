@@ -70,6 +70,11 @@ pub struct EngineConfig {
     pub object_store: Option<ObjectStoreConfig>,
     /// Uploads, deferred deletion, the manifest and the read cache.
     pub tiering: TieringConfig,
+    /// When the data dir holds no topics, rebuild them from the bucket: topics from its catalog,
+    /// each partition continuing at the end of its manifest (every archived offset then reads
+    /// from the bucket). This engine becomes the partitions' writer (older writers are fenced).
+    /// Default false: an empty data dir starts empty.
+    pub restore: bool,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +85,7 @@ impl Default for EngineConfig {
             topic_defaults: TopicConfig::default(),
             object_store: None,
             tiering: TieringConfig::default(),
+            restore: false,
         }
     }
 }

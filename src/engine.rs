@@ -183,12 +183,71 @@ impl Engine {
             lock: std::sync::Mutex::new(Some(lock)),
         });
         let engine = Engine { inner };
+        let mut loaded = loaded;
+        if engine.inner.config.restore && loaded.is_empty() {
+            loaded = engine.restore_from_bucket().await?;
+        }
         for (name, cfg, partitions) in loaded {
             let topic = engine.attach(&name, cfg, partitions).await?;
             engine.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
         }
         tracing::info!(topics = engine.list_topics().len(), "engine open");
         Ok(engine)
+    }
+
+    /// Rebuilds the topics of an empty data dir from the bucket: the catalog (one LIST of its
+    /// prefix, one GET per topic) and each partition's manifest head (one GET), never a LIST of
+    /// segments. Each partition is created empty at its manifest's `next_offset`.
+    async fn restore_from_bucket(&self) -> Result<Vec<(String, TopicConfig, Vec<Arc<Partition>>)>> {
+        let store: Arc<dyn ObjectStore> = self.inner.store.clone();
+        let mut out = Vec::new();
+        for name in tiering::remote::catalog::list(&store).await? {
+            if validate_topic_name(&name).is_err() {
+                tracing::warn!(topic = name, "catalog entry with an invalid topic name skipped");
+                continue;
+            }
+            let Some(json) = tiering::remote::catalog::get(&store, &name).await? else { continue };
+            let key = tiering::remote::keys::catalog_topic(&name);
+            let cfg: TopicConfig = serde_json::from_slice(&json).map_err(|e| Error::Corrupt {
+                path: key.as_ref().into(),
+                position: 0,
+                reason: format!("topic catalog entry: {e}"),
+            })?;
+            cfg.validate()?;
+            let mut starts = Vec::with_capacity(cfg.partitions as usize);
+            for p in 0..cfg.partitions {
+                let head = tiering::remote::manifest::Manifest::load(
+                    store.clone(),
+                    &name,
+                    p,
+                    self.inner.config.tiering.manifest_chunk_segments,
+                )
+                .await
+                .map_err(|e| Error::storage(&name, p, e))?
+                .head();
+                starts.push(head.next_offset);
+            }
+            let (dir, name2, cfg2, clock) =
+                (self.inner.config.data_dir.clone(), name.clone(), cfg.clone(), self.inner.clock.clone());
+            let partitions = blocking(move || -> Result<Vec<Arc<Partition>>> {
+                let partitions = starts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &start)| {
+                        let i = i as u32;
+                        let dir = partition_dir(&dir, &name2, i);
+                        Partition::open_at(&name2, i, &dir, cfg2.log.clone(), clock.clone(), start)
+                            .map_err(|e| Error::storage(&name2, i, e))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                write_topic_config(&dir.join(TOPICS_DIR), &name2, &cfg2)?;
+                Ok(partitions)
+            })
+            .await??;
+            tracing::info!(topic = name, partitions = cfg.partitions, "topic restored from the bucket");
+            out.push((name, cfg, partitions));
+        }
+        Ok(out)
     }
 
     /// Registers a topic's partitions with the writer, takes each over in the bucket (bumping its

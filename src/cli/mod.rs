@@ -12,6 +12,7 @@ pub mod consume;
 pub mod demo;
 pub mod inspect;
 pub mod produce;
+pub mod restore;
 pub mod topic;
 
 /// tierlog: a tiered-storage log engine. Append Kafka-format record batches, read them back by
@@ -57,6 +58,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Benchmarks against their raw limits (prints medians and ratios).
     Bench(crate::bench::BenchArgs),
+    /// Rebuild an empty data dir from the bucket: topics from its catalog, each partition
+    /// continuing where its manifest ends. Prints one JSON line per partition with its last
+    /// restorable offset. Only what was committed to the bucket comes back.
+    Restore(restore::RestoreArgs),
     /// Create a topic, produce a realistic order stream spread over days, read it back, look up
     /// offsets by time, and print a summary.
     Demo(demo::DemoArgs),
@@ -88,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::OffsetForTime(args) => consume::offset_for_time(&cli, args).await,
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Restore(args) => restore::run(&cli, args).await,
         Command::Demo(args) => demo::run(args).await,
     }
 }

@@ -1,4 +1,4 @@
-//! `tierlog topic create | list | describe`.
+//! `tierlog topic create | list | describe | tier`.
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -18,6 +18,10 @@ pub enum TopicCommand {
     List,
     /// Settings and per-partition offsets, sizes and segments of a topic (JSON).
     Describe { name: String },
+    /// Seal every partition's active segment and upload everything sealed to the bucket now,
+    /// waiting for the manifest commits (e.g. before taking a node down). One JSON line per
+    /// partition: what was uploaded and where the bucket's log now ends.
+    Tier { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +145,23 @@ pub async fn run(cli: &Cli, cmd: &TopicCommand) -> anyhow::Result<()> {
             }
             TopicCommand::Describe { name } => {
                 println!("{}", serde_json::to_string_pretty(&describe_json(&engine, name)?)?);
+            }
+            TopicCommand::Tier { name } => {
+                let d = engine.describe_topic(name)?;
+                for p in &d.partitions {
+                    engine.roll(name, p.partition).await?;
+                    let report = engine.tier_now(name, p.partition).await?;
+                    let head = engine.remote_head(name, p.partition)?;
+                    println!(
+                        "{}",
+                        json!({
+                            "partition": p.partition,
+                            "uploaded_segments": report.uploaded_segments,
+                            "uploaded_bytes": report.uploaded_bytes,
+                            "remote_next_offset": head.next_offset,
+                        })
+                    );
+                }
             }
         }
         anyhow::Ok(())

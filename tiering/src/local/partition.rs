@@ -160,8 +160,21 @@ impl Partition {
     /// runtime.
     #[instrument(skip_all, fields(topic, partition = id))]
     pub fn open(topic: &str, id: u32, dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Arc<Self>> {
+        Self::open_at(topic, id, dir, config, clock, 0)
+    }
+
+    /// [`Partition::open`]; a partition created by this call (no folder or no segments yet)
+    /// starts at `start_offset` (a restore continues where the bucket's log ends).
+    pub fn open_at(
+        topic: &str,
+        id: u32,
+        dir: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        start_offset: i64,
+    ) -> Result<Arc<Self>> {
         let started = std::time::Instant::now();
-        let rec = recover(dir, config.index_interval_bytes, 0)?;
+        let rec = recover(dir, config.index_interval_bytes, start_offset)?;
         let active = rec.segments.last().expect("invariant: recovery yields an active segment").clone();
         let m = active.meta();
         let now = clock.now_ms();
