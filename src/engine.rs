@@ -28,6 +28,7 @@ use tracing::instrument;
 
 use crate::config::{EngineConfig, TopicConfig};
 use crate::error::{Error, Result};
+use crate::replay::{Replay, ReplaySpec};
 
 const TOPICS_DIR: &str = "topics";
 const LOCK_FILE: &str = ".lock";
@@ -427,6 +428,13 @@ impl Engine {
     pub async fn offset_for_time(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<Option<TimeOffset>> {
         let p = self.tiered(topic, partition)?;
         p.offset_for_time(spec).await.map_err(|e| Error::storage(topic, partition, e))
+    }
+
+    /// Replays the records of an offset or time range of a partition or a whole topic, across
+    /// both tiers, as a pull stream with bounded memory (see [`crate::replay`]).
+    pub async fn replay(&self, topic: &str, spec: ReplaySpec) -> Result<Replay> {
+        self.check_open()?;
+        Replay::start(self, topic, spec).await
     }
 
     /// Uploads every sealed segment of the partition now and waits for the manifest commit, then

@@ -40,6 +40,8 @@ pub enum Error {
     DataDirLocked { path: PathBuf },
     #[error("corrupt data in {path} at byte {position}: {reason}")]
     Corrupt { path: PathBuf, position: u64, reason: String },
+    #[error("the stored batch at {topic}-{partition} offset {offset} does not decode: {reason}")]
+    CorruptBatch { topic: String, partition: u32, offset: i64, reason: BatchError },
     #[error("{op} {path}: {error}")]
     Io { op: &'static str, path: PathBuf, error: std::io::Error },
     #[error("object store: {op} {key}: {error}")]
@@ -61,7 +63,7 @@ impl Error {
             | Error::OffsetOutOfRange { .. }
             | Error::InvalidConfig { .. } => ErrorKind::Invalid,
             Error::UnknownTopic { .. } | Error::UnknownPartition { .. } => ErrorKind::NotFound,
-            Error::Corrupt { .. } => ErrorKind::Data,
+            Error::Corrupt { .. } | Error::CorruptBatch { .. } => ErrorKind::Data,
             Error::Closed { .. } | Error::Fenced { .. } => ErrorKind::Closed,
             Error::DataDirLocked { .. } | Error::Io { .. } | Error::Remote { .. } => ErrorKind::Unavailable,
         }

@@ -14,7 +14,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tiering::batch::{Header, Record, RecordView};
+use tiering::batch::{Header, Record};
+
+use crate::replay::ReplayRecord;
 
 /// Why a JSON line could not become a record.
 #[derive(Debug, thiserror::Error)]
@@ -154,9 +156,9 @@ fn put_bytes(m: &mut Map<String, Value>, name: &str, b: &Option<Bytes>) {
 }
 
 /// One record as a JSON object (the `consume` output line).
-pub fn record_to_json(partition: u32, r: &RecordView) -> Value {
+pub fn record_to_json(r: &ReplayRecord) -> Value {
     let mut m = Map::new();
-    m.insert("partition".into(), partition.into());
+    m.insert("partition".into(), r.partition.into());
     m.insert("offset".into(), r.offset.into());
     m.insert("timestamp".into(), r.timestamp.into());
     put_bytes(&mut m, "key", &r.key);
@@ -199,14 +201,15 @@ mod tests {
         assert_eq!(r.value.as_deref(), Some(&[0u8, 255][..]));
         assert_eq!(r.timestamp, 1_714_521_600_000);
         assert_eq!(r.headers.len(), 2);
-        let view = RecordView {
+        let view = crate::replay::ReplayRecord {
+            partition: 3,
             offset: 7,
             timestamp: r.timestamp,
             key: r.key.clone(),
             value: r.value.clone(),
             headers: r.headers.clone(),
         };
-        let out = record_to_json(3, &view).to_string();
+        let out = record_to_json(&view).to_string();
         let back = record_from_json(
             &{
                 let mut v: Value = serde_json::from_str(&out).unwrap();

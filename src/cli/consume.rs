@@ -10,6 +10,7 @@ use tiering::local::{OffsetSpec, TimeOffset};
 use super::Cli;
 use crate::engine::Engine;
 use crate::records::{parse_time, record_to_json};
+use crate::replay::{Position, ReplaySpec};
 
 /// Arguments of `tierlog consume` (ranges are described on the subcommand).
 #[derive(Debug, Args)]
@@ -86,59 +87,34 @@ pub async fn run(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The replay `args` select.
+pub fn replay_spec(args: &ConsumeArgs) -> ReplaySpec {
+    ReplaySpec {
+        partitions: args.partition.map(|p| vec![p]),
+        from: match (args.from_offset, args.from_time) {
+            (Some(o), _) => Position::Offset(o),
+            (None, Some(t)) => Position::Time(t),
+            (None, None) => Position::Earliest,
+        },
+        to: match (args.to_offset, args.to_time) {
+            (Some(o), _) => Position::Offset(o),
+            (None, Some(t)) => Position::Time(t),
+            (None, None) => Position::Latest,
+        },
+        ..Default::default()
+    }
+}
+
 /// Writes the selected records as JSON lines; returns how many.
 pub async fn consume(engine: &Engine, args: &ConsumeArgs, out: &mut impl Write) -> anyhow::Result<u64> {
-    let partitions: Vec<u32> = match args.partition {
-        Some(p) => vec![p],
-        None => (0..engine.describe_topic(&args.topic)?.partitions.len() as u32).collect(),
-    };
+    let mut replay = engine.replay(&args.topic, replay_spec(args)).await?;
     let mut printed = 0u64;
     let limit = args.max_records.unwrap_or(u64::MAX);
-    for p in partitions {
-        let latest = engine.offset_for_time(&args.topic, p, OffsetSpec::Latest).await?.map_or(0, |t| t.offset);
-        let earliest = engine.offset_for_time(&args.topic, p, OffsetSpec::Earliest).await?.map_or(0, |t| t.offset);
-        let start = match (args.from_offset, args.from_time) {
-            (Some(o), _) => o,
-            (None, Some(t)) => match engine.offset_for_time(&args.topic, p, OffsetSpec::Timestamp(t)).await? {
-                Some(t) => t.offset,
-                None => continue,
-            },
-            (None, None) => earliest,
-        };
-        if start < earliest || start > latest {
-            return Err(crate::Error::OffsetOutOfRange {
-                topic: args.topic.clone(),
-                partition: p,
-                offset: start,
-                start: earliest,
-                end: latest,
-            }
-            .into());
-        }
-        let end = match (args.to_offset, args.to_time) {
-            (Some(o), _) => o.min(latest),
-            (None, Some(t)) => {
-                engine.offset_for_time(&args.topic, p, OffsetSpec::Timestamp(t)).await?.map_or(latest, |t| t.offset)
-            }
-            (None, None) => latest,
-        };
-        let mut offset = start;
-        while offset < end && printed < limit {
-            let r = engine.read(&args.topic, p, offset, 1 << 20).await?;
-            let Some(next) = r.next_offset() else { break };
-            for rec in r.records()? {
-                if rec.offset < offset {
-                    continue;
-                }
-                if rec.offset >= end || printed >= limit {
-                    break;
-                }
-                serde_json::to_writer(&mut *out, &record_to_json(p, &rec))?;
-                out.write_all(b"\n")?;
-                printed += 1;
-            }
-            offset = next;
-        }
+    while printed < limit {
+        let Some(rec) = replay.next().await? else { break };
+        serde_json::to_writer(&mut *out, &record_to_json(&rec))?;
+        out.write_all(b"\n")?;
+        printed += 1;
     }
     out.flush()?;
     Ok(printed)
