@@ -29,6 +29,7 @@ use tracing::instrument;
 use crate::config::{EngineConfig, TopicConfig};
 use crate::error::{Error, Result};
 use crate::replay::{Replay, ReplaySpec};
+use crate::state::{StateSpec, StateStream};
 
 const TOPICS_DIR: &str = "topics";
 const LOCK_FILE: &str = ".lock";
@@ -97,7 +98,7 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_owned();
     move |error| Error::Io { op, path, error }
 }
@@ -428,6 +429,13 @@ impl Engine {
     pub async fn offset_for_time(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<Option<TimeOffset>> {
         let p = self.tiered(topic, partition)?;
         p.offset_for_time(spec).await.map_err(|e| Error::storage(topic, partition, e))
+    }
+
+    /// The latest value of every key as of a time or an offset, tombstones applied, streamed in
+    /// key order with bounded memory (see [`crate::state`]).
+    pub async fn state_at(&self, topic: &str, spec: StateSpec) -> Result<StateStream> {
+        self.check_open()?;
+        crate::state::state_at(self, topic, spec).await
     }
 
     /// Replays the records of an offset or time range of a partition or a whole topic, across

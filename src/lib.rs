@@ -10,6 +10,7 @@
 //! - [`config`]: [`EngineConfig`] and [`TopicConfig`] (TOML, validated).
 //! - [`error`]: the public [`Error`] and its [`ErrorKind`].
 //! - [`replay`]: ordered record streams over offset or time ranges, across both tiers.
+//! - [`state`]: the latest value of every key as of a time or offset (`state_at`).
 //! - [`records`]: producing JSON lines into batches and batches into JSON lines (the CLI's format).
 //! - [`cli`]: the `tierlog` command line, including `demo`.
 //! - [`bench`]: the benchmarks behind `tierlog bench` and `benches/`, each against its raw limit.
@@ -39,11 +40,13 @@ pub mod engine;
 pub mod error;
 pub mod records;
 pub mod replay;
+pub mod state;
 
 pub use config::{CleanupPolicy, EngineConfig, TopicConfig};
 pub use engine::{Engine, PartitionDescription, TopicDescription};
 pub use error::{Error, ErrorKind, Result};
 pub use replay::{Merge, Position, Replay, ReplayRecord, ReplaySpec};
+pub use state::{At, StateEntry, StateSpec, StateStream};
 pub use tiering::batch;
 pub use tiering::clock::system_clock;
 pub use tiering::local::{AppendInfo, OffsetSpec, ReadResult, TimeOffset};

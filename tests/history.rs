@@ -1,11 +1,13 @@
-//! History end to end: restore from the bucket alone (local directory and SeaweedFS).
+//! History end to end: restore from the bucket alone (local directory and SeaweedFS), replay of
+//! ranges across both tiers, and event-sourced state as of past instants checked against balances
+//! computed independently from the generated ledger.
 
 mod common;
 
 use bytes::Bytes;
 use common::{config, produce, s3_config, topic};
 use tierlog::batch::{BatchBuilder, Compression, Record};
-use tierlog::{Engine, EngineConfig, Error, TopicConfig};
+use tierlog::{At, Engine, EngineConfig, Error, Merge, Position, ReplaySpec, StateSpec, TopicConfig};
 
 /// Every batch of `[from, to)` of a partition, as the engine returns it.
 async fn batches(engine: &Engine, topic: &str, partition: u32, from: i64, to: i64) -> Vec<Bytes> {
@@ -125,5 +127,204 @@ async fn restore_leaves_a_data_dir_with_topics_alone() {
     cfg.restore = true;
     let engine = Engine::open(cfg).await.unwrap();
     assert_eq!(engine.list_topics(), vec!["a".to_string()], "restore only fills an empty data dir");
+    engine.close().await.unwrap();
+}
+
+/// A bank ledger from a seed: deposits, withdrawals and closures (tombstones) of accounts over
+/// simulated months. Each event's value is `"<amount> <balance after>"`; a closure is a null
+/// value. Returns, per partition, the events in append order: (timestamp, account, amount or
+/// None for a closure).
+type Ledger = Vec<Vec<(i64, String, Option<i64>)>>;
+
+const T0: i64 = 1_767_225_600_000; // 2026-01-01
+const DAY: i64 = 86_400_000;
+
+fn ledger(seed: u64, events: usize, accounts: u32, partitions: u32) -> Ledger {
+    let mut x = seed;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut out: Ledger = vec![Vec::new(); partitions as usize];
+    for i in 0..events {
+        let account = rnd(accounts as u64) as u32;
+        // About 120 days; timestamps jitter backwards a little (producers' clocks disagree).
+        let ts = T0 + (i as i64) * 120 * DAY / events as i64 - rnd(3_600_000) as i64;
+        let event = if rnd(50) == 0 { None } else { Some(rnd(1000) as i64 - 300) };
+        out[(account % partitions) as usize].push((ts, format!("acct-{account:05}"), event));
+    }
+    out
+}
+
+/// Appends the ledger, computing each event's running balance as it goes.
+async fn write_ledger(engine: &Engine, topic: &str, ledger: &Ledger) {
+    for (p, events) in ledger.iter().enumerate() {
+        let mut balance: std::collections::HashMap<&str, i64> = Default::default();
+        for chunk in events.chunks(17) {
+            let records: Vec<Record> = chunk
+                .iter()
+                .map(|(ts, acct, amount)| {
+                    let value = amount.map(|a| {
+                        let b = balance.entry(acct).or_default();
+                        *b += a;
+                        Bytes::from(format!("{a} {b}"))
+                    });
+                    if amount.is_none() {
+                        balance.remove(acct.as_str());
+                    }
+                    Record { key: Some(Bytes::from(acct.clone())), value, headers: vec![], timestamp: *ts }
+                })
+                .collect();
+            engine.append(topic, p as u32, BatchBuilder::from_records(Compression::Zstd, &records)).await.unwrap();
+        }
+    }
+}
+
+/// Balances as of `t`, computed from the generated ledger alone: in each partition, the events
+/// before the first one stamped >= t (Kafka's "as of"), folded by amount.
+fn expected_at(ledger: &Ledger, t: i64) -> std::collections::BTreeMap<String, i64> {
+    let mut out = std::collections::BTreeMap::new();
+    for events in ledger {
+        let cut = events.iter().position(|e| e.0 >= t).unwrap_or(events.len());
+        for (_, acct, amount) in &events[..cut] {
+            match amount {
+                Some(a) => *out.entry(acct.clone()).or_insert(0) += a,
+                None => {
+                    out.remove(acct);
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn balances(engine: &Engine, spec: StateSpec) -> (std::collections::BTreeMap<String, i64>, usize) {
+    let mut s = engine.state_at("ledger", spec).await.unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    let mut last: Option<Bytes> = None;
+    while let Some(e) = s.next().await.unwrap() {
+        assert!(last.as_ref().is_none_or(|k| *k < e.key), "state comes in key order");
+        last = Some(e.key.clone());
+        let v = String::from_utf8(e.value.to_vec()).unwrap();
+        let balance: i64 = v.split(' ').nth(1).unwrap().parse().unwrap();
+        out.insert(String::from_utf8(e.key.to_vec()).unwrap(), balance);
+    }
+    (out, s.spilled_runs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_sourced_balances_as_of_past_instants() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = s3_config(dir.path(), "ledger");
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    let mut topic = TopicConfig { partitions: 3, ..topic(Some(1)) };
+    topic.log.segment_bytes = 8 << 10;
+    engine.create_topic("ledger", topic).await.unwrap();
+    let ledger = ledger(7, 12_000, 400, 3);
+    write_ledger(&engine, "ledger", &ledger).await;
+    for p in 0..3 {
+        engine.roll("ledger", p).await.unwrap();
+        engine.tier_now("ledger", p).await.unwrap();
+        assert!(engine.remote_head("ledger", p).unwrap().totals.segments > 3);
+    }
+    let instants = [T0 - DAY, T0 + 10 * DAY, T0 + 45 * DAY + 3_600_000, T0 + 90 * DAY, T0 + 200 * DAY];
+    let mut answers = Vec::new();
+    for (i, &t) in instants.iter().enumerate() {
+        let want = expected_at(&ledger, t);
+        // Small fold budgets force spills to disk and the merge of runs.
+        let memory = if i % 2 == 0 { 64 << 20 } else { 8 << 10 };
+        let (got, runs) = balances(&engine, StateSpec { memory_bytes: memory, ..StateSpec::new(At::Time(t)) }).await;
+        assert_eq!(got, want, "balances as of day {}", (t - T0) / DAY);
+        if memory < 1 << 20 && !want.is_empty() {
+            assert!(runs > 1, "a small budget spills ({runs} runs)");
+        }
+        answers.push(got);
+    }
+    assert!(answers[0].is_empty() && answers[4].len() > 300);
+    // One partition, as of an offset: the events up to and including it.
+    let o = 1_000;
+    let one = vec![ledger[1][..=o as usize].to_vec()];
+    let (got, _) = balances(&engine, StateSpec { partitions: Some(vec![1]), ..StateSpec::new(At::Offset(o)) }).await;
+    assert_eq!(got, expected_at(&one, i64::MAX));
+    engine.close().await.unwrap();
+
+    // The same answers from a node restored from the bucket alone.
+    let mut fresh = cfg.clone();
+    fresh.data_dir = dir.path().join("restored");
+    fresh.restore = true;
+    let restored = Engine::open(fresh).await.unwrap();
+    for (&t, want) in instants.iter().zip(&answers) {
+        let (got, _) = balances(&restored, StateSpec::new(At::Time(t))).await;
+        assert_eq!(&got, want, "restored: balances as of day {}", (t - T0) / DAY);
+    }
+    restored.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_ranges_and_time_merge_across_tiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).await.unwrap();
+    engine.create_topic("ledger", TopicConfig { partitions: 3, ..topic(Some(1)) }).await.unwrap();
+    let ledger = ledger(11, 3_000, 50, 3);
+    write_ledger(&engine, "ledger", &ledger).await;
+    for p in 0..2 {
+        // Partitions 0 and 1 mostly in the bucket, partition 2 all local.
+        engine.roll("ledger", p).await.unwrap();
+        engine.tier_now("ledger", p).await.unwrap();
+    }
+    let collect = |spec: ReplaySpec| {
+        let engine = engine.clone();
+        async move {
+            let mut r = engine.replay("ledger", spec).await.unwrap();
+            let mut out = Vec::new();
+            while let Some(rec) = r.next().await.unwrap() {
+                out.push(rec);
+            }
+            out
+        }
+    };
+    // A whole partition, in offset order, equal to what was written.
+    let p0 = collect(ReplaySpec::partition(0)).await;
+    assert_eq!(p0.len(), ledger[0].len());
+    for (i, (r, e)) in p0.iter().zip(&ledger[0]).enumerate() {
+        assert_eq!((r.offset, r.timestamp, r.key.as_deref()), (i as i64, e.0, Some(e.1.as_bytes())));
+    }
+    // A time range of the whole topic, sequential: each partition's [offset_for_time(from),
+    // offset_for_time(to)).
+    let (from, to) = (T0 + 30 * DAY, T0 + 60 * DAY);
+    let spec = ReplaySpec { from: Position::Time(from), to: Position::Time(to), ..Default::default() };
+    let seq = collect(spec.clone()).await;
+    let mut want = Vec::new();
+    for (p, events) in ledger.iter().enumerate() {
+        let a = events.iter().position(|e| e.0 >= from).unwrap();
+        let b = events.iter().position(|e| e.0 >= to).unwrap();
+        want.extend((a..b).map(|i| (p as u32, i as i64)));
+    }
+    assert_eq!(seq.iter().map(|r| (r.partition, r.offset)).collect::<Vec<_>>(), want);
+    // Merged by time: the same records; each partition still in offset order; and whenever the
+    // next records of the partitions are in time order, so is the stream.
+    let merged = collect(ReplaySpec { merge: Merge::ByTime, ..spec }).await;
+    let mut a: Vec<_> = merged.iter().map(|r| (r.partition, r.offset)).collect();
+    a.sort();
+    assert_eq!(a, want);
+    for p in 0..3 {
+        let offs: Vec<i64> = merged.iter().filter(|r| r.partition == p).map(|r| r.offset).collect();
+        assert!(offs.windows(2).all(|w| w[0] < w[1]));
+    }
+    let inversions = merged.windows(2).filter(|w| w[1].timestamp < w[0].timestamp).count();
+    assert!(inversions * 20 < merged.len(), "merged by time ({inversions} inversions of {})", merged.len());
+    // Bad requests get typed errors.
+    let err = engine.replay("ledger", ReplaySpec::partition(7)).await.err().unwrap();
+    assert!(matches!(err, Error::UnknownPartition { .. }), "{err}");
+    let err = engine.replay("nope", ReplaySpec::default()).await.err().unwrap();
+    assert!(matches!(err, Error::UnknownTopic { .. }), "{err}");
+    let err = engine
+        .replay("ledger", ReplaySpec { from: Position::Offset(1 << 40), ..ReplaySpec::partition(0) })
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::OffsetOutOfRange { .. }), "{err}");
     engine.close().await.unwrap();
 }

@@ -1,0 +1,321 @@
+//! State at a point: the latest value of every key among the records at or before a time or an
+//! offset, tombstones applied, streamed in key order.
+//!
+//! - **The point.** `At::Time(t)` covers, in each partition, the records with offset
+//!   `< offset_for_time(t)`: Kafka's "as of t". With non-monotonic timestamps that is decided by
+//!   offset, not by each record's own timestamp: a record appended before the first record stamped
+//!   `>= t` counts even if its own timestamp is later than `t`, and one appended after it does not
+//!   count even if stamped earlier. `At::Offset(o)` covers offsets `<= o` of each partition.
+//! - **Latest.** Within a partition the record with the highest offset wins. When a key appears
+//!   in several partitions (producers that pick partitions themselves), the record with the
+//!   latest timestamp wins, ties going to the higher partition. A record with a null value (a
+//!   tombstone) deletes its key; keyless records are not state and are skipped.
+//! - **Memory.** Records are folded into a map until it holds about `memory_bytes`; then the map
+//!   is sorted by key and spilled to a run file under `<data_dir>/tmp/`, and the output is a
+//!   merge of the runs. Memory stays near `memory_bytes` whatever the number of keys; the output
+//!   is a stream (a bounded channel fed by a merging thread), so a slow consumer holds it back.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::engine::{Engine, io};
+use crate::error::{Error, Result};
+use crate::replay::{Merge, Position, ReplaySpec};
+
+/// The point of a state query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// As of this time (ms since the epoch): offsets `< offset_for_time(t)`.
+    Time(i64),
+    /// Up to and including this offset, in each partition.
+    Offset(i64),
+}
+
+/// What to compute.
+#[derive(Debug, Clone)]
+pub struct StateSpec {
+    /// `None`: every partition of the topic.
+    pub partitions: Option<Vec<u32>>,
+    pub at: At,
+    /// The fold map's budget before it spills to disk. Default 64 MiB.
+    pub memory_bytes: usize,
+}
+
+impl StateSpec {
+    pub fn new(at: At) -> Self {
+        Self { partitions: None, at, memory_bytes: 64 << 20 }
+    }
+}
+
+/// One key's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEntry {
+    pub key: Bytes,
+    pub value: Bytes,
+    /// Where the winning record is.
+    pub partition: u32,
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// The latest record of a key so far (`value: None` is a tombstone).
+#[derive(Debug, Clone)]
+struct Latest {
+    value: Option<Bytes>,
+    partition: u32,
+    offset: i64,
+    timestamp: i64,
+}
+
+impl Latest {
+    /// Whether `self` supersedes `other` (see the module docs).
+    fn newer_than(&self, other: &Latest) -> bool {
+        if self.partition == other.partition {
+            self.offset > other.offset
+        } else {
+            (self.timestamp, self.partition) > (other.timestamp, other.partition)
+        }
+    }
+}
+
+/// Fixed bytes per map entry on top of key and value (map slot, Bytes headers).
+const ENTRY_OVERHEAD: usize = 96;
+
+/// A state computation's scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// State in key order: call [`StateStream::next`] until `None`.
+pub struct StateStream {
+    rx: mpsc::Receiver<Result<StateEntry>>,
+    /// How many records were folded and how many runs were spilled.
+    pub records: u64,
+    pub spilled_runs: usize,
+}
+
+impl StateStream {
+    pub async fn next(&mut self) -> Result<Option<StateEntry>> {
+        self.rx.recv().await.transpose()
+    }
+}
+
+pub(crate) async fn state_at(engine: &Engine, topic: &str, spec: StateSpec) -> Result<StateStream> {
+    let to = match spec.at {
+        At::Time(t) => Position::Time(t),
+        At::Offset(o) => Position::Offset(o.saturating_add(1)),
+    };
+    let mut replay = engine
+        .replay(
+            topic,
+            ReplaySpec {
+                partitions: spec.partitions.clone(),
+                from: Position::Earliest,
+                to,
+                merge: Merge::Sequential,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let scratch_dir = engine.config().data_dir.join("tmp").join(format!(
+        "state-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    ));
+    let scratch = Scratch(scratch_dir);
+    let mut map: HashMap<Bytes, Latest> = HashMap::new();
+    let mut used = 0usize;
+    let mut runs: Vec<PathBuf> = Vec::new();
+    let mut records = 0u64;
+    while let Some(r) = replay.next().await? {
+        records += 1;
+        let Some(key) = r.key else { continue };
+        let latest = Latest { value: r.value, partition: r.partition, offset: r.offset, timestamp: r.timestamp };
+        let size = latest.value.as_ref().map_or(0, |v| v.len());
+        match map.get_mut(&key) {
+            Some(old) => {
+                if latest.newer_than(old) {
+                    used = used.saturating_sub(old.value.as_ref().map_or(0, |v| v.len())) + size;
+                    *old = latest;
+                }
+            }
+            None => {
+                used += key.len() + size + ENTRY_OVERHEAD;
+                map.insert(key, latest);
+            }
+        }
+        if used >= spec.memory_bytes {
+            let path = scratch.0.join(format!("run-{}.bin", runs.len()));
+            let entries = sorted(std::mem::take(&mut map));
+            blocking(move || write_run(&path, &entries).map(|()| path)).await.and_then(|r| r).map(|p| runs.push(p))?;
+            used = 0;
+        }
+    }
+    let (tx, rx) = mpsc::channel(1024);
+    let spilled_runs = runs.len();
+    if runs.is_empty() {
+        let entries = sorted(map);
+        tokio::spawn(async move {
+            for (key, l) in entries {
+                if let Some(e) = entry(key, l)
+                    && tx.send(Ok(e)).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+    } else {
+        if !map.is_empty() {
+            let path = scratch.0.join(format!("run-{}.bin", runs.len()));
+            let entries = sorted(std::mem::take(&mut map));
+            blocking(move || write_run(&path, &entries).map(|()| path)).await.and_then(|r| r).map(|p| runs.push(p))?;
+        }
+        // The merge runs on a blocking thread (it reads the run files) and feeds the channel.
+        tokio::task::spawn_blocking(move || {
+            let _scratch = scratch;
+            if let Err(e) = merge_runs(&runs, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+    }
+    Ok(StateStream { rx, records, spilled_runs })
+}
+
+fn entry(key: Bytes, l: Latest) -> Option<StateEntry> {
+    l.value.map(|value| StateEntry { key, value, partition: l.partition, offset: l.offset, timestamp: l.timestamp })
+}
+
+fn sorted(map: HashMap<Bytes, Latest>) -> Vec<(Bytes, Latest)> {
+    let mut v: Vec<(Bytes, Latest)> = map.into_iter().collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Closed { reason: Some(format!("state task failed: {e}")) })
+}
+
+/// A run file: entries sorted by key, each `[key len u32][key][has value u8][value len u32]
+/// [value][partition u32][offset i64][timestamp i64]`, little-endian.
+fn write_run(path: &Path, entries: &[(Bytes, Latest)]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io("create state scratch dir", dir))?;
+    }
+    let file = File::create(path).map_err(io("create state run", path))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let mut put = |bytes: &[u8]| w.write_all(bytes);
+    for (key, l) in entries {
+        let value = l.value.as_deref().unwrap_or_default();
+        (|| -> std::io::Result<()> {
+            put(&(key.len() as u32).to_le_bytes())?;
+            put(key)?;
+            put(&[l.value.is_some() as u8])?;
+            put(&(value.len() as u32).to_le_bytes())?;
+            put(value)?;
+            put(&l.partition.to_le_bytes())?;
+            put(&l.offset.to_le_bytes())?;
+            put(&l.timestamp.to_le_bytes())
+        })()
+        .map_err(io("write state run", path))?;
+    }
+    w.flush().map_err(io("write state run", path))
+}
+
+struct RunReader {
+    path: PathBuf,
+    r: BufReader<File>,
+}
+
+impl RunReader {
+    fn next(&mut self) -> Result<Option<(Bytes, Latest)>> {
+        let mut len = [0u8; 4];
+        match self.r.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(io("read state run", &self.path)(e)),
+        }
+        let path = self.path.clone();
+        let mut read = |n: usize| -> Result<Vec<u8>> {
+            let mut b = vec![0u8; n];
+            self.r.read_exact(&mut b).map_err(io("read state run", &path))?;
+            Ok(b)
+        };
+        let key = read(u32::from_le_bytes(len) as usize)?;
+        let has = read(1)?[0] == 1;
+        let vlen = u32::from_le_bytes(read(4)?.try_into().expect("invariant: 4 bytes"));
+        let value = read(vlen as usize)?;
+        let partition = u32::from_le_bytes(read(4)?.try_into().expect("invariant: 4 bytes"));
+        let offset = i64::from_le_bytes(read(8)?.try_into().expect("invariant: 8 bytes"));
+        let timestamp = i64::from_le_bytes(read(8)?.try_into().expect("invariant: 8 bytes"));
+        let value = has.then(|| Bytes::from(value));
+        Ok(Some((Bytes::from(key), Latest { value, partition, offset, timestamp })))
+    }
+}
+
+/// Heap item: the next entry of run `run`, ordered by key (smallest first).
+struct Head {
+    key: Bytes,
+    latest: Latest,
+    run: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.run == other.run
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.key.cmp(&self.key).then(other.run.cmp(&self.run))
+    }
+}
+
+/// Merges sorted runs: for each key, the newest entry across runs; tombstones dropped.
+fn merge_runs(runs: &[PathBuf], tx: &mpsc::Sender<Result<StateEntry>>) -> Result<()> {
+    let mut readers = Vec::with_capacity(runs.len());
+    let mut heap = BinaryHeap::with_capacity(runs.len());
+    for (i, path) in runs.iter().enumerate() {
+        let f = File::open(path).map_err(io("open state run", path))?;
+        let mut r = RunReader { path: path.clone(), r: BufReader::with_capacity(256 << 10, f) };
+        if let Some((key, latest)) = r.next()? {
+            heap.push(Head { key, latest, run: i });
+        }
+        readers.push(r);
+    }
+    while let Some(Head { key, mut latest, run }) = heap.pop() {
+        if let Some((k, l)) = readers[run].next()? {
+            heap.push(Head { key: k, latest: l, run });
+        }
+        while heap.peek().is_some_and(|h| h.key == key) {
+            let h = heap.pop().expect("invariant: peeked");
+            if h.latest.newer_than(&latest) {
+                latest = h.latest;
+            }
+            if let Some((k, l)) = readers[h.run].next()? {
+                heap.push(Head { key: k, latest: l, run: h.run });
+            }
+        }
+        if let Some(e) = entry(key, latest)
+            && tx.blocking_send(Ok(e)).is_err()
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
