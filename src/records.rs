@@ -139,7 +139,7 @@ pub fn record_from_json(line: &str, now: i64) -> Result<Record, JsonRecordError>
     })
 }
 
-fn put_bytes(m: &mut Map<String, Value>, name: &str, b: &Option<Bytes>) {
+pub(crate) fn put_bytes(m: &mut Map<String, Value>, name: &str, b: &Option<Bytes>) {
     match b {
         None => {
             m.insert(name.into(), Value::Null);

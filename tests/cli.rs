@@ -267,3 +267,51 @@ fn tier_then_restore_into_a_fresh_data_dir() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds topics"));
 }
+
+#[test]
+fn replay_and_state_at_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(tierlog(&data, &["topic", "create", "acct", "--partitions", "2", "--segment-bytes", "4096"], None));
+    // acct-a: 10, then 25; acct-b: 7, then deleted (null value) at t=4000; acct-c: 1 at t=5000.
+    let lines = [
+        r#"{"key":"acct-a","value":"10","timestamp":1000}"#,
+        r#"{"key":"acct-b","value":"7","timestamp":2000}"#,
+        r#"{"key":"acct-a","value":"25","timestamp":3000}"#,
+        r#"{"key":"acct-b","value":null,"timestamp":4000}"#,
+        r#"{"key":"acct-c","value":"1","timestamp":5000}"#,
+    ];
+    for l in lines {
+        // acct-a and acct-c to partition 0, acct-b to partition 1, in this order.
+        let p = if l.contains("acct-b") { "1" } else { "0" };
+        ok(tierlog(&data, &["produce", "acct", "--partition", p], Some(&format!("{l}\n"))));
+    }
+    let state = |args: &[&str]| -> Vec<(String, String)> {
+        json_lines(&ok(tierlog(&data, &[&["state-at", "acct"], args].concat(), None)))
+            .iter()
+            .map(|v| (v["key"].as_str().unwrap().to_owned(), v["value"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let s = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+    assert_eq!(state(&["--time", "2500"]), s(&[("acct-a", "10"), ("acct-b", "7")]));
+    assert_eq!(
+        state(&["--time", "4000"]),
+        s(&[("acct-a", "25"), ("acct-b", "7")]),
+        "as of t excludes records stamped t"
+    );
+    assert_eq!(state(&["--time", "4001"]), s(&[("acct-a", "25")]), "the tombstone deleted acct-b");
+    assert_eq!(state(&["--time", "1970-01-01T00:00:10Z"]), s(&[("acct-a", "25"), ("acct-c", "1")]));
+    assert_eq!(state(&["--offset", "0", "--partition", "0"]), s(&[("acct-a", "10")]));
+    // Replay merged by time interleaves the partitions by timestamp.
+    let merged = json_lines(&ok(tierlog(&data, &["replay", "acct", "--merge-by-time"], None)));
+    let ts: Vec<i64> = merged.iter().map(|v| v["timestamp"].as_i64().unwrap()).collect();
+    assert_eq!(ts, [1000, 2000, 3000, 4000, 5000]);
+    let seq = json_lines(&ok(tierlog(&data, &["replay", "acct", "--from-time", "2000", "--to-time", "5000"], None)));
+    let ts: Vec<i64> = seq.iter().map(|v| v["timestamp"].as_i64().unwrap()).collect();
+    assert_eq!(ts, [3000, 2000, 4000], "partition 0 then partition 1, each from offset_for_time(2000)");
+    // Bad requests fail clearly.
+    let out = tierlog(&data, &["state-at", "acct"], None);
+    assert!(!out.status.success());
+    let out = tierlog(&data, &["state-at", "nope", "--time", "5"], None);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown topic"));
+}

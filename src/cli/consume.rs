@@ -79,12 +79,7 @@ pub async fn run(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let res = consume(&engine, args, &mut out).await;
     engine.close().await?;
-    match res {
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
-            Ok(())
-        }
-        other => other.map(|_| ()),
-    }
+    super::ignore_broken_pipe(res.map(|_| ()))
 }
 
 /// The replay `args` select.

@@ -10,6 +10,7 @@ use crate::config::EngineConfig;
 
 pub mod consume;
 pub mod demo;
+pub mod history;
 pub mod inspect;
 pub mod produce;
 pub mod restore;
@@ -52,6 +53,18 @@ pub enum Command {
     /// are not UTF-8 are printed base64-encoded as "key_b64" / "value_b64", so the output can be fed
     /// back to `produce`.
     Consume(consume::ConsumeArgs),
+    /// Replay records of a topic as JSON lines over an offset or time range, across both tiers;
+    /// with --merge-by-time, the partitions merged into one stream by timestamp.
+    ///
+    /// Ranges are as for `consume`. Progress goes to stderr when it is a terminal.
+    Replay(history::ReplayArgs),
+    /// The latest value of every key as of a time or offset, tombstones applied, as JSON lines
+    /// in key order.
+    ///
+    /// "As of time T" covers, in each partition, the records before the first one stamped >= T
+    /// (Kafka's ListOffsets); "--offset O" covers offsets <= O. Within a partition the highest
+    /// offset wins; across partitions the latest timestamp.
+    StateAt(history::StateAtArgs),
     /// The first offset whose timestamp is >= a time (Kafka ListOffsets), or earliest/latest.
     OffsetForTime(consume::OffsetForTimeArgs),
     /// Show the batches of a segment file or the segments of a partition folder, with CRC status.
@@ -84,12 +97,24 @@ impl Cli {
     }
 }
 
+/// Ends quietly when stdout was closed (`tierlog consume ... | head`).
+pub(crate) fn ignore_broken_pipe(res: anyhow::Result<()>) -> anyhow::Result<()> {
+    match res {
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// Runs the command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Topic(cmd) => topic::run(&cli, cmd).await,
         Command::Produce(args) => produce::run(&cli, args).await,
         Command::Consume(args) => consume::run(&cli, args).await,
+        Command::Replay(args) => history::replay(&cli, args).await,
+        Command::StateAt(args) => history::state_at(&cli, args).await,
         Command::OffsetForTime(args) => consume::offset_for_time(&cli, args).await,
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(args) => crate::bench::run(args).await,
