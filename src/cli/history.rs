@@ -69,7 +69,7 @@ pub async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
             serde_json::to_writer(&mut out, &record_to_json(&rec))?;
             out.write_all(b"\n")?;
             n += 1;
-            if n % 1024 == 0 {
+            if n.is_multiple_of(1024) {
                 pb.set_position(n);
             }
         }
