@@ -75,6 +75,14 @@ pub struct EngineConfig {
     /// from the bucket). This engine becomes the partitions' writer (older writers are fenced).
     /// Default false: an empty data dir starts empty.
     pub restore: bool,
+    /// A read-only replica: serves reads, replays and `state_at` of every topic in the bucket's
+    /// catalog from the bucket alone, while another engine writes. It holds no local log, takes
+    /// no partition over (no epoch bump), and refuses writes with `ReadOnly`. Default false.
+    pub read_only: bool,
+    /// How often a replica polls each partition's manifest head (a conditional GET; unchanged
+    /// heads cost no transfer). New segments become visible within this delay plus one GET.
+    /// Default 1000 ms.
+    pub replica_poll_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +94,8 @@ impl Default for EngineConfig {
             object_store: None,
             tiering: TieringConfig::default(),
             restore: false,
+            read_only: false,
+            replica_poll_ms: 1000,
         }
     }
 }
@@ -128,6 +138,15 @@ impl EngineConfig {
             return Err(Error::InvalidConfig { field: "data_dir".into(), reason: "must not be empty".into() });
         }
         self.writer.validate()?;
+        if self.replica_poll_ms == 0 {
+            return Err(Error::InvalidConfig { field: "replica_poll_ms".into(), reason: "must be at least 1".into() });
+        }
+        if self.read_only && self.restore {
+            return Err(Error::InvalidConfig {
+                field: "read_only".into(),
+                reason: "a read-only replica cannot also restore (restore makes this engine the writer)".into(),
+            });
+        }
         self.tiering.validate()?;
         if let Some(store) = &self.object_store {
             store.validate()?;

@@ -147,6 +147,12 @@ impl Engine {
             Err(std::fs::TryLockError::Error(e)) => return Err(io("lock data dir", &lock_path)(e)),
         }
         let (topic_list, clock2) = (load_topic_configs(&topics_dir)?, clock.clone());
+        if config.read_only && !topic_list.is_empty() {
+            return Err(Error::InvalidConfig {
+                field: "read_only".into(),
+                reason: format!("a read-only replica needs a data dir of its own; {} holds topics", dir.display()),
+            });
+        }
         let data_dir = dir.clone();
         let journal_dir = dir.join(JOURNAL_DIR);
         let (loaded, journal) = blocking(move || -> Result<_> {
@@ -185,6 +191,10 @@ impl Engine {
             lock: std::sync::Mutex::new(Some(lock)),
         });
         let engine = Engine { inner };
+        if engine.inner.config.read_only {
+            engine.open_replica().await?;
+            return Ok(engine);
+        }
         let mut loaded = loaded;
         if engine.inner.config.restore && loaded.is_empty() {
             loaded = engine.restore_from_bucket().await?;
@@ -197,25 +207,53 @@ impl Engine {
         Ok(engine)
     }
 
+    /// A read-only replica: every topic of the bucket's catalog, each partition read from its
+    /// manifest alone; a task polls the manifest heads (conditional GETs) so new segments show up.
+    async fn open_replica(&self) -> Result<()> {
+        let store: Arc<dyn ObjectStore> = self.inner.store.clone();
+        let chunk_segments = self.inner.config.tiering.manifest_chunk_segments;
+        let read_ahead = self.inner.config.tiering.cache.read_ahead_bytes;
+        let mut manifests = Vec::new();
+        for (name, cfg) in catalog_topics(&store).await? {
+            let mut tiers = Vec::with_capacity(cfg.partitions as usize);
+            for p in 0..cfg.partitions {
+                let manifest = Manifest::load(store.clone(), &name, p, chunk_segments)
+                    .await
+                    .map_err(|e| Error::storage(&name, p, e))?;
+                manifests.push(manifest.clone());
+                let reader = RemoteReader::new(manifest, self.inner.cache.clone(), read_ahead);
+                tiers.push(TieredPartition { local: None, remote: Some(reader) });
+            }
+            let topic = Arc::new(Topic { config: cfg, partitions: Vec::new(), tiers, remotes: Vec::new() });
+            self.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
+        }
+        let every = std::time::Duration::from_millis(self.inner.config.replica_poll_ms);
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match weak.upgrade() {
+                    Some(inner) if !inner.closed.load(std::sync::atomic::Ordering::Acquire) => {}
+                    _ => return,
+                }
+                for m in &manifests {
+                    if let Err(e) = m.poll().await {
+                        tracing::warn!(error = %e, "replica: polling a manifest head failed; will retry");
+                    }
+                }
+            }
+        });
+        tracing::info!(topics = self.list_topics().len(), "read-only replica open");
+        Ok(())
+    }
+
     /// Rebuilds the topics of an empty data dir from the bucket: the catalog (one LIST of its
     /// prefix, one GET per topic) and each partition's manifest head (one GET), never a LIST of
     /// segments. Each partition is created empty at its manifest's `next_offset`.
     async fn restore_from_bucket(&self) -> Result<Vec<(String, TopicConfig, Vec<Arc<Partition>>)>> {
         let store: Arc<dyn ObjectStore> = self.inner.store.clone();
         let mut out = Vec::new();
-        for name in tiering::remote::catalog::list(&store).await? {
-            if validate_topic_name(&name).is_err() {
-                tracing::warn!(topic = name, "catalog entry with an invalid topic name skipped");
-                continue;
-            }
-            let Some(json) = tiering::remote::catalog::get(&store, &name).await? else { continue };
-            let key = tiering::remote::keys::catalog_topic(&name);
-            let cfg: TopicConfig = serde_json::from_slice(&json).map_err(|e| Error::Corrupt {
-                path: key.as_ref().into(),
-                position: 0,
-                reason: format!("topic catalog entry: {e}"),
-            })?;
-            cfg.validate()?;
+        for (name, cfg) in catalog_topics(&store).await? {
             let mut starts = Vec::with_capacity(cfg.partitions as usize);
             for p in 0..cfg.partitions {
                 let head = tiering::remote::manifest::Manifest::load(
@@ -270,7 +308,7 @@ impl Engine {
                 .await
                 .map_err(|e| Error::storage(name, p.id(), e))?;
             self.inner.uploader.register(remote.clone());
-            tiers.push(TieredPartition { local: p.clone(), remote: Some(reader) });
+            tiers.push(TieredPartition { local: Some(p.clone()), remote: Some(reader) });
             remotes.push(remote);
         }
         Ok(Arc::new(Topic { config, partitions, tiers, remotes }))
@@ -282,6 +320,13 @@ impl Engine {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    fn check_writable(&self, op: &'static str) -> Result<()> {
+        if self.inner.config.read_only {
+            return Err(Error::ReadOnly { op });
+        }
+        Ok(())
     }
 
     fn check_open(&self) -> Result<()> {
@@ -303,6 +348,7 @@ impl Engine {
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
         self.check_open()?;
+        self.check_writable("a write")?;
         let t = self.topic(topic)?;
         let i = self.index(&t, topic, partition)?;
         if let Some(e) = t.remotes[i].fenced_error() {
@@ -312,10 +358,10 @@ impl Engine {
     }
 
     fn index(&self, t: &Topic, topic: &str, partition: u32) -> Result<usize> {
-        if (partition as usize) < t.partitions.len() {
+        if (partition as usize) < t.tiers.len() {
             return Ok(partition as usize);
         }
-        Err(Error::UnknownPartition { topic: topic.to_owned(), partition, partitions: t.partitions.len() as u32 })
+        Err(Error::UnknownPartition { topic: topic.to_owned(), partition, partitions: t.tiers.len() as u32 })
     }
 
     fn tiered(&self, topic: &str, partition: u32) -> Result<TieredPartition> {
@@ -326,6 +372,7 @@ impl Engine {
 
     fn remote(&self, topic: &str, partition: u32) -> Result<Arc<RemoteLog>> {
         self.check_open()?;
+        self.check_writable("tiering")?;
         let t = self.topic(topic)?;
         Ok(t.remotes[self.index(&t, topic, partition)?].clone())
     }
@@ -334,6 +381,7 @@ impl Engine {
     #[instrument(skip_all, fields(topic = name))]
     pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         self.check_open()?;
+        self.check_writable("create topic")?;
         validate_topic_name(name)?;
         config.validate()?;
         let _guard = self.inner.create.lock().await;
@@ -371,16 +419,19 @@ impl Engine {
         let partitions = t
             .tiers
             .iter()
-            .zip(&t.remotes)
-            .map(|(tp, r)| PartitionDescription {
-                partition: tp.local.id(),
-                log_start_offset: tp.log_start_offset(),
-                high_watermark: tp.local.high_watermark(),
-                size_bytes: tp.local.size_bytes(),
-                segments: tp.local.segments(),
-                remote: r.manifest().head(),
-                fenced: r.fenced(),
-                tiering_error: r.last_error(),
+            .enumerate()
+            .map(|(i, tp)| {
+                let r = t.remotes.get(i);
+                PartitionDescription {
+                    partition: i as u32,
+                    log_start_offset: tp.log_start_offset(),
+                    high_watermark: tp.high_watermark(),
+                    size_bytes: tp.local.as_ref().map_or(0, |l| l.size_bytes()),
+                    segments: tp.local.as_ref().map_or_else(Vec::new, |l| l.segments()),
+                    remote: tp.remote.as_ref().expect("invariant: every partition has a remote tier").manifest().head(),
+                    fenced: r.and_then(|r| r.fenced()),
+                    tiering_error: r.and_then(|r| r.last_error()),
+                }
             })
             .collect();
         Ok(TopicDescription { name: name.to_owned(), config: t.config.clone(), partitions })
@@ -510,6 +561,27 @@ impl Engine {
         drop(self.inner.lock.lock().ok().and_then(|mut l| l.take()));
         res
     }
+}
+
+/// The topics of the bucket's catalog (one LIST of its prefix, one GET per topic), validated.
+async fn catalog_topics(store: &Arc<dyn ObjectStore>) -> Result<Vec<(String, TopicConfig)>> {
+    let mut out = Vec::new();
+    for name in tiering::remote::catalog::list(store).await? {
+        if validate_topic_name(&name).is_err() {
+            tracing::warn!(topic = name, "catalog entry with an invalid topic name skipped");
+            continue;
+        }
+        let Some(json) = tiering::remote::catalog::get(store, &name).await? else { continue };
+        let key = tiering::remote::keys::catalog_topic(&name);
+        let cfg: TopicConfig = serde_json::from_slice(&json).map_err(|e| Error::Corrupt {
+            path: key.as_ref().into(),
+            position: 0,
+            reason: format!("topic catalog entry: {e}"),
+        })?;
+        cfg.validate()?;
+        out.push((name, cfg));
+    }
+    Ok(out)
 }
 
 fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {

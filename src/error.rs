@@ -50,6 +50,8 @@ pub enum Error {
         "partition {partition} is fenced: another writer (epoch {current}) owns it in the bucket; this one (epoch {epoch}) stopped"
     )]
     Fenced { partition: String, epoch: u64, current: u64 },
+    #[error("this engine is a read-only replica: {op} is refused (write through the engine that owns the partitions)")]
+    ReadOnly { op: &'static str },
     #[error("tierlog is closed{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed { reason: Option<String> },
 }
@@ -65,6 +67,7 @@ impl Error {
             Error::UnknownTopic { .. } | Error::UnknownPartition { .. } => ErrorKind::NotFound,
             Error::Corrupt { .. } | Error::CorruptBatch { .. } => ErrorKind::Data,
             Error::Closed { .. } | Error::Fenced { .. } => ErrorKind::Closed,
+            Error::ReadOnly { .. } => ErrorKind::Invalid,
             Error::DataDirLocked { .. } | Error::Io { .. } | Error::Remote { .. } => ErrorKind::Unavailable,
         }
     }

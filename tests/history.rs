@@ -160,8 +160,21 @@ fn ledger(seed: u64, events: usize, accounts: u32, partitions: u32) -> Ledger {
 
 /// Appends the ledger, computing each event's running balance as it goes.
 async fn write_ledger(engine: &Engine, topic: &str, ledger: &Ledger) {
+    write_ledger_from(engine, topic, ledger, &vec![Vec::new(); ledger.len()]).await
+}
+
+/// Appends `ledger` after `before` was appended (whose balances it continues).
+async fn write_ledger_from(engine: &Engine, topic: &str, ledger: &Ledger, before: &Ledger) {
     for (p, events) in ledger.iter().enumerate() {
         let mut balance: std::collections::HashMap<&str, i64> = Default::default();
+        for (_, acct, amount) in &before[p] {
+            match amount {
+                Some(a) => *balance.entry(acct).or_default() += a,
+                None => {
+                    balance.remove(acct.as_str());
+                }
+            }
+        }
         for chunk in events.chunks(17) {
             let records: Vec<Record> = chunk
                 .iter()
@@ -327,4 +340,70 @@ async fn replay_ranges_and_time_merge_across_tiers() {
         .unwrap();
     assert!(matches!(err, Error::OffsetOutOfRange { .. }), "{err}");
     engine.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_replica_follows_the_writer_through_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = s3_config(dir.path(), "replica");
+    let writer = Engine::open(cfg.clone()).await.unwrap();
+    let mut t = TopicConfig { partitions: 2, ..topic(Some(1)) };
+    t.log.segment_bytes = 8 << 10;
+    writer.create_topic("ledger", t).await.unwrap();
+    let ledger = ledger(5, 4_000, 100, 2);
+    let (first, second): (Ledger, Ledger) =
+        ledger.iter().map(|events| (events[..events.len() / 2].to_vec(), events[events.len() / 2..].to_vec())).unzip();
+    write_ledger(&writer, "ledger", &first).await;
+    for p in 0..2 {
+        writer.roll("ledger", p).await.unwrap();
+        writer.tier_now("ledger", p).await.unwrap();
+    }
+
+    let mut rcfg = cfg.clone();
+    rcfg.data_dir = dir.path().join("replica");
+    rcfg.read_only = true;
+    rcfg.replica_poll_ms = 50;
+    let replica = Engine::open(rcfg).await.unwrap();
+    let t1 = T0 + 40 * DAY;
+    let (got, _) = balances(&replica, StateSpec::new(At::Time(t1))).await;
+    assert_eq!(got, expected_at(&first, t1));
+
+    // The writer keeps writing; the replica sees the new segments within the poll delay.
+    write_ledger_from(&writer, "ledger", &second, &first).await;
+    for p in 0..2 {
+        writer.roll("ledger", p).await.unwrap();
+        writer.tier_now("ledger", p).await.unwrap();
+    }
+    let ends: Vec<i64> = (0..2).map(|p| writer.remote_head("ledger", p).unwrap().next_offset).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for p in 0..2u32 {
+        while replica.describe_topic("ledger").unwrap().partitions[p as usize].high_watermark < ends[p as usize] {
+            assert!(std::time::Instant::now() < deadline, "the replica did not see the new segments");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let t2 = T0 + 110 * DAY;
+    let (got, _) = balances(&replica, StateSpec::new(At::Time(t2))).await;
+    assert_eq!(got, expected_at(&ledger, t2));
+    for p in 0..2 {
+        let a = writer.read("ledger", p, 0, 1 << 20).await.unwrap();
+        let b = replica.read("ledger", p, 0, 1 << 20).await.unwrap();
+        assert_eq!(a.batches, b.batches);
+    }
+    // While nothing changes, polling costs conditional GETs that transfer nothing, and no LIST.
+    let before = replica.object_store_counts();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let quiet = replica.object_store_counts().since(&before);
+    assert!(quiet.gets() >= 2 && quiet.bytes_read == 0 && quiet.list == 0, "{quiet:?}");
+    // Writes are refused, clearly.
+    let rec = Record { key: None, value: Some("x".into()), headers: vec![], timestamp: 1 };
+    let err = replica.append("ledger", 0, BatchBuilder::from_records(Compression::None, &[rec])).await.unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
+    let err = replica.create_topic("other", topic(None)).await.unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
+    assert!(matches!(replica.tier_now("ledger", 0).await.unwrap_err(), Error::ReadOnly { .. }));
+    // The replica took nothing over: the writer still owns its partitions.
+    assert!(writer.describe_topic("ledger").unwrap().partitions.iter().all(|p| p.fenced.is_none()));
+    replica.close().await.unwrap();
+    writer.close().await.unwrap();
 }

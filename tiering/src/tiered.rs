@@ -19,20 +19,30 @@ pub async fn blocking_read<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'st
     }
 }
 
-/// A partition's local log and, when the engine tiers, its remote tier.
+/// A partition's local log and, when the engine tiers, its remote tier; or the remote tier alone
+/// (a read-only replica serving history from the bucket).
 #[derive(Debug, Clone)]
 pub struct TieredPartition {
-    pub local: Arc<Partition>,
+    pub local: Option<Arc<Partition>>,
     pub remote: Option<Arc<RemoteReader>>,
 }
 
 impl TieredPartition {
     /// The first offset either tier serves.
     pub fn log_start_offset(&self) -> i64 {
-        let local = self.local.log_start_offset();
-        match self.remote_start() {
-            Some(r) => r.min(local),
-            None => local,
+        match (&self.local, self.remote_start()) {
+            (Some(l), Some(r)) => r.min(l.log_start_offset()),
+            (Some(l), None) => l.log_start_offset(),
+            (None, Some(r)) => r,
+            (None, None) => self.remote_end(),
+        }
+    }
+
+    /// The end of the log: the local high watermark, or the end of the bucket's log.
+    pub fn high_watermark(&self) -> i64 {
+        match &self.local {
+            Some(l) => l.high_watermark(),
+            None => self.remote_end(),
         }
     }
 
@@ -41,15 +51,34 @@ impl TieredPartition {
         (!head.is_empty() && head.log_start_offset < head.next_offset).then_some(head.log_start_offset)
     }
 
-    /// Whole batches from `offset`, from whichever tier holds it (see [`Partition::read`]).
+    fn remote_end(&self) -> i64 {
+        self.remote.as_ref().map_or(0, |r| r.manifest().head().next_offset)
+    }
+
+    /// Where the remote tier's reads stop: the local start, or everything without a local log.
+    fn local_start(&self) -> i64 {
+        self.local.as_ref().map_or(i64::MAX, |l| l.log_start_offset())
+    }
+
+    /// Whole batches from `offset` (at most `max_bytes`, at least one).
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
-        if self.remote.is_some() && offset < self.local.log_start_offset() {
+        let Some(local) = self.local.clone() else {
+            if offset == self.remote_end() {
+                let end = self.remote_end();
+                return Ok(ReadResult {
+                    batches: bytes::Bytes::new(),
+                    high_watermark: end,
+                    log_start_offset: self.log_start_offset(),
+                });
+            }
+            return self.read_remote(offset, max_bytes).await;
+        };
+        if self.remote.is_some() && offset < local.log_start_offset() {
             return self.read_remote(offset, max_bytes).await;
         }
-        let local = self.local.clone();
-        match blocking_read(move || local.read(offset, max_bytes)).await? {
-            // Local retention deleted the segment since the check: the bucket has it.
-            Err(Error::OffsetOutOfRange { .. }) if self.remote.is_some() && offset < self.local.log_start_offset() => {
+        let l = local.clone();
+        match blocking_read(move || l.read(offset, max_bytes)).await? {
+            Err(Error::OffsetOutOfRange { .. }) if self.remote.is_some() && offset < local.log_start_offset() => {
                 self.read_remote(offset, max_bytes).await
             }
             Ok(mut r) => {
@@ -62,25 +91,32 @@ impl TieredPartition {
 
     async fn read_remote(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
         let remote = self.remote.as_ref().expect("invariant: called with a remote tier");
-        let high_watermark = self.local.high_watermark();
+        let high_watermark = self.high_watermark();
         match remote.read(offset, max_bytes).await? {
             Some(batches) => Ok(ReadResult { batches, high_watermark, log_start_offset: self.log_start_offset() }),
             None => Err(Error::OffsetOutOfRange { offset, start: self.log_start_offset(), end: high_watermark }),
         }
     }
 
-    /// Kafka ListOffsets across both tiers.
+    /// Kafka's ListOffsets across both tiers.
     pub async fn offset_for_time(&self, spec: OffsetSpec) -> Result<Option<TimeOffset>> {
         if spec == OffsetSpec::Earliest {
             return Ok(Some(TimeOffset { offset: self.log_start_offset(), timestamp: -1 }));
         }
         if let (OffsetSpec::Timestamp(t), Some(remote), Some(start)) = (spec, &self.remote, self.remote_start())
-            && start < self.local.log_start_offset()
+            && start < self.local_start()
             && let Some(found) = remote.offset_for_time(t).await?
         {
             return Ok(Some(found));
         }
-        let local = self.local.clone();
+        let Some(local) = self.local.clone() else {
+            // Remote only: latest is the end of the bucket's log; a time past every record has
+            // no offset.
+            return Ok(match spec {
+                OffsetSpec::Latest => Some(TimeOffset { offset: self.remote_end(), timestamp: -1 }),
+                _ => None,
+            });
+        };
         tokio::task::spawn_blocking(move || local.offset_for_time(spec))
             .await
             .map_err(|e| Error::Closed { reason: Some(format!("blocking task failed: {e}")) })?

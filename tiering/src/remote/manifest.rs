@@ -311,6 +311,28 @@ impl Manifest {
         Ok(())
     }
 
+    /// For readers that do not write (replicas): fetches the head only if it changed since the
+    /// one held, with a conditional GET (`If-None-Match` on its ETag). Returns whether it changed.
+    /// One GET per call, never a LIST.
+    pub async fn poll(&self) -> Result<bool> {
+        let key = self.keys.head();
+        let etag =
+            self.version.lock().expect("invariant: manifest lock not poisoned").as_ref().and_then(|v| v.e_tag.clone());
+        let options = object_store::GetOptions { if_none_match: etag, ..Default::default() };
+        let r = match self.store.get_opts(&key, options).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotModified { .. }) => return Ok(false),
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(remote("poll manifest head", &key)(e)),
+        };
+        let version = UpdateVersion { e_tag: r.meta.e_tag.clone(), version: r.meta.version.clone() };
+        let bytes = r.bytes().await.map_err(remote("poll manifest head", &key))?;
+        let head = Head::decode(&key, &bytes)?;
+        *self.head.write().expect("invariant: manifest lock not poisoned") = Arc::new(head);
+        *self.version.lock().expect("invariant: manifest lock not poisoned") = Some(version);
+        Ok(true)
+    }
+
     /// Takes the partition over as its writer: bumps the epoch with a CAS (or creates the head).
     /// Returns the new epoch. A writer that held the previous epoch is fenced from now on.
     pub async fn acquire(&self, writer: &str) -> Result<u64> {
