@@ -442,10 +442,13 @@ impl Engine {
     /// under fsync durability, on disk.
     #[instrument(skip_all, fields(topic, partition))]
     pub async fn append(&self, topic: &str, partition: u32, batch: Bytes) -> Result<AppendInfo> {
+        let started = std::time::Instant::now();
         let p = self.partition(topic, partition)?;
         let batch = ValidatedBatch::validate(batch, p.config().batch_limit())
             .map_err(|reason| Error::InvalidBatch { topic: topic.to_owned(), partition, reason })?;
-        self.inner.writer.append(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))
+        let info = self.inner.writer.append(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))?;
+        metrics::histogram!(tiering::stats::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
+        Ok(info)
     }
 
     /// Like [`Engine::append`], but returns as soon as the batch is queued, with a future for
@@ -457,12 +460,17 @@ impl Engine {
         partition: u32,
         batch: Bytes,
     ) -> Result<impl std::future::Future<Output = Result<AppendInfo>> + use<>> {
+        let started = std::time::Instant::now();
         let p = self.partition(topic, partition)?;
         let batch = ValidatedBatch::validate(batch, p.config().batch_limit())
             .map_err(|reason| Error::InvalidBatch { topic: topic.to_owned(), partition, reason })?;
         let ticket = self.inner.writer.enqueue(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))?;
         let topic = topic.to_owned();
-        Ok(async move { ticket.await.map_err(|e| Error::storage(&topic, partition, e)) })
+        Ok(async move {
+            let info = ticket.await.map_err(|e| Error::storage(&topic, partition, e))?;
+            metrics::histogram!(tiering::stats::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
+            Ok(info)
+        })
     }
 
     /// Whole batches from `offset`: up to `max_bytes`, and at least one batch if any exists.

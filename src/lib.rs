@@ -12,6 +12,7 @@
 //! - [`replay`]: ordered record streams over offset or time ranges, across both tiers.
 //! - [`state`]: the latest value of every key as of a time or offset (`state_at`).
 //! - [`records`]: producing JSON lines into batches and batches into JSON lines (the CLI's format).
+//! - [`server`]: the HTTP/JSON API (axum) and Prometheus `/metrics`.
 //! - [`cli`]: the `tierlog` command line, including `demo`.
 //! - [`bench`]: the benchmarks behind `tierlog bench` and `benches/`, each against its raw limit.
 //!
@@ -40,6 +41,7 @@ pub mod engine;
 pub mod error;
 pub mod records;
 pub mod replay;
+pub mod server;
 pub mod state;
 
 pub use config::{CleanupPolicy, EngineConfig, TopicConfig};

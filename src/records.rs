@@ -139,7 +139,7 @@ pub fn record_from_json(line: &str, now: i64) -> Result<Record, JsonRecordError>
     })
 }
 
-pub(crate) fn put_bytes(m: &mut Map<String, Value>, name: &str, b: &Option<Bytes>) {
+fn put_bytes(m: &mut Map<String, Value>, name: &str, b: &Option<Bytes>) {
     match b {
         None => {
             m.insert(name.into(), Value::Null);
@@ -174,6 +174,18 @@ pub fn record_to_json(r: &ReplayRecord) -> Value {
         })
         .collect();
     m.insert("headers".into(), Value::Array(headers));
+    Value::Object(m)
+}
+
+/// One key's state as a JSON object: key and value (base64 when not UTF-8), and where the
+/// winning record is.
+pub fn state_entry_to_json(e: &crate::state::StateEntry) -> Value {
+    let mut m = Map::new();
+    put_bytes(&mut m, "key", &Some(e.key.clone()));
+    put_bytes(&mut m, "value", &Some(e.value.clone()));
+    m.insert("partition".into(), e.partition.into());
+    m.insert("offset".into(), e.offset.into());
+    m.insert("timestamp".into(), e.timestamp.into());
     Value::Object(m)
 }
 

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::consume::{ConsumeArgs, parse_time_arg, replay_spec};
 use super::{Cli, ignore_broken_pipe};
 use crate::engine::Engine;
-use crate::records::{put_bytes, record_to_json};
+use crate::records::{record_to_json, state_entry_to_json};
 use crate::replay::Merge;
 use crate::state::{At, StateSpec};
 
@@ -103,13 +103,7 @@ pub async fn state_at(cli: &Cli, args: &StateAtArgs) -> anyhow::Result<()> {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let mut keys = 0u64;
         while let Some(e) = state.next().await? {
-            let mut m = serde_json::Map::new();
-            put_bytes(&mut m, "key", &Some(e.key));
-            put_bytes(&mut m, "value", &Some(e.value));
-            m.insert("partition".into(), e.partition.into());
-            m.insert("offset".into(), e.offset.into());
-            m.insert("timestamp".into(), e.timestamp.into());
-            serde_json::to_writer(&mut out, &m)?;
+            serde_json::to_writer(&mut out, &state_entry_to_json(&e))?;
             out.write_all(b"\n")?;
             keys += 1;
         }

@@ -14,6 +14,7 @@ pub mod history;
 pub mod inspect;
 pub mod produce;
 pub mod restore;
+pub mod serve;
 pub mod topic;
 
 /// tierlog: a tiered-storage log engine. Append Kafka-format record batches, read them back by
@@ -71,6 +72,9 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Benchmarks against their raw limits (prints medians and ratios).
     Bench(crate::bench::BenchArgs),
+    /// Serve the HTTP/JSON API and Prometheus /metrics (127.0.0.1:8080 by default) until SIGINT
+    /// or SIGTERM.
+    Serve(serve::ServeArgs),
     /// Rebuild an empty data dir from the bucket: topics from its catalog, each partition
     /// continuing where its manifest ends. Prints one JSON line per partition with its last
     /// restorable offset. Only what was committed to the bucket comes back.
@@ -118,6 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::OffsetForTime(args) => consume::offset_for_time(&cli, args).await,
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Serve(args) => serve::run(&cli, args).await,
         Command::Restore(args) => restore::run(&cli, args).await,
         Command::Demo(args) => demo::run(args).await,
     }

@@ -17,6 +17,12 @@ pub const GROUP_SYNC_SECONDS: &str = "tierlog_group_commit_sync_seconds";
 pub const GROUP_BYTES: &str = "tierlog_group_commit_bytes";
 /// Partitions fsynced in one group (histogram).
 pub const GROUP_PARTITIONS: &str = "tierlog_group_commit_partitions";
+/// Time from an append call to its acknowledgement (histogram).
+pub const APPEND_SECONDS: &str = "tierlog_append_seconds";
+/// Time of one read (histogram), label `tier` = `local` | `remote`.
+pub const READ_SECONDS: &str = "tierlog_read_seconds";
+/// Time to upload one segment and its index, before the manifest commit (histogram).
+pub const UPLOAD_SEGMENT_SECONDS: &str = "tierlog_upload_segment_seconds";
 /// Bytes read from local segments (counter).
 pub const READ_BYTES: &str = "tierlog_read_bytes_total";
 /// Segments sealed (counter), label `reason` = size | age | forced.

@@ -62,6 +62,15 @@ impl TieredPartition {
 
     /// Whole batches from `offset` (at most `max_bytes`, at least one).
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let started = std::time::Instant::now();
+        let remote = self.local.as_ref().is_none_or(|l| offset < l.log_start_offset());
+        let r = self.read_inner(offset, max_bytes).await;
+        metrics::histogram!(crate::stats::READ_SECONDS, "tier" => if remote { "remote" } else { "local" })
+            .record(started.elapsed().as_secs_f64());
+        r
+    }
+
+    async fn read_inner(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
         let Some(local) = self.local.clone() else {
             if offset == self.remote_end() {
                 let end = self.remote_end();

@@ -340,6 +340,7 @@ async fn read_part(path: &std::path::Path, pos: u64, len: usize) -> Result<Bytes
 }
 
 async fn upload_segment(inner: &Arc<Inner>, log: &RemoteLog, s: &SegmentInfo) -> Result<SegmentEntry> {
+    let started = std::time::Instant::now();
     let keys = log.manifest().keys().clone();
     let id = keys::new_id();
     let key = keys.segment(s.base_offset, log.epoch, &id);
@@ -387,6 +388,7 @@ async fn upload_segment(inner: &Arc<Inner>, log: &RemoteLog, s: &SegmentInfo) ->
     retry(config, "upload index", &index_key, || inner.store.put(&index_key, PutPayload::from(encoded.clone())))
         .await?;
     metrics::counter!(stats::UPLOADED_SEGMENTS, "kind" => kind).increment(1);
+    metrics::histogram!(stats::UPLOAD_SEGMENT_SECONDS).record(started.elapsed().as_secs_f64());
     tracing::debug!(partition = %log.local.name(), base = s.base_offset, size = s.size, kind, "segment uploaded");
     Ok(SegmentEntry {
         base_offset: s.base_offset,

@@ -1,0 +1,330 @@
+//! The HTTP/JSON API (axum), bound to 127.0.0.1 by default.
+//!
+//! | method and path                              | what                                           |
+//! |----------------------------------------------|------------------------------------------------|
+//! | `GET /health`                                | `{"status": "ok", "topics": n, "read_only": b}`  |
+//! | `GET /metrics`                               | Prometheus text                                |
+//! | `GET /topics`                                | topic names                                    |
+//! | `POST /topics/{topic}`                       | create; body: a `TopicConfig` (JSON, optional)  |
+//! | `GET /topics/{topic}`                        | describe (as `tierlog topic describe`)         |
+//! | `POST /topics/{topic}/records`               | produce JSON lines (as `tierlog produce`)      |
+//! | `GET /topics/{topic}/records`                | replay a range as JSON lines (streamed)        |
+//! | `GET /topics/{topic}/offset-for-time`        | `?partition=&time=` (ms, RFC 3339, earliest, latest) |
+//! | `GET /topics/{topic}/state`                  | state at `?time=` or `?offset=` as JSON lines (streamed) |
+//!
+//! Record ranges take `partition`, `from_offset` | `from_time`, `to_offset` | `to_time`,
+//! `merge=time`, `max_records`, with the meanings of `tierlog replay`. Errors are
+//! `{"code": "...", "message": "..."}` with a 4xx status for requests to fix (bad input, unknown
+//! topic or offset, writes to a replica) and 5xx for the server's own trouble. A produce body is
+//! checked whole before anything is appended: a bad line appends nothing.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::StreamExt;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
+use serde_json::json;
+use tiering::batch::Compression;
+use tiering::local::OffsetSpec;
+
+use crate::cli::consume::ConsumeArgs;
+use crate::cli::produce::{ProduceArgs, produce};
+use crate::config::TopicConfig;
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind};
+use crate::records::{parse_time, record_from_json, record_to_json, state_entry_to_json};
+use crate::replay::Merge;
+use crate::state::{At, StateSpec};
+
+/// Largest produce body accepted.
+const MAX_BODY: usize = 64 << 20;
+
+/// The process's Prometheus recorder (the `metrics` facade has one global recorder).
+fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (an embedding application's): then /metrics
+        // shows only what this one sees, which is nothing; say so in the log.
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+        }
+        handle
+    })
+}
+
+/// An API error: status, code and message.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let (status, code) = match (&e, e.kind()) {
+            (Error::UnknownTopic { .. } | Error::UnknownPartition { .. }, _) => (StatusCode::NOT_FOUND, "not_found"),
+            (Error::OffsetOutOfRange { .. }, _) => (StatusCode::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
+            (Error::TopicExists { .. }, _) => (StatusCode::CONFLICT, "topic_exists"),
+            (Error::ReadOnly { .. }, _) => (StatusCode::METHOD_NOT_ALLOWED, "read_only"),
+            (_, ErrorKind::Invalid) => (StatusCode::BAD_REQUEST, "invalid"),
+            (_, ErrorKind::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
+            (_, ErrorKind::Data) => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt_data"),
+            (_, ErrorKind::Closed) => (StatusCode::SERVICE_UNAVAILABLE, "closed"),
+            (_, ErrorKind::Unavailable) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        Self { status, code, message: e.to_string() }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<Error>() {
+            Ok(e) => e.into(),
+            Err(e) => Self { status: StatusCode::BAD_REQUEST, code: "invalid", message: format!("{e:#}") },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "code": self.code, "message": self.message }))).into_response()
+    }
+}
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// The router over `engine`.
+pub fn router(engine: Engine) -> Router {
+    let _ = prometheus();
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .route("/topics", get(topics))
+        .route("/topics/{topic}", get(describe).post(create))
+        .route("/topics/{topic}/records", get(replay).post(produce_records))
+        .route("/topics/{topic}/offset-for-time", get(offset_for_time))
+        .route("/topics/{topic}/state", get(state))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(Arc::new(engine))
+}
+
+/// Serves `engine` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    engine: Engine,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(engine)).with_graceful_shutdown(shutdown).await
+}
+
+type Shared = State<Arc<Engine>>;
+
+async fn health(State(engine): Shared) -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "topics": engine.list_topics().len(), "read_only": engine.config().read_only }))
+}
+
+/// Prometheus text. Gauges that describe state (bytes per tier, upload lag) are set from the
+/// engine at scrape time.
+async fn metrics_text(State(engine): Shared) -> Response {
+    for t in engine.list_topics() {
+        let Ok(d) = engine.describe_topic(&t) else { continue };
+        for p in &d.partitions {
+            let labels = [("topic", t.clone()), ("partition", p.partition.to_string())];
+            metrics::gauge!("tierlog_local_bytes", &labels).set(p.size_bytes as f64);
+            metrics::gauge!("tierlog_remote_bytes", &labels).set(p.remote.totals.bytes as f64);
+            metrics::gauge!("tierlog_high_watermark", &labels).set(p.high_watermark as f64);
+            // Upload lag: offsets acknowledged locally that the bucket does not hold yet.
+            let lag = if p.segments.is_empty() { 0 } else { (p.high_watermark - p.remote.next_offset).max(0) };
+            metrics::gauge!("tierlog_upload_lag_offsets", &labels).set(lag as f64);
+            let lag_bytes: u64 =
+                p.segments.iter().filter(|s| s.next_offset > p.remote.next_offset).map(|s| s.size).sum();
+            metrics::gauge!("tierlog_upload_lag_bytes", &labels).set(lag_bytes as f64);
+        }
+    }
+    let handle = prometheus();
+    handle.run_upkeep();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+}
+
+async fn topics(State(engine): Shared) -> Json<Vec<String>> {
+    Json(engine.list_topics())
+}
+
+async fn describe(State(engine): Shared, Path(topic): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(crate::cli::topic::describe_json(&engine, &topic)?))
+}
+
+async fn create(State(engine): Shared, Path(topic): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let config: TopicConfig = if body.iter().all(u8::is_ascii_whitespace) {
+        engine.config().topic_defaults.clone()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid", format!("topic config: {e}")))?
+    };
+    engine.create_topic(&topic, config.clone()).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "created": topic, "config": config }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ProduceQuery {
+    partition: Option<u32>,
+    compression: Option<String>,
+}
+
+async fn produce_records(
+    State(engine): Shared,
+    Path(topic): Path<String>,
+    Query(q): Query<ProduceQuery>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let text =
+        std::str::from_utf8(&body).map_err(|e| ApiError::bad_request("invalid", format!("body is not UTF-8: {e}")))?;
+    // Every line is checked before anything is appended.
+    let now = engine.clock().now_ms();
+    for (n, line) in text.lines().enumerate() {
+        if !line.trim().is_empty() {
+            record_from_json(line, now)
+                .map_err(|e| ApiError::bad_request("invalid_record", format!("line {}: {e}", n + 1)))?;
+        }
+    }
+    let compression = match q.compression.as_deref() {
+        None => Compression::None,
+        Some(c) => crate::cli::produce::parse_compression(c).map_err(|e| ApiError::bad_request("invalid", e))?,
+    };
+    let args = ProduceArgs {
+        topic,
+        partition: q.partition,
+        batch_records: 1000,
+        batch_bytes: 1 << 20,
+        compression,
+        in_flight: 16,
+    };
+    let summary = produce(&engine, &args, std::io::Cursor::new(body.as_ref())).await?;
+    Ok(Json(serde_json::to_value(summary).map_err(|e| ApiError::bad_request("invalid", e.to_string()))?))
+}
+
+#[derive(Debug, Deserialize)]
+struct RangeQuery {
+    partition: Option<u32>,
+    from_offset: Option<i64>,
+    from_time: Option<String>,
+    to_offset: Option<i64>,
+    to_time: Option<String>,
+    merge: Option<String>,
+    max_records: Option<u64>,
+}
+
+fn time_param(name: &'static str, v: &Option<String>) -> ApiResult<Option<i64>> {
+    v.as_deref()
+        .map(|s| {
+            parse_time(s).ok_or_else(|| {
+                ApiError::bad_request("invalid", format!("{name}={s:?}: use ms since the epoch or RFC 3339"))
+            })
+        })
+        .transpose()
+}
+
+/// A stream of JSON lines as a chunked response body; an error after the first line ends the
+/// stream with a last line `{"error": {...}}`.
+fn json_lines<S>(lines: S) -> Response
+where
+    S: futures::Stream<Item = std::result::Result<serde_json::Value, Error>> + Send + 'static,
+{
+    let body = lines.map(|item| {
+        let mut line = match item {
+            Ok(v) => serde_json::to_vec(&v).expect("invariant: JSON values serialise"),
+            Err(e) => {
+                let api = ApiError::from(e);
+                serde_json::to_vec(&json!({ "error": { "code": api.code, "message": api.message } }))
+                    .expect("invariant: JSON values serialise")
+            }
+        };
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response()
+}
+
+async fn replay(State(engine): Shared, Path(topic): Path<String>, Query(q): Query<RangeQuery>) -> ApiResult<Response> {
+    if q.from_offset.is_some() && q.from_time.is_some() || q.to_offset.is_some() && q.to_time.is_some() {
+        return Err(ApiError::bad_request("invalid", "give an offset or a time for each end, not both"));
+    }
+    let merge = match q.merge.as_deref() {
+        None | Some("sequential") => Merge::Sequential,
+        Some("time") => Merge::ByTime,
+        Some(m) => return Err(ApiError::bad_request("invalid", format!("merge={m:?}: use `time` or `sequential`"))),
+    };
+    let args = ConsumeArgs {
+        topic: topic.clone(),
+        partition: q.partition,
+        from_offset: q.from_offset,
+        from_time: time_param("from_time", &q.from_time)?,
+        to_offset: q.to_offset,
+        to_time: time_param("to_time", &q.to_time)?,
+        max_records: q.max_records,
+    };
+    let mut spec = crate::cli::consume::replay_spec(&args);
+    spec.merge = merge;
+    // Errors in the request (unknown topic, offsets out of range) come back as a status.
+    let replay = engine.replay(&topic, spec).await?;
+    let limit = q.max_records.unwrap_or(u64::MAX) as usize;
+    Ok(json_lines(replay.into_stream().take(limit).map(|r| r.map(|rec| record_to_json(&rec)))))
+}
+
+#[derive(Debug, Deserialize)]
+struct TimeQuery {
+    partition: Option<u32>,
+    time: String,
+}
+
+async fn offset_for_time(
+    State(engine): Shared,
+    Path(topic): Path<String>,
+    Query(q): Query<TimeQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let spec = match q.time.as_str() {
+        "earliest" => OffsetSpec::Earliest,
+        "latest" => OffsetSpec::Latest,
+        t => OffsetSpec::Timestamp(time_param("time", &Some(t.to_owned()))?.expect("invariant: given")),
+    };
+    let p = q.partition.unwrap_or(0);
+    let found = engine.offset_for_time(&topic, p, spec).await?;
+    Ok(Json(json!({
+        "partition": p,
+        "offset": found.map(|t| t.offset),
+        "timestamp": found.map(|t| t.timestamp).filter(|&t| t >= 0),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct StateQuery {
+    partition: Option<u32>,
+    time: Option<String>,
+    offset: Option<i64>,
+}
+
+async fn state(State(engine): Shared, Path(topic): Path<String>, Query(q): Query<StateQuery>) -> ApiResult<Response> {
+    let at = match (time_param("time", &q.time)?, q.offset) {
+        (Some(t), None) => At::Time(t),
+        (None, Some(o)) => At::Offset(o),
+        _ => return Err(ApiError::bad_request("invalid", "give exactly one of time= or offset=")),
+    };
+    let spec = StateSpec { partitions: q.partition.map(|p| vec![p]), ..StateSpec::new(at) };
+    let stream = engine.state_at(&topic, spec).await?;
+    let lines = futures::stream::try_unfold(stream, |mut s| async move { Ok(s.next().await?.map(|e| (e, s))) })
+        .map(|r| r.map(|e| state_entry_to_json(&e)));
+    Ok(json_lines(lines))
+}

@@ -1,0 +1,152 @@
+//! The HTTP/JSON API over loopback with a real HTTP client: produce, read by offset and time
+//! range (streamed JSON lines), offset for time, state at a time, topics, health, metrics, and
+//! bad requests (4xx with a JSON code and message).
+
+mod common;
+
+use common::config;
+use tierlog::Engine;
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    engine: Engine,
+}
+
+async fn start(engine: Engine) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(tierlog::server::serve(engine.clone(), listener, async move {
+        let _ = rx.await;
+    }));
+    Server { base, client: reqwest::Client::new(), stop: Some(tx), task, engine }
+}
+
+impl Server {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<String>) -> (u16, String) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+    async fn get(&self, path: &str) -> (u16, String) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    async fn post(&self, path: &str, body: &str) -> (u16, String) {
+        self.call(reqwest::Method::POST, path, Some(body.to_owned())).await
+    }
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+        self.engine.close().await.unwrap();
+    }
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+fn lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines().map(json).collect()
+}
+
+fn error_code(status: u16, body: &str) -> (u16, String) {
+    let v = json(body);
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    (status, v["code"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).await.unwrap();
+    let s = start(engine).await;
+
+    let (st, body) = s.get("/health").await;
+    assert_eq!((st, json(&body)["status"].as_str()), (200, Some("ok")));
+    let (st, _) = s.post("/topics/acct", r#"{"partitions": 2, "log": {"segment_bytes": 4096}}"#).await;
+    assert_eq!(st, 201);
+    assert_eq!(json(&s.get("/topics").await.1), serde_json::json!(["acct"]));
+
+    // Produce: 300 records over two keys' worth of accounts, timestamps 1000, 1010, ...
+    let body: String = (0..300)
+        .map(|i| format!("{{\"key\":\"acct-{}\",\"value\":\"{i}\",\"timestamp\":{}}}\n", i % 9, 1000 + 10 * i))
+        .collect();
+    let (st, out) = s.post("/topics/acct/records?compression=zstd", &body).await;
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(json(&out)["records"], 300);
+
+    // Everything back, streamed as JSON lines, merged by time.
+    let (st, out) = s.get("/topics/acct/records?merge=time").await;
+    assert_eq!(st, 200);
+    let all = lines(&out);
+    assert_eq!(all.len(), 300);
+    let ts: Vec<i64> = all.iter().map(|v| v["timestamp"].as_i64().unwrap()).collect();
+    assert_eq!(ts, (0..300).map(|i| 1000 + 10 * i).collect::<Vec<_>>());
+    // A time range of one partition, and read by offset.
+    let (_, out) = s.get("/topics/acct/records?partition=0&from_time=1500&to_time=2000").await;
+    let part: Vec<_> = lines(&out);
+    assert!(!part.is_empty() && part.iter().all(|v| v["partition"] == 0));
+    assert!(part.iter().all(|v| (1500..2000).contains(&v["timestamp"].as_i64().unwrap())));
+    let (_, out) = s.get("/topics/acct/records?partition=1&from_offset=3&max_records=2").await;
+    let two = lines(&out);
+    assert_eq!(two.iter().map(|v| v["offset"].as_i64().unwrap()).collect::<Vec<_>>(), [3, 4]);
+    // Offset for time.
+    let (_, out) = s.get("/topics/acct/offset-for-time?partition=0&time=1500").await;
+    let found = json(&out);
+    assert!(found["timestamp"].as_i64().unwrap() >= 1500, "{out}");
+    let (_, out) = s.get("/topics/acct/offset-for-time?partition=0&time=latest").await;
+    assert!(json(&out)["offset"].as_i64().unwrap() > 0);
+    // State as of a time: the last value of each account before 2000 (records 0..100).
+    let (st, out) = s.get("/topics/acct/state?time=2000").await;
+    assert_eq!(st, 200);
+    let state = lines(&out);
+    assert_eq!(state.len(), 9);
+    for v in &state {
+        let acct: i64 = v["key"].as_str().unwrap().trim_start_matches("acct-").parse().unwrap();
+        let last = (0..100).filter(|i| i % 9 == acct).max().unwrap();
+        assert_eq!(v["value"].as_str().unwrap(), last.to_string());
+    }
+    // Describe and metrics.
+    let d = json(&s.get("/topics/acct").await.1);
+    assert_eq!(d["partitions"].as_array().unwrap().len(), 2);
+    let (st, m) = s.get("/metrics").await;
+    assert_eq!(st, 200);
+    for name in
+        ["tierlog_append_records_total", "tierlog_local_bytes", "tierlog_upload_lag_offsets", "tierlog_append_seconds"]
+    {
+        assert!(m.contains(name), "/metrics lacks {name}");
+    }
+
+    // Bad requests: 4xx with a JSON code and message, and nothing changed.
+    let before = s.engine.describe_topic("acct").unwrap().partitions.iter().map(|p| p.high_watermark).sum::<i64>();
+    let bad = "{\"key\":\"a\",\"value\":\"1\"}\nnot json\n";
+    let (st, b) = s.post("/topics/acct/records", bad).await;
+    assert_eq!(error_code(st, &b), (400, "invalid_record".into()));
+    let after = s.engine.describe_topic("acct").unwrap().partitions.iter().map(|p| p.high_watermark).sum::<i64>();
+    assert_eq!(before, after, "a bad line appends nothing");
+    let (st, b) = s.get("/topics/nope/records").await;
+    assert_eq!(error_code(st, &b), (404, "not_found".into()));
+    let (st, b) = s.get("/topics/acct/records?partition=9").await;
+    assert_eq!(error_code(st, &b), (404, "not_found".into()));
+    let (st, b) = s.get("/topics/acct/records?from_offset=99999&partition=0").await;
+    assert_eq!(error_code(st, &b), (416, "offset_out_of_range".into()));
+    let (st, b) = s.get("/topics/acct/records?from_time=yesterday").await;
+    assert_eq!(error_code(st, &b), (400, "invalid".into()));
+    let (st, b) = s.get("/topics/acct/state").await;
+    assert_eq!(error_code(st, &b), (400, "invalid".into()));
+    let (st, b) = s.post("/topics/bad%20name", "").await;
+    assert_eq!(error_code(st, &b), (400, "invalid".into()));
+    let (st, b) = s.post("/topics/acct", "").await;
+    assert_eq!(error_code(st, &b), (409, "topic_exists".into()));
+    let (st, b) = s.post("/topics/x", "{\"partitions\": \"many\"}").await;
+    assert_eq!(error_code(st, &b), (400, "invalid".into()));
+    let (st, _) = s.get("/topics/acct/records?merge=sideways").await;
+    assert_eq!(st, 400);
+    s.stop().await;
+}
