@@ -210,6 +210,7 @@ fn demo_runs_and_checks_itself() {
     assert!(out.contains("every event accounted for"), "{out}");
     assert!(out.contains("events per day"));
     assert!(out.contains("from the bucket:") && out.contains("tiered "), "{out}");
+    assert!(out.contains("matches the events") && out.contains("the restored node gives the same balances"), "{out}");
     // Runs again over its own folder, but refuses a folder that is not a demo's.
     ok(tierlog(dir.path(), &["demo", "--dir", demo_dir.to_str().unwrap(), "--orders", "100", "--days", "1"], None));
     let other = dir.path().join("precious");
@@ -314,4 +315,39 @@ fn replay_and_state_at_from_the_command_line() {
     assert!(!out.status.success());
     let out = tierlog(&data, &["state-at", "nope", "--time", "5"], None);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown topic"));
+}
+
+#[test]
+fn serve_answers_http_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(tierlog(&data, &["topic", "create", "t"], None));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tierlog"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let addr = serde_json::from_str::<serde_json::Value>(&first).unwrap()["listening"].as_str().unwrap().to_owned();
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    let health = get("/health");
+    assert!(health.starts_with("HTTP/1.1 200") && health.contains("\"status\":\"ok\""), "{health}");
+    assert!(get("/topics/nope").starts_with("HTTP/1.1 404"));
+    // SIGTERM: the server drains and the engine closes cleanly (exit status 0).
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    // The data dir was released: another process opens it.
+    ok(tierlog(&data, &["topic", "list"], None));
 }
