@@ -40,3 +40,6 @@ cargo run --locked --quiet --release --bin tierlog -- bench append --smoke --dir
 
 echo "== tierlog bench tier --smoke (against the SeaweedFS started above)"
 cargo run --locked --quiet --release --bin tierlog -- bench tier --smoke --dir "$cache/bench-tier"
+
+echo "== tierlog bench history --smoke"
+cargo run --locked --quiet --release --bin tierlog -- bench history --smoke --dir "$cache/bench-history"

@@ -181,9 +181,10 @@ pub(crate) async fn state_at(engine: &Engine, topic: &str, spec: StateSpec) -> R
             blocking(move || write_run(&path, &entries).map(|()| path)).await.and_then(|r| r).map(|p| runs.push(p))?;
         }
         // The merge runs on a blocking thread (it reads the run files) and feeds the channel.
+        let budget = spec.memory_bytes;
         tokio::task::spawn_blocking(move || {
             let _scratch = scratch;
-            if let Err(e) = merge_runs(&runs, &tx) {
+            if let Err(e) = merge_runs(&runs, budget, &tx) {
                 let _ = tx.blocking_send(Err(e));
             }
         });
@@ -287,12 +288,15 @@ impl Ord for Head {
 }
 
 /// Merges sorted runs: for each key, the newest entry across runs; tombstones dropped.
-fn merge_runs(runs: &[PathBuf], tx: &mpsc::Sender<Result<StateEntry>>) -> Result<()> {
+/// The runs' read buffers share `budget` (each between 8 and 256 KiB), so the merge stays within
+/// the memory the fold had.
+fn merge_runs(runs: &[PathBuf], budget: usize, tx: &mpsc::Sender<Result<StateEntry>>) -> Result<()> {
     let mut readers = Vec::with_capacity(runs.len());
     let mut heap = BinaryHeap::with_capacity(runs.len());
+    let buffer = (budget / runs.len().max(1)).clamp(8 << 10, 256 << 10);
     for (i, path) in runs.iter().enumerate() {
         let f = File::open(path).map_err(io("open state run", path))?;
-        let mut r = RunReader { path: path.clone(), r: BufReader::with_capacity(256 << 10, f) };
+        let mut r = RunReader { path: path.clone(), r: BufReader::with_capacity(buffer, f) };
         if let Some((key, latest)) = r.next()? {
             heap.push(Head { key, latest, run: i });
         }

@@ -6,6 +6,7 @@
 //! - [`append`]: tierlog's append and read paths through the public [`crate::Engine`] API.
 //! - [`tier`]: the remote tier (upload, replay, time lookups, request counts) against the raw
 //!   object store.
+//! - [`history`]: replay from each tier, `state_at` (time, peak memory), restore (time, requests).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 pub mod append;
+pub mod history;
 pub mod raw;
 pub mod tier;
 
@@ -29,12 +31,16 @@ pub enum BenchKind {
     /// The remote tier: upload, cold and cached replay, time lookups, requests per GiB, each
     /// against the raw object store (or local read) in the same run.
     Tier(tier::TierBenchArgs),
+    /// History: replay from local, cache and bucket; state_at over many events and keys (time,
+    /// peak memory); restore of a bucket with many segments (time, requests).
+    History(history::HistoryBenchArgs),
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.which {
         BenchKind::Append(a) => append::run(a).await,
         BenchKind::Tier(a) => tier::run(a).await,
+        BenchKind::History(a) => history::run(a).await,
     }
 }
 

@@ -181,7 +181,7 @@ async fn read_at(path: &std::path::Path, pos: u64, len: usize) -> anyhow::Result
 
 /// Plain ranged GETs of `objects` in order, `window` bytes each, `depth` in flight, touching every
 /// byte once. Returns seconds.
-async fn raw_replay(
+pub(crate) async fn raw_replay(
     store: &Arc<dyn ObjectStore>,
     objects: &[(ObjectPath, u64)],
     window: u64,
