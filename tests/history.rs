@@ -272,6 +272,16 @@ async fn event_sourced_balances_as_of_past_instants() {
         let (got, _) = balances(&restored, StateSpec::new(At::Time(t))).await;
         assert_eq!(&got, want, "restored: balances as of day {}", (t - T0) / DAY);
     }
+    // And from a read-only replica of the same bucket, while the restored node is the writer.
+    let mut rcfg = cfg.clone();
+    rcfg.data_dir = dir.path().join("replica");
+    rcfg.read_only = true;
+    let replica = Engine::open(rcfg).await.unwrap();
+    for (&t, want) in instants.iter().zip(&answers) {
+        let (got, _) = balances(&replica, StateSpec::new(At::Time(t))).await;
+        assert_eq!(&got, want, "replica: balances as of day {}", (t - T0) / DAY);
+    }
+    replica.close().await.unwrap();
     restored.close().await.unwrap();
 }
 
