@@ -351,3 +351,74 @@ fn serve_answers_http_and_stops_on_sigterm() {
     // The data dir was released: another process opens it.
     ok(tierlog(&data, &["topic", "list"], None));
 }
+
+#[test]
+fn a_replica_process_serves_what_a_writer_process_tiers() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    let write_cfg = dir.path().join("writer.toml");
+    let replica_cfg = dir.path().join("replica.toml");
+    let store = format!("[object_store]\nkind = \"local\"\npath = {bucket:?}\n");
+    std::fs::write(&write_cfg, format!("{store}[topic_defaults.log]\nsegment_bytes = 8192\n")).unwrap();
+    std::fs::write(&replica_cfg, format!("read_only = true\nreplica_poll_ms = 50\n{store}")).unwrap();
+    let (wdata, rdata) = (dir.path().join("w"), dir.path().join("r"));
+    let writer = |args: &[&str], stdin: Option<&str>| {
+        tierlog(&wdata, &[&["--config", write_cfg.to_str().unwrap()], args].concat(), stdin)
+    };
+    let lines = |from: i64, n: i64| -> String {
+        (from..from + n)
+            .map(|i| format!("{{\"key\":\"k{}\",\"value\":\"v{i}\",\"timestamp\":{}}}\n", i % 5, 1000 + i))
+            .collect()
+    };
+    ok(writer(&["topic", "create", "t"], None));
+    ok(writer(&["produce", "t"], Some(&lines(0, 300))));
+    ok(writer(&["topic", "tier", "t"], None));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tierlog"))
+        .args(["--config", replica_cfg.to_str().unwrap(), "--data-dir", rdata.to_str().unwrap()])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let addr = serde_json::from_str::<serde_json::Value>(&first).unwrap()["listening"].as_str().unwrap().to_owned();
+    let call = |method: &str, path: &str, body: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    let latest = || {
+        let r = call("GET", "/topics/t/offset-for-time?time=latest", "");
+        let body = r.split("\r\n\r\n").nth(1).unwrap().to_owned();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["offset"].as_i64().unwrap()
+    };
+    assert_eq!(latest(), 300);
+    let records = call("GET", "/topics/t/records", "");
+    assert_eq!(records.matches("\"value\":\"v").count(), 300, "{records}");
+
+    // The writer (another process) keeps writing; the replica follows through the bucket.
+    ok(writer(&["produce", "t"], Some(&lines(300, 200))));
+    ok(writer(&["topic", "tier", "t"], None));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while latest() < 500 {
+        assert!(std::time::Instant::now() < deadline, "the replica did not follow the writer");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let state = call("GET", "/topics/t/state?time=100000", "");
+    assert!(state.contains("\"value\":\"v499\""), "{state}");
+    // Writes to the replica are refused.
+    let refused = call("POST", "/topics/t/records", "{\"value\":\"x\"}\n");
+    assert!(refused.starts_with("HTTP/1.1 405") && refused.contains("read_only"), "{refused}");
+    assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+}
