@@ -177,20 +177,36 @@ impl ChunkCache {
                 c += 1;
                 continue;
             }
-            let existing =
-                self.inflight.lock().expect("invariant: cache lock not poisoned").get(&cache_key(object, c)).cloned();
-            let f = match existing {
-                Some(f) => {
+            // Decided under the in-flight lock: a flight that finished since the lookup above has
+            // put its chunks in the cache before leaving the in-flight map, so the chunk is found
+            // in one or the other, and no second GET starts for it.
+            let decision = {
+                let mut inflight = self.inflight.lock().expect("invariant: cache lock not poisoned");
+                let k = cache_key(object, c);
+                if let Some(f) = inflight.get(&k) {
                     metrics::counter!(stats::CACHE_LOOKUPS, "result" => "shared").increment(1);
-                    f
-                }
-                None => {
+                    Some(f.clone())
+                } else if self.cache.contains(&k) {
+                    None
+                } else {
+                    let free = |i: u64| {
+                        let k = cache_key(object, i);
+                        !inflight.contains_key(&k) && !self.cache.contains(&k)
+                    };
                     let mut end = c + 1;
-                    while end <= last && chunks[(end - first) as usize].is_none() {
+                    while end <= last && chunks[(end - first) as usize].is_none() && free(end) {
                         end += 1;
                     }
-                    self.start_flight(key, object, size, c, end, scan, index.cloned())
+                    Some(self.start_flight(&mut inflight, key, object, size, c, end, scan, index.cloned()))
                 }
+            };
+            let Some(f) = decision else {
+                // Cached meanwhile (or evicted again at once: then look again from the top).
+                if let Some(hit) = self.cache.get(&cache_key(object, c)).await.ok().flatten() {
+                    chunks[(c - first) as usize] = Some(hit.value().clone());
+                    c += 1;
+                }
+                continue;
             };
             let got = f.flight.clone().await.map_err(|e| Error::Remote {
                 op: "read segment",
@@ -224,10 +240,12 @@ impl ChunkCache {
     }
 
     /// Fetches chunks `[first, end)` with one GET, verifies them against `index` (when given),
-    /// caches them, and registers the flight so concurrent readers share it.
+    /// caches them, and registers the flight in `inflight` (the caller holds its lock) so
+    /// concurrent readers share it.
     #[allow(clippy::too_many_arguments)]
     fn start_flight(
         self: &Arc<Self>,
+        inflight: &mut HashMap<u128, Arc<InFlight>>,
         key: &Path,
         object: u64,
         size: u64,
@@ -280,7 +298,6 @@ impl ChunkCache {
         .boxed()
         .shared();
         let f = Arc::new(InFlight { first_chunk: first, flight: fut });
-        let mut inflight = self.inflight.lock().expect("invariant: cache lock not poisoned");
         for c in first..end {
             inflight.insert(cache_key(object, c), f.clone());
         }
@@ -297,22 +314,22 @@ impl ChunkCache {
         }
         let object = object_hash(key);
         let (first, last) = (range.start / self.chunk, (range.end - 1) / self.chunk);
-        let missing = |c: u64| {
+        let mut inflight = self.inflight.lock().expect("invariant: cache lock not poisoned");
+        let missing = |inflight: &HashMap<u128, Arc<InFlight>>, c: u64| {
             let k = cache_key(object, c);
-            !self.cache.contains(&k)
-                && !self.inflight.lock().expect("invariant: cache lock not poisoned").contains_key(&k)
+            !self.cache.contains(&k) && !inflight.contains_key(&k)
         };
         let mut c = first;
         while c <= last {
-            if !missing(c) {
+            if !missing(&inflight, c) {
                 c += 1;
                 continue;
             }
             let mut end = c + 1;
-            while end <= last && missing(end) {
+            while end <= last && missing(&inflight, end) {
                 end += 1;
             }
-            let f = self.start_flight(key, object, size, c, end, true, index.cloned());
+            let f = self.start_flight(&mut inflight, key, object, size, c, end, true, index.cloned());
             tokio::spawn(async move {
                 let _ = f.flight.clone().await;
             });
