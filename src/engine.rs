@@ -35,6 +35,10 @@ const TOPICS_DIR: &str = "topics";
 const LOCK_FILE: &str = ".lock";
 const JOURNAL_DIR: &str = "journal";
 
+/// A topic opened from disk or restored: name, settings, partitions, and their manifests when a
+/// restore already loaded them.
+type Loaded = (String, TopicConfig, Vec<Arc<Partition>>, Vec<Arc<Manifest>>);
+
 /// One topic: its settings and its partitions.
 #[derive(Debug)]
 struct Topic {
@@ -195,12 +199,12 @@ impl Engine {
             engine.open_replica().await?;
             return Ok(engine);
         }
-        let mut loaded = loaded;
+        let mut loaded: Vec<Loaded> = loaded.into_iter().map(|(n, c, p)| (n, c, p, Vec::new())).collect();
         if engine.inner.config.restore && loaded.is_empty() {
             loaded = engine.restore_from_bucket().await?;
         }
-        for (name, cfg, partitions) in loaded {
-            let topic = engine.attach(&name, cfg, partitions).await?;
+        for (name, cfg, partitions, manifests) in loaded {
+            let topic = engine.attach(&name, cfg, partitions, manifests).await?;
             engine.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
         }
         tracing::info!(topics = engine.list_topics().len(), "engine open");
@@ -250,22 +254,19 @@ impl Engine {
     /// Rebuilds the topics of an empty data dir from the bucket: the catalog (one LIST of its
     /// prefix, one GET per topic) and each partition's manifest head (one GET), never a LIST of
     /// segments. Each partition is created empty at its manifest's `next_offset`.
-    async fn restore_from_bucket(&self) -> Result<Vec<(String, TopicConfig, Vec<Arc<Partition>>)>> {
+    async fn restore_from_bucket(&self) -> Result<Vec<Loaded>> {
         let store: Arc<dyn ObjectStore> = self.inner.store.clone();
         let mut out = Vec::new();
         for (name, cfg) in catalog_topics(&store).await? {
             let mut starts = Vec::with_capacity(cfg.partitions as usize);
+            let mut manifests = Vec::with_capacity(cfg.partitions as usize);
             for p in 0..cfg.partitions {
-                let head = tiering::remote::manifest::Manifest::load(
-                    store.clone(),
-                    &name,
-                    p,
-                    self.inner.config.tiering.manifest_chunk_segments,
-                )
-                .await
-                .map_err(|e| Error::storage(&name, p, e))?
-                .head();
-                starts.push(head.next_offset);
+                let manifest =
+                    Manifest::load(store.clone(), &name, p, self.inner.config.tiering.manifest_chunk_segments)
+                        .await
+                        .map_err(|e| Error::storage(&name, p, e))?;
+                starts.push(manifest.head().next_offset);
+                manifests.push(manifest);
             }
             let (dir, name2, cfg2, clock) =
                 (self.inner.config.data_dir.clone(), name.clone(), cfg.clone(), self.inner.clock.clone());
@@ -285,24 +286,34 @@ impl Engine {
             })
             .await??;
             tracing::info!(topic = name, partitions = cfg.partitions, "topic restored from the bucket");
-            out.push((name, cfg, partitions));
+            out.push((name, cfg, partitions, manifests));
         }
         Ok(out)
     }
 
     /// Registers a topic's partitions with the writer, takes each over in the bucket (bumping its
     /// manifest epoch) and hands them to the uploader.
-    async fn attach(&self, name: &str, config: TopicConfig, partitions: Vec<Arc<Partition>>) -> Result<Arc<Topic>> {
+    /// `manifests`: the partitions' manifests when already loaded (a restore), else empty.
+    async fn attach(
+        &self,
+        name: &str,
+        config: TopicConfig,
+        partitions: Vec<Arc<Partition>>,
+        mut manifests: Vec<Arc<Manifest>>,
+    ) -> Result<Arc<Topic>> {
+        manifests.reverse();
         let mut tiers = Vec::with_capacity(partitions.len());
         let mut remotes = Vec::with_capacity(partitions.len());
         let chunk_segments = self.inner.config.tiering.manifest_chunk_segments;
         let read_ahead = self.inner.config.tiering.cache.read_ahead_bytes;
         for p in &partitions {
             self.inner.writer.register(p.clone()).await?;
-            let store: Arc<dyn ObjectStore> = self.inner.store.clone();
-            let manifest = Manifest::load(store, name, p.id(), chunk_segments)
-                .await
-                .map_err(|e| Error::storage(name, p.id(), e))?;
+            let manifest = match manifests.pop() {
+                Some(m) => m,
+                None => Manifest::load(self.inner.store.clone(), name, p.id(), chunk_segments)
+                    .await
+                    .map_err(|e| Error::storage(name, p.id(), e))?,
+            };
             let reader = RemoteReader::new(manifest, self.inner.cache.clone(), read_ahead);
             let remote = RemoteLog::acquire(p.clone(), reader.clone(), &self.inner.writer_id)
                 .await
@@ -402,7 +413,7 @@ impl Engine {
             Ok(partitions)
         })
         .await??;
-        let topic = self.attach(name, config, partitions).await?;
+        let topic = self.attach(name, config, partitions, Vec::new()).await?;
         self.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name.to_owned(), topic);
         tracing::info!(topic = name, "topic created");
         Ok(())
