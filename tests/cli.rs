@@ -317,15 +317,11 @@ fn replay_and_state_at_from_the_command_line() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown topic"));
 }
 
-#[test]
-fn serve_answers_http_and_stops_on_sigterm() {
-    use std::io::{BufRead, BufReader, Read};
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    ok(tierlog(&data, &["topic", "create", "t"], None));
+/// Starts `tierlog <args> serve` on a free loopback port; returns the process and its address.
+fn serve(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_tierlog"))
-        .arg("--data-dir")
-        .arg(&data)
+        .args(args)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -334,13 +330,31 @@ fn serve_answers_http_and_stops_on_sigterm() {
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let addr = serde_json::from_str::<serde_json::Value>(&first).unwrap()["listening"].as_str().unwrap().to_owned();
-    let get = |path: &str| {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        resp
-    };
+    (child, addr)
+}
+
+/// One HTTP/1.1 request over a fresh connection; the whole response as text.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
+#[test]
+fn serve_answers_http_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(tierlog(&data, &["topic", "create", "t"], None));
+    let (mut child, addr) = serve(&["--data-dir", data.to_str().unwrap()]);
+    let get = |path: &str| http(&addr, "GET", path, "");
     let health = get("/health");
     assert!(health.starts_with("HTTP/1.1 200") && health.contains("\"status\":\"ok\""), "{health}");
     assert!(get("/topics/nope").starts_with("HTTP/1.1 404"));
@@ -354,7 +368,6 @@ fn serve_answers_http_and_stops_on_sigterm() {
 
 #[test]
 fn a_replica_process_serves_what_a_writer_process_tiers() {
-    use std::io::{BufRead, BufReader, Read};
     let dir = tempfile::tempdir().unwrap();
     let bucket = dir.path().join("bucket");
     let write_cfg = dir.path().join("writer.toml");
@@ -375,28 +388,8 @@ fn a_replica_process_serves_what_a_writer_process_tiers() {
     ok(writer(&["produce", "t"], Some(&lines(0, 300))));
     ok(writer(&["topic", "tier", "t"], None));
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tierlog"))
-        .args(["--config", replica_cfg.to_str().unwrap(), "--data-dir", rdata.to_str().unwrap()])
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let addr = serde_json::from_str::<serde_json::Value>(&first).unwrap()["listening"].as_str().unwrap().to_owned();
-    let call = |method: &str, path: &str, body: &str| {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        resp
-    };
+    let (mut child, addr) = serve(&["--config", replica_cfg.to_str().unwrap(), "--data-dir", rdata.to_str().unwrap()]);
+    let call = |method: &str, path: &str, body: &str| http(&addr, method, path, body);
     let latest = || {
         let r = call("GET", "/topics/t/offset-for-time?time=latest", "");
         let body = r.split("\r\n\r\n").nth(1).unwrap().to_owned();

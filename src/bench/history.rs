@@ -9,7 +9,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use clap::Args;
 use tiering::batch::{BatchBuilder, Compression, Record};
-use tiering::remote::ObjectStoreConfig;
 use tiering::remote::reader::READ_AHEAD_WINDOW;
 
 use super::Scratch;
@@ -38,12 +37,8 @@ pub struct HistoryBenchArgs {
     /// Segments in the bucket that is restored.
     #[arg(long, default_value_t = 10_000)]
     pub restore_segments: u64,
-    /// S3-compatible endpoint (plain HTTP allowed); credentials from AWS_ACCESS_KEY_ID /
-    /// AWS_SECRET_ACCESS_KEY. Without it, a local directory is the bucket.
-    #[arg(long, env = "TIERLOG_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    #[arg(long, env = "TIERLOG_S3_BUCKET", default_value = "tierlog-test")]
-    pub s3_bucket: String,
+    #[command(flatten)]
+    pub bucket: super::BucketArgs,
     /// Local scratch directory. Default ./tierlog-bench (removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -117,21 +112,7 @@ pub async fn run(args: &HistoryBenchArgs) -> anyhow::Result<()> {
         (args.replay_mib << 20, args.state_events, args.state_keys, args.restore_segments)
     };
     let root = Scratch::new(args.dir.as_deref(), "history")?;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
-    let store_config = match &args.s3_endpoint {
-        Some(endpoint) => ObjectStoreConfig::S3 {
-            endpoint: endpoint.clone(),
-            region: "us-east-1".into(),
-            bucket: args.s3_bucket.clone(),
-            prefix: format!("bench-history-{}-{nanos}", std::process::id()),
-            access_key_id: None,
-            secret_access_key: None,
-            allow_http: true,
-            max_retries: 3,
-            request_timeout_ms: 120_000,
-        },
-        None => ObjectStoreConfig::Local { path: root.path.join("bucket") },
-    };
+    let store_config = args.bucket.store_config("bench-history", &root.path);
     let mut config = EngineConfig::new(root.path.join("data"));
     config.object_store = Some(store_config.clone());
     config.tiering.auto_upload = false;

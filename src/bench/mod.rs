@@ -44,6 +44,38 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The bucket a bench runs against.
+#[derive(Debug, Clone, Args)]
+pub struct BucketArgs {
+    /// S3-compatible endpoint (plain HTTP allowed); credentials from AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY. Without it, a local directory is the bucket.
+    #[arg(long, env = "TIERLOG_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "TIERLOG_S3_BUCKET", default_value = "tierlog-test")]
+    pub s3_bucket: String,
+}
+
+impl BucketArgs {
+    /// The S3 bucket under a fresh prefix `<name>-<pid>-<nanos>`, or `<scratch>/bucket`.
+    pub fn store_config(&self, name: &str, scratch: &std::path::Path) -> tiering::remote::ObjectStoreConfig {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        match &self.s3_endpoint {
+            Some(endpoint) => tiering::remote::ObjectStoreConfig::S3 {
+                endpoint: endpoint.clone(),
+                region: "us-east-1".into(),
+                bucket: self.s3_bucket.clone(),
+                prefix: format!("{name}-{}-{nanos}", std::process::id()),
+                access_key_id: None,
+                secret_access_key: None,
+                allow_http: true,
+                max_retries: 3,
+                request_timeout_ms: 120_000,
+            },
+            None => tiering::remote::ObjectStoreConfig::Local { path: scratch.join("bucket") },
+        }
+    }
+}
+
 /// A scratch directory for a bench, removed when dropped.
 pub struct Scratch {
     pub path: PathBuf,

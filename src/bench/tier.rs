@@ -27,7 +27,6 @@ use tiering::batch::{BatchBuilder, Compression, Record};
 use tiering::local::OffsetSpec;
 use tiering::object_store::path::Path as ObjectPath;
 use tiering::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use tiering::remote::ObjectStoreConfig;
 use tiering::remote::reader::READ_AHEAD_WINDOW;
 use tokio::sync::Semaphore;
 
@@ -53,12 +52,8 @@ pub struct TierBenchArgs {
     /// MiB replayed twice for the cached-replay comparison (the memory cache is sized to hold it).
     #[arg(long, default_value_t = 256)]
     pub cached_mib: u64,
-    /// S3-compatible endpoint (plain HTTP allowed); credentials from AWS_ACCESS_KEY_ID /
-    /// AWS_SECRET_ACCESS_KEY. Without it, a local directory is the bucket.
-    #[arg(long, env = "TIERLOG_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    #[arg(long, env = "TIERLOG_S3_BUCKET", default_value = "tierlog-test")]
-    pub s3_bucket: String,
+    #[command(flatten)]
+    pub bucket: super::BucketArgs,
     /// Local scratch directory. Default ./tierlog-bench (removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -224,22 +219,7 @@ pub async fn run(args: &TierBenchArgs) -> anyhow::Result<()> {
     };
     let trials = if args.smoke { 1 } else { args.trials.max(1) };
     let root = Scratch::new(args.dir.as_deref(), "tier")?;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
-    let prefix = format!("bench-{}-{nanos}", std::process::id());
-    let store_config = match &args.s3_endpoint {
-        Some(endpoint) => ObjectStoreConfig::S3 {
-            endpoint: endpoint.clone(),
-            region: "us-east-1".into(),
-            bucket: args.s3_bucket.clone(),
-            prefix: prefix.clone(),
-            access_key_id: None,
-            secret_access_key: None,
-            allow_http: true,
-            max_retries: 3,
-            request_timeout_ms: 120_000,
-        },
-        None => ObjectStoreConfig::Local { path: root.path.join("bucket") },
-    };
+    let store_config = args.bucket.store_config("bench-tier", &root.path);
     let mut config = EngineConfig::new(root.path.join("data"));
     config.object_store = Some(store_config.clone());
     config.tiering.auto_upload = false;

@@ -105,6 +105,39 @@ fn generate(args: &DemoArgs) -> Vec<Event> {
     events
 }
 
+/// Appends `(partition, record)` pairs in per-partition batches of 500 records, up to 32 batches
+/// in flight, order kept per partition; returns when every batch is acknowledged.
+async fn append_all(
+    engine: &Engine,
+    topic: &str,
+    partitions: u32,
+    codec: Compression,
+    records: impl Iterator<Item = (u32, Record)>,
+) -> anyhow::Result<()> {
+    let mut builders: Vec<BatchBuilder> = (0..partitions).map(|_| BatchBuilder::new(codec)).collect();
+    let mut in_flight = std::collections::VecDeque::new();
+    for (p, r) in records {
+        let b = &mut builders[p as usize];
+        b.push(&r);
+        if b.len() >= 500 {
+            let full = std::mem::replace(b, BatchBuilder::new(codec));
+            in_flight.push_back(engine.enqueue_append(topic, p, full.build()).await?);
+            while in_flight.len() > 32 {
+                in_flight.pop_front().expect("invariant: non-empty").await?;
+            }
+        }
+    }
+    for (p, b) in builders.into_iter().enumerate() {
+        if !b.is_empty() {
+            in_flight.push_back(engine.enqueue_append(topic, p as u32, b.build()).await?);
+        }
+    }
+    for f in in_flight {
+        f.await?;
+    }
+    Ok(())
+}
+
 fn to_record(e: &Event) -> Record {
     let value = json!({
         "order_id": format!("ord-{:07}", e.order),
@@ -232,9 +265,7 @@ async fn bank(engine: &Engine, args: &DemoArgs, config: &EngineConfig) -> anyhow
     );
     let started = Instant::now();
     let mut balance = vec![0i64; accounts as usize];
-    let mut builders: Vec<BatchBuilder> = (0..partitions).map(|_| BatchBuilder::new(Compression::Zstd)).collect();
-    let mut in_flight = std::collections::VecDeque::new();
-    for e in &events {
+    let records = events.iter().map(|e| {
         let key = format!("acct-{:05}", e.account);
         let value = e.amount.map(|a| {
             let b = &mut balance[e.account as usize];
@@ -245,25 +276,9 @@ async fn bank(engine: &Engine, args: &DemoArgs, config: &EngineConfig) -> anyhow
         if e.amount.is_none() {
             balance[e.account as usize] = 0; // closed: a null value (tombstone) deletes the key
         }
-        let p = e.account % partitions;
-        let b = &mut builders[p as usize];
-        b.push(&Record { key: Some(Bytes::from(key)), value, headers: vec![], timestamp: e.ts });
-        if b.len() >= 500 {
-            let full = std::mem::replace(b, BatchBuilder::new(Compression::Zstd));
-            in_flight.push_back(engine.enqueue_append("accounts", p, full.build()).await?);
-            while in_flight.len() > 32 {
-                in_flight.pop_front().expect("invariant: non-empty").await?;
-            }
-        }
-    }
-    for (p, b) in builders.into_iter().enumerate() {
-        if !b.is_empty() {
-            in_flight.push_back(engine.enqueue_append("accounts", p as u32, b.build()).await?);
-        }
-    }
-    for f in in_flight {
-        f.await?;
-    }
+        (e.account % partitions, Record { key: Some(Bytes::from(key)), value, headers: vec![], timestamp: e.ts })
+    });
+    append_all(engine, "accounts", partitions, Compression::Zstd, records).await?;
     for p in 0..partitions {
         engine.roll("accounts", p).await?;
         engine.tier_now("accounts", p).await?;
@@ -342,33 +357,15 @@ async fn demo(
     // Produce: per-partition batches of 500 events, lz4, many in flight.
     let events = generate(args);
     let started = Instant::now();
-    let mut builders: Vec<BatchBuilder> = (0..partitions).map(|_| BatchBuilder::new(Compression::Lz4)).collect();
-    let mut in_flight = std::collections::VecDeque::new();
     let mut expected_status = [0u64; 4];
     let mut raw_bytes = 0u64;
-    for e in &events {
+    let records = events.iter().map(|e| {
         let r = to_record(e);
         expected_status[e.status as usize] += 1;
         raw_bytes += r.value.as_ref().map_or(0, |v| v.len() as u64);
-        let p = crc32c::crc32c(r.key.as_deref().unwrap_or_default()) % partitions;
-        let b = &mut builders[p as usize];
-        b.push(&r);
-        if b.len() >= 500 {
-            let full = std::mem::replace(b, BatchBuilder::new(Compression::Lz4));
-            in_flight.push_back(engine.enqueue_append("orders", p, full.build()).await?);
-            while in_flight.len() > 32 {
-                in_flight.pop_front().expect("invariant: non-empty").await?;
-            }
-        }
-    }
-    for (p, b) in builders.into_iter().enumerate() {
-        if !b.is_empty() {
-            in_flight.push_back(engine.enqueue_append("orders", p as u32, b.build()).await?);
-        }
-    }
-    for f in in_flight {
-        f.await?;
-    }
+        (crc32c::crc32c(r.key.as_deref().unwrap_or_default()) % partitions, r)
+    });
+    append_all(engine, "orders", partitions, Compression::Lz4, records).await?;
     let produce_secs = started.elapsed().as_secs_f64();
     println!(
         "\nproduced {} events ({:.1} MB of JSON) in {:.2} s: {:.0} events/s, every batch fsynced before its ack",

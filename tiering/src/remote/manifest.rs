@@ -230,6 +230,9 @@ pub const MERGE_FANOUT: usize = 16;
 /// Attempts of a manifest write (head CAS or chunk) before the commit fails; a later pass retries.
 const COMMIT_ATTEMPTS: u32 = 6;
 
+/// Attempts to take a manifest over before giving up (backing off between them: about 20 s in all).
+const ACQUIRE_ATTEMPTS: u32 = 24;
+
 async fn backoff(attempt: u32) {
     let cap = (20u64 << attempt.min(10)).min(2_000);
     tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(0..=cap))).await;
@@ -336,7 +339,13 @@ impl Manifest {
     /// Takes the partition over as its writer: bumps the epoch with a CAS (or creates the head).
     /// Returns the new epoch. A writer that held the previous epoch is fenced from now on.
     pub async fn acquire(&self, writer: &str) -> Result<u64> {
-        for _ in 0..16 {
+        for attempt in 1..=ACQUIRE_ATTEMPTS {
+            if attempt > 1 {
+                // Lost the compare-and-swap to a commit (or another take-over) between reading
+                // the head and writing it: back off with jitter, so a busy writer's commits leave
+                // a window.
+                backoff(attempt - 1).await;
+            }
             let current = read_head(&self.store, &self.keys).await?;
             let (mut head, mode) = match current {
                 Some((h, v)) => (h, PutMode::Update(v)),
@@ -357,11 +366,11 @@ impl Manifest {
                 Err(e) => return Err(remote("write manifest head", &self.keys.head())(e)),
             }
         }
-        Err(Error::Fenced {
-            partition: format!("{}-{}", self.head().topic, self.head().partition),
-            epoch: 0,
-            current: self.head().epoch,
-        })
+        let key = self.keys.head();
+        Err(remote("take over manifest head", &key)(object_store::Error::Precondition {
+            path: key.to_string(),
+            source: format!("lost the compare-and-swap {ACQUIRE_ATTEMPTS} times to concurrent writers").into(),
+        }))
     }
 
     fn install(&self, head: Head, r: object_store::PutResult) {
