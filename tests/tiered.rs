@@ -346,6 +346,12 @@ async fn sequential_readers_read_ahead_into_the_next_segment() {
     while off < s2.next_offset {
         off = engine.read("t", 0, off, 2000).await.unwrap().next_offset().unwrap();
     }
+    // The read-ahead of segment 3 (its index and its window) runs in the background: wait for
+    // those GETs (8 in all), however slow the machine, then for the requests to finish.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while engine.object_store_counts().since(&before).gets() < 8 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     settle(&engine).await;
     let gets = engine.object_store_counts().since(&before).gets();
     // One index and one window (the whole 64 KiB segment) each, for segments 0..=3; the first
