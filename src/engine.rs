@@ -19,7 +19,8 @@ use tiering::clock::{Clock, system_clock};
 use tiering::local::{AppendInfo, LogWriter, OffsetSpec, Partition, ReadResult, SegmentInfo, TimeOffset};
 use tiering::object_store::ObjectStore;
 use tiering::remote::{
-    ChunkCache, CountingStore, Head, Manifest, PassReport, RemoteLog, RemoteReader, RequestCounts, Uploader,
+    ChunkCache, CountingStore, Head, Manifest, PassReport, RemoteLog, RemoteReader, RequestCounts, SnapshotRef,
+    Uploader,
 };
 use tiering::tiered::TieredPartition;
 use tiering::topic::validate_topic_name;
@@ -29,7 +30,7 @@ use tracing::instrument;
 use crate::config::{EngineConfig, TopicConfig};
 use crate::error::{Error, Result};
 use crate::replay::{Replay, ReplaySpec};
-use crate::state::{StateSpec, StateStream};
+use crate::state::{At, StateSpec, StateStream};
 
 const TOPICS_DIR: &str = "topics";
 const LOCK_FILE: &str = ".lock";
@@ -531,7 +532,46 @@ impl Engine {
 
     /// The partition's manifest head as this engine holds it.
     pub fn remote_head(&self, topic: &str, partition: u32) -> Result<Arc<Head>> {
-        Ok(self.remote(topic, partition)?.manifest().head())
+        let t = self.tiered(topic, partition)?;
+        Ok(t.remote.as_ref().expect("invariant: every partition has a remote tier").manifest().head())
+    }
+
+    /// Writes a state snapshot of the partition as of the end of what the bucket holds (its
+    /// manifest's `next_offset - 1`) and records it in the manifest; `state_at` then starts from
+    /// it. `None` when there is nothing new to snapshot.
+    pub async fn snapshot(&self, topic: &str, partition: u32) -> Result<Option<SnapshotRef>> {
+        let remote = self.remote(topic, partition)?;
+        let head = remote.manifest().head();
+        if head.next_offset <= head.log_start_offset
+            || head.snapshots.last().is_some_and(|s| s.offset >= head.next_offset - 1)
+        {
+            return Ok(None);
+        }
+        let offset = head.next_offset - 1;
+        let spec = StateSpec { partitions: Some(vec![partition]), ..StateSpec::new(At::Offset(offset)) };
+        let mut state = self.state_at(topic, spec).await?;
+        let encode = |reason: String| Error::Closed {
+            reason: Some(format!("encoding a snapshot of {topic}-{partition}: {reason}")),
+        };
+        let mut writer = compaction::snapshot::SnapshotWriter::new(partition).map_err(encode)?;
+        while let Some(e) = state.next().await? {
+            let row = compaction::snapshot::SnapshotRow {
+                key: e.key,
+                value: e.value,
+                offset: e.offset,
+                timestamp: e.timestamp,
+            };
+            writer.push(row).map_err(encode)?;
+        }
+        let (bytes, keys) = blocking(move || writer.finish()).await?.map_err(encode)?;
+        let snap = self
+            .inner
+            .uploader
+            .commit_snapshot(&remote, offset, bytes, keys)
+            .await
+            .map_err(|e| Error::storage(topic, partition, e))?;
+        tracing::info!(topic, partition, offset, keys, size = snap.size, "state snapshot written");
+        Ok(Some(snap))
     }
 
     /// Requests this engine made to the bucket so far, by kind.

@@ -26,7 +26,8 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Engine, io};
 use crate::error::{Error, Result};
-use crate::replay::{Merge, Position, ReplaySpec};
+use crate::replay::{Merge, Position, ReplaySpec, resolve_range};
+use tiering::object_store::ObjectStoreExt;
 
 /// The point of a state query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +46,14 @@ pub struct StateSpec {
     pub at: At,
     /// The fold map's budget before it spills to disk. Default 64 MiB.
     pub memory_bytes: usize,
+    /// Start each partition from its newest state snapshot inside the range (default true);
+    /// false replays from the log start (to check snapshots, or measure without them).
+    pub use_snapshots: bool,
 }
 
 impl StateSpec {
     pub fn new(at: At) -> Self {
-        Self { partitions: None, at, memory_bytes: 64 << 20 }
+        Self { partitions: None, at, memory_bytes: 64 << 20, use_snapshots: true }
     }
 }
 
@@ -99,8 +103,9 @@ impl Drop for Scratch {
 /// State in key order: call [`StateStream::next`] until `None`.
 pub struct StateStream {
     rx: mpsc::Receiver<Result<StateEntry>>,
-    /// How many records were folded and how many runs were spilled.
+    /// Records replayed from the log, rows read from snapshots, and runs spilled to disk.
     pub records: u64,
+    pub from_snapshots: u64,
     pub spilled_runs: usize,
 }
 
@@ -110,86 +115,147 @@ impl StateStream {
     }
 }
 
+/// The fold: key -> latest, spilled to sorted runs past the budget.
+struct Fold {
+    map: HashMap<Bytes, Latest>,
+    used: usize,
+    budget: usize,
+    runs: Vec<PathBuf>,
+    scratch: Scratch,
+}
+
+impl Fold {
+    async fn add(&mut self, key: Bytes, latest: Latest) -> Result<()> {
+        let size = latest.value.as_ref().map_or(0, |v| v.len());
+        match self.map.get_mut(&key) {
+            Some(old) => {
+                if latest.newer_than(old) {
+                    self.used = self.used.saturating_sub(old.value.as_ref().map_or(0, |v| v.len())) + size;
+                    *old = latest;
+                }
+            }
+            None => {
+                self.used += key.len() + size + ENTRY_OVERHEAD;
+                self.map.insert(key, latest);
+            }
+        }
+        if self.used >= self.budget {
+            self.spill().await?;
+        }
+        Ok(())
+    }
+
+    async fn spill(&mut self) -> Result<()> {
+        let path = self.scratch.0.join(format!("run-{}.bin", self.runs.len()));
+        let entries = sorted(std::mem::take(&mut self.map));
+        let path = blocking(move || write_run(&path, &entries).map(|()| path)).await??;
+        self.runs.push(path);
+        self.used = 0;
+        Ok(())
+    }
+
+    /// The state, in key order, through a bounded channel.
+    async fn finish(mut self, records: u64, from_snapshots: u64) -> Result<StateStream> {
+        let (tx, rx) = mpsc::channel(1024);
+        let spilled_runs = self.runs.len();
+        if self.runs.is_empty() {
+            let entries = sorted(self.map);
+            tokio::spawn(async move {
+                for (key, l) in entries {
+                    if let Some(e) = entry(key, l)
+                        && tx.send(Ok(e)).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        } else {
+            if !self.map.is_empty() {
+                self.spill().await?;
+            }
+            // The merge runs on a blocking thread (it reads the run files) and feeds the channel.
+            let (runs, budget, scratch) = (self.runs, self.budget, self.scratch);
+            tokio::task::spawn_blocking(move || {
+                let _scratch = scratch;
+                if let Err(e) = merge_runs(&runs, budget, &tx) {
+                    let _ = tx.blocking_send(Err(e));
+                }
+            });
+        }
+        Ok(StateStream { rx, records, from_snapshots, spilled_runs })
+    }
+}
+
 pub(crate) async fn state_at(engine: &Engine, topic: &str, spec: StateSpec) -> Result<StateStream> {
     let to = match spec.at {
         At::Time(t) => Position::Time(t),
         At::Offset(o) => Position::Offset(o.saturating_add(1)),
     };
-    let mut replay = engine
-        .replay(
-            topic,
-            ReplaySpec {
-                partitions: spec.partitions.clone(),
-                from: Position::Earliest,
-                to,
-                merge: Merge::Sequential,
-                ..Default::default()
-            },
-        )
-        .await?;
+    let all = engine.describe_topic(topic)?.partitions.len() as u32;
+    let partitions = spec.partitions.clone().unwrap_or_else(|| (0..all).collect());
     let scratch_dir = engine.config().data_dir.join("tmp").join(format!(
         "state-{}-{}",
         std::process::id(),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
     ));
-    let scratch = Scratch(scratch_dir);
-    let mut map: HashMap<Bytes, Latest> = HashMap::new();
-    let mut used = 0usize;
-    let mut runs: Vec<PathBuf> = Vec::new();
-    let mut records = 0u64;
-    while let Some(r) = replay.next().await? {
-        records += 1;
-        let Some(key) = r.key else { continue };
-        let latest = Latest { value: r.value, partition: r.partition, offset: r.offset, timestamp: r.timestamp };
-        let size = latest.value.as_ref().map_or(0, |v| v.len());
-        match map.get_mut(&key) {
-            Some(old) => {
-                if latest.newer_than(old) {
-                    used = used.saturating_sub(old.value.as_ref().map_or(0, |v| v.len())) + size;
-                    *old = latest;
-                }
-            }
-            None => {
-                used += key.len() + size + ENTRY_OVERHEAD;
-                map.insert(key, latest);
-            }
+    let mut fold = Fold {
+        map: HashMap::new(),
+        used: 0,
+        budget: spec.memory_bytes,
+        runs: Vec::new(),
+        scratch: Scratch(scratch_dir),
+    };
+    let (mut records, mut from_snapshots) = (0u64, 0u64);
+    for p in partitions {
+        if p >= all {
+            return Err(Error::UnknownPartition { topic: topic.to_owned(), partition: p, partitions: all });
         }
-        if used >= spec.memory_bytes {
-            let path = scratch.0.join(format!("run-{}.bin", runs.len()));
-            let entries = sorted(std::mem::take(&mut map));
-            blocking(move || write_run(&path, &entries).map(|()| path)).await.and_then(|r| r).map(|p| runs.push(p))?;
-            used = 0;
+        // Start from the newest snapshot inside the range, if any, and replay only what follows.
+        let (start, end) = resolve_range(engine, topic, p, Position::Earliest, to).await?;
+        let mut from = start;
+        if spec.use_snapshots
+            && let Some(snap) = engine.remote_head(topic, p)?.snapshot_before(end).cloned()
+        {
+            for row in load_snapshot(engine, &snap).await? {
+                from_snapshots += 1;
+                let latest =
+                    Latest { value: Some(row.value), partition: p, offset: row.offset, timestamp: row.timestamp };
+                fold.add(row.key, latest).await?;
+            }
+            from = from.max(snap.offset + 1);
+        }
+        let replay_spec = ReplaySpec {
+            partitions: Some(vec![p]),
+            from: Position::Offset(from),
+            to: Position::Offset(end),
+            merge: Merge::Sequential,
+            ..Default::default()
+        };
+        let mut replay = engine.replay(topic, replay_spec).await?;
+        while let Some(r) = replay.next().await? {
+            records += 1;
+            let Some(key) = r.key else { continue };
+            fold.add(key, Latest { value: r.value, partition: r.partition, offset: r.offset, timestamp: r.timestamp })
+                .await?;
         }
     }
-    let (tx, rx) = mpsc::channel(1024);
-    let spilled_runs = runs.len();
-    if runs.is_empty() {
-        let entries = sorted(map);
-        tokio::spawn(async move {
-            for (key, l) in entries {
-                if let Some(e) = entry(key, l)
-                    && tx.send(Ok(e)).await.is_err()
-                {
-                    return;
-                }
-            }
-        });
-    } else {
-        if !map.is_empty() {
-            let path = scratch.0.join(format!("run-{}.bin", runs.len()));
-            let entries = sorted(std::mem::take(&mut map));
-            blocking(move || write_run(&path, &entries).map(|()| path)).await.and_then(|r| r).map(|p| runs.push(p))?;
-        }
-        // The merge runs on a blocking thread (it reads the run files) and feeds the channel.
-        let budget = spec.memory_bytes;
-        tokio::task::spawn_blocking(move || {
-            let _scratch = scratch;
-            if let Err(e) = merge_runs(&runs, budget, &tx) {
-                let _ = tx.blocking_send(Err(e));
-            }
-        });
-    }
-    Ok(StateStream { rx, records, spilled_runs })
+    fold.finish(records, from_snapshots).await
+}
+
+/// A snapshot's rows (one GET of the object).
+async fn load_snapshot(
+    engine: &Engine,
+    snap: &tiering::remote::manifest::SnapshotRef,
+) -> Result<Vec<compaction::snapshot::SnapshotRow>> {
+    let key = tiering::object_store::path::Path::from(snap.key.as_str());
+    let store = engine.object_store();
+    let remote = |error| Error::Remote { op: "read snapshot", key: snap.key.clone(), error };
+    let bytes = store.get(&key).await.map_err(remote)?.bytes().await.map_err(remote)?;
+    blocking(move || compaction::snapshot::decode(bytes)).await?.map_err(|reason| Error::Corrupt {
+        path: snap.key.clone().into(),
+        position: 0,
+        reason: format!("snapshot: {reason}"),
+    })
 }
 
 fn entry(key: Bytes, l: Latest) -> Option<StateEntry> {

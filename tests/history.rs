@@ -417,3 +417,67 @@ async fn a_read_only_replica_follows_the_writer_through_the_bucket() {
     replica.close().await.unwrap();
     writer.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_at_starts_from_snapshots_and_agrees_with_a_full_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    let mut t = TopicConfig { partitions: 2, ..topic(Some(1)) };
+    t.log.segment_bytes = 8 << 10;
+    engine.create_topic("ledger", t).await.unwrap();
+    let ledger = ledger(13, 6_000, 300, 2);
+    let (first, second): (Ledger, Ledger) = ledger
+        .iter()
+        .map(|events| (events[..events.len() * 2 / 3].to_vec(), events[events.len() * 2 / 3..].to_vec()))
+        .unzip();
+    write_ledger(&engine, "ledger", &first).await;
+    for p in 0..2 {
+        engine.roll("ledger", p).await.unwrap();
+        engine.tier_now("ledger", p).await.unwrap();
+        let snap = engine.snapshot("ledger", p).await.unwrap().expect("a snapshot");
+        assert_eq!(snap.offset, first[p as usize].len() as i64 - 1);
+        assert!(engine.snapshot("ledger", p).await.unwrap().is_none(), "nothing new to snapshot");
+    }
+    write_ledger_from(&engine, "ledger", &second, &first).await;
+    for p in 0..2 {
+        engine.roll("ledger", p).await.unwrap();
+        engine.tier_now("ledger", p).await.unwrap();
+    }
+    for t in [T0 + 20 * DAY, T0 + 85 * DAY, T0 + 100 * DAY, T0 + 200 * DAY] {
+        let want = expected_at(&ledger, t);
+        let mut with = engine.state_at("ledger", StateSpec::new(At::Time(t))).await.unwrap();
+        let mut got = std::collections::BTreeMap::new();
+        while let Some(e) = with.next().await.unwrap() {
+            let v = String::from_utf8(e.value.to_vec()).unwrap();
+            got.insert(
+                String::from_utf8(e.key.to_vec()).unwrap(),
+                v.split(' ').nth(1).unwrap().parse::<i64>().unwrap(),
+            );
+        }
+        assert_eq!(got, want, "with snapshots, as of day {}", (t - T0) / DAY);
+        let (without, _) = balances(&engine, StateSpec { use_snapshots: false, ..StateSpec::new(At::Time(t)) }).await;
+        assert_eq!(without, want);
+        // Partition p's snapshot (offset first[p].len() - 1) is used when the point lies past it.
+        let cut = |p: usize| ledger[p].iter().position(|e| e.0 >= t).unwrap_or(ledger[p].len());
+        let used: Vec<bool> = (0..2).map(|p| first[p].len() - 1 < cut(p)).collect();
+        let replayed: usize = (0..2).map(|p| if used[p] { cut(p) - first[p].len() } else { cut(p) }).sum();
+        assert_eq!(with.records, replayed as u64, "as of day {}: only what follows a snapshot is replayed", (t - T0) / DAY);
+        assert_eq!(with.from_snapshots > 0, used.iter().any(|u| *u));
+    }
+    // A node restored from the bucket starts from the same snapshots.
+    engine.close().await.unwrap();
+    let mut fresh = cfg.clone();
+    fresh.data_dir = dir.path().join("restored");
+    fresh.restore = true;
+    let restored = Engine::open(fresh).await.unwrap();
+    let t = T0 + 200 * DAY;
+    let mut s = restored.state_at("ledger", StateSpec::new(At::Time(t))).await.unwrap();
+    let mut n = 0;
+    while s.next().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, expected_at(&ledger, t).len());
+    assert!(s.from_snapshots > 0);
+    restored.close().await.unwrap();
+}

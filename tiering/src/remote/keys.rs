@@ -41,6 +41,13 @@ impl PartitionKeys {
     pub fn segment(&self, base: i64, epoch: u64, id: &str) -> Path {
         Path::from(format!("{}/segments/{base:020}-{epoch}-{id}.log", self.root))
     }
+    /// A state snapshot covering offsets `<= offset`.
+    pub fn snapshot(&self, offset: i64, epoch: u64, id: &str) -> Path {
+        Path::from(format!("{}/snapshots/{offset:020}-{epoch}-{id}.parquet", self.root))
+    }
+    pub fn snapshots_dir(&self) -> Path {
+        Path::from(format!("{}/snapshots", self.root))
+    }
     pub fn index(&self, base: i64, epoch: u64, id: &str) -> Path {
         Path::from(format!("{}/segments/{base:020}-{epoch}-{id}.index.parquet", self.root))
     }

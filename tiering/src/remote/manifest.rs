@@ -123,9 +123,33 @@ pub struct Head {
     /// The newest entries, oldest first, all at or above every chunk.
     pub segments: Vec<SegmentEntry>,
     pub pending_deletes: Vec<PendingDelete>,
+    /// State snapshots, oldest first (at most [`MAX_SNAPSHOTS`]; older ones are deleted).
+    #[serde(default)]
+    pub snapshots: Vec<SnapshotRef>,
+}
+
+/// Snapshots a manifest keeps; an older one is dropped (and deleted after the grace period)
+/// when a new one is committed.
+pub const MAX_SNAPSHOTS: usize = 4;
+
+/// A state snapshot in the bucket: the state of the partition as of offsets `<= offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    pub offset: i64,
+    /// Object key.
+    pub key: String,
+    pub size: u64,
+    /// Live keys in it.
+    pub keys: u64,
+    pub created_ms: i64,
 }
 
 impl Head {
+    /// The newest snapshot covering at most offsets `< end`.
+    pub fn snapshot_before(&self, end: i64) -> Option<&SnapshotRef> {
+        self.snapshots.iter().rev().find(|s| s.offset < end)
+    }
+
     pub fn empty(topic: &str, partition: u32) -> Self {
         Head {
             format: FORMAT,
@@ -140,6 +164,7 @@ impl Head {
             chunks: Vec::new(),
             segments: Vec::new(),
             pending_deletes: Vec::new(),
+            snapshots: Vec::new(),
         }
     }
 
@@ -270,6 +295,8 @@ pub struct Change {
     pub drop_before: Option<i64>,
     /// Objects deleted already: removed from `pending_deletes`.
     pub deleted: Vec<String>,
+    /// A new state snapshot (its object already written), newer than any in the head.
+    pub snapshot: Option<SnapshotRef>,
 }
 
 impl Manifest {
@@ -409,6 +436,22 @@ impl Manifest {
             self.drop_before(&mut head, cut, now_ms + grace_ms as i64).await?;
         }
         head.pending_deletes.retain(|p| !change.deleted.contains(&p.key));
+        if let Some(snap) = change.snapshot {
+            if head.snapshots.last().is_some_and(|s| s.offset >= snap.offset) || snap.offset >= head.next_offset {
+                return Err(corrupt(
+                    &self.keys.head(),
+                    format!(
+                        "snapshot at {} is not newer than the head's, or past the log end {}",
+                        snap.offset, head.next_offset
+                    ),
+                ));
+            }
+            head.snapshots.push(snap);
+            while head.snapshots.len() > MAX_SNAPSHOTS {
+                let old = head.snapshots.remove(0);
+                head.pending_deletes.push(PendingDelete { key: old.key, delete_after_ms: now_ms + grace_ms as i64 });
+            }
+        }
         // At most one chunk per commit: merge level-0 chunks when enough have gathered, else
         // move the head's overflow into a new level-0 chunk.
         let level0 = head.chunks.iter().rev().take_while(|c| c.level == 0).count();

@@ -27,7 +27,7 @@ pub mod upload;
 pub use cache::ChunkCache;
 pub use config::{CacheConfig, TieringConfig};
 pub use instrumented::{CountingStore, RequestCounts};
-pub use manifest::{Head, Manifest, SegmentEntry};
+pub use manifest::{Head, Manifest, SegmentEntry, SnapshotRef};
 pub use reader::RemoteReader;
 pub use store::ObjectStoreConfig;
 pub use upload::{PassReport, RemoteLog, Uploader};

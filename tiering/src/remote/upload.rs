@@ -23,13 +23,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use tokio::sync::{Notify, Semaphore};
 
 use super::config::TieringConfig;
 use super::index::{Scanner, SegmentIndex};
 use super::keys::{self, parse_object_name};
-use super::manifest::{Change, Manifest, SegmentEntry};
+use super::manifest::{Change, Manifest, SegmentEntry, SnapshotRef};
 use super::reader::RemoteReader;
 use crate::clock::Clock;
 use crate::error::{Error, Result, remote};
@@ -164,6 +164,35 @@ impl Uploader {
         pass(&self.inner, log, true).await
     }
 
+    /// Writes a state snapshot of `log`'s partition (covering offsets `<= offset`) to the bucket
+    /// and records it in the manifest, serialised with the partition's uploads. The object is
+    /// written create-only under a fresh key; if the commit fails it is an orphan for the sweep.
+    pub async fn commit_snapshot(
+        &self,
+        log: &Arc<RemoteLog>,
+        offset: i64,
+        bytes: Bytes,
+        keys: u64,
+    ) -> Result<SnapshotRef> {
+        let _g = log.work.lock().await;
+        if let Some(e) = log.fenced_error() {
+            return Err(e);
+        }
+        let inner = &self.inner;
+        let key = log.manifest().keys().snapshot(offset, log.epoch, &keys::new_id());
+        let size = bytes.len() as u64;
+        let create = PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+        retry(&inner.config, "upload snapshot", &key, || {
+            inner.store.put_opts(&key, PutPayload::from(bytes.clone()), create.clone())
+        })
+        .await?;
+        let now = inner.clock.now_ms();
+        let snap = SnapshotRef { offset, key: key.to_string(), size, keys, created_ms: now };
+        let change = Change { snapshot: Some(snap.clone()), ..Default::default() };
+        log.manifest().commit(log.epoch, change, now, inner.config.delete_grace_ms).await?;
+        Ok(snap)
+    }
+
     /// Runs the orphan sweep over `log` now, whatever its schedule.
     pub async fn sweep(&self, log: &Arc<RemoteLog>) -> Result<u64> {
         let _g = log.work.lock().await;
@@ -266,7 +295,7 @@ async fn pass_locked(inner: &Arc<Inner>, log: &Arc<RemoteLog>) -> Result<PassRep
         let before = head.totals.segments + entries.len() as u64;
         let uploaded: u64 = entries.iter().map(|e| e.size).sum();
         let n = entries.len() as u64;
-        let change = Change { append: entries, drop_before: cut, deleted: deleted.clone() };
+        let change = Change { append: entries, drop_before: cut, deleted: deleted.clone(), snapshot: None };
         let head = log.manifest().commit(log.epoch, change, now, inner.config.delete_grace_ms).await?;
         log.local.set_tiered_offset(head.next_offset);
         metrics::counter!(stats::UPLOADED_BYTES).increment(uploaded);
@@ -539,7 +568,7 @@ async fn sweep(inner: &Arc<Inner>, log: &RemoteLog) -> Result<u64> {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(i64::MAX);
     let mut deleted = 0;
-    for dir in [keys.segments_dir(), Path::from(format!("{}/manifest/chunks", keys.root()))] {
+    for dir in [keys.segments_dir(), Path::from(format!("{}/manifest/chunks", keys.root())), keys.snapshots_dir()] {
         let mut listing = inner.store.list(Some(&dir));
         let mut orphans = Vec::new();
         while let Some(meta) = listing.next().await {
@@ -554,6 +583,8 @@ async fn sweep(inner: &Arc<Inner>, log: &RemoteLog) -> Result<u64> {
             let Some((base, epoch, id)) = meta.location.filename().and_then(parse_object_name) else { continue };
             let referenced = if key.contains("/manifest/chunks/") {
                 head.chunks.iter().any(|c| c.id == id && c.epoch == epoch)
+            } else if key.contains("/snapshots/") {
+                head.snapshots.iter().any(|s| s.key == key)
             } else {
                 manifest
                     .find_offset(base)
