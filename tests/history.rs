@@ -462,7 +462,12 @@ async fn state_at_starts_from_snapshots_and_agrees_with_a_full_replay() {
         let cut = |p: usize| ledger[p].iter().position(|e| e.0 >= t).unwrap_or(ledger[p].len());
         let used: Vec<bool> = (0..2).map(|p| first[p].len() - 1 < cut(p)).collect();
         let replayed: usize = (0..2).map(|p| if used[p] { cut(p) - first[p].len() } else { cut(p) }).sum();
-        assert_eq!(with.records, replayed as u64, "as of day {}: only what follows a snapshot is replayed", (t - T0) / DAY);
+        assert_eq!(
+            with.records,
+            replayed as u64,
+            "as of day {}: only what follows a snapshot is replayed",
+            (t - T0) / DAY
+        );
         assert_eq!(with.from_snapshots > 0, used.iter().any(|u| *u));
     }
     // A node restored from the bucket starts from the same snapshots.

@@ -239,7 +239,11 @@ pub async fn run(args: &HistoryBenchArgs) -> anyhow::Result<()> {
         if !snapshots && budget == 64 << 20 {
             full_secs = secs;
         }
-        let speedup = if snapshots { format!("; {:.1}x the full replay (target >= 10)", full_secs / secs) } else { String::new() };
+        let speedup = if snapshots {
+            format!("; {:.1}x the full replay (target >= 10)", full_secs / secs)
+        } else {
+            String::new()
+        };
         println!(
             "2. state_at, {label}: {} events replayed + {} snapshot rows, {keys} keys in {secs:.2} s; {} runs spilled; peak RSS {:.0} MiB above the {:.0} MiB before{speedup}",
             s.records,

@@ -119,6 +119,7 @@ pub fn describe_json(engine: &Engine, name: &str) -> crate::Result<serde_json::V
                     "epoch": p.remote.epoch,
                     "manifest_chunks": p.remote.chunks.len(),
                     "pending_deletes": p.remote.pending_deletes.len(),
+                    "snapshots": p.remote.snapshots.iter().map(|s| json!({ "offset": s.offset, "keys": s.keys, "size_bytes": s.size })).collect::<Vec<_>>(),
                 },
                 "fenced": p.fenced,
                 "tiering_error": p.tiering_error,
