@@ -9,6 +9,11 @@ use common::{config, produce, s3_config, topic};
 use tierlog::batch::{BatchBuilder, Compression, Record};
 use tierlog::{At, Engine, EngineConfig, Error, Merge, Position, ReplaySpec, StateSpec, TopicConfig};
 
+/// `cfg` on a fresh data dir under `dir` that restores from the same bucket.
+fn restored(cfg: &EngineConfig, dir: &std::path::Path) -> EngineConfig {
+    EngineConfig { data_dir: dir.join("restored"), restore: true, ..cfg.clone() }
+}
+
 /// Every batch of `[from, to)` of a partition, as the engine returns it.
 async fn batches(engine: &Engine, topic: &str, partition: u32, from: i64, to: i64) -> Vec<Bytes> {
     let mut out = Vec::new();
@@ -95,20 +100,14 @@ async fn restore_from(cfg: EngineConfig, fresh: EngineConfig) {
 async fn restore_from_a_local_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
-    let mut fresh = cfg.clone();
-    fresh.data_dir = dir.path().join("restored");
-    fresh.restore = true;
-    restore_from(cfg, fresh).await;
+    restore_from(cfg.clone(), restored(&cfg, dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_from_s3() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = s3_config(dir.path(), "restore");
-    let mut fresh = cfg.clone();
-    fresh.data_dir = dir.path().join("restored");
-    fresh.restore = true;
-    restore_from(cfg, fresh).await;
+    restore_from(cfg.clone(), restored(&cfg, dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,10 +263,7 @@ async fn event_sourced_balances_as_of_past_instants() {
     engine.close().await.unwrap();
 
     // The same answers from a node restored from the bucket alone.
-    let mut fresh = cfg.clone();
-    fresh.data_dir = dir.path().join("restored");
-    fresh.restore = true;
-    let restored = Engine::open(fresh).await.unwrap();
+    let restored = Engine::open(restored(&cfg, dir.path())).await.unwrap();
     for (&t, want) in instants.iter().zip(&answers) {
         let (got, _) = balances(&restored, StateSpec::new(At::Time(t))).await;
         assert_eq!(&got, want, "restored: balances as of day {}", (t - T0) / DAY);
@@ -472,10 +468,7 @@ async fn state_at_starts_from_snapshots_and_agrees_with_a_full_replay() {
     }
     // A node restored from the bucket starts from the same snapshots.
     engine.close().await.unwrap();
-    let mut fresh = cfg.clone();
-    fresh.data_dir = dir.path().join("restored");
-    fresh.restore = true;
-    let restored = Engine::open(fresh).await.unwrap();
+    let restored = Engine::open(restored(&cfg, dir.path())).await.unwrap();
     let t = T0 + 200 * DAY;
     let mut s = restored.state_at("ledger", StateSpec::new(At::Time(t))).await.unwrap();
     let mut n = 0;
