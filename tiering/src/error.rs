@@ -57,6 +57,10 @@ pub enum Error {
     Fenced { partition: String, epoch: u64, current: u64 },
     #[error("the log writer has stopped{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed { reason: Option<String> },
+    /// A rewrite (compaction, merging) was planned on segments that changed before its commit
+    /// (retention, another rewrite): nothing was changed; plan again.
+    #[error("conflict: {reason}")]
+    Conflict { reason: String },
 }
 
 impl Error {

@@ -22,6 +22,10 @@ pub struct BatchBuilder {
     count: i32,
     base_timestamp: Option<i64>,
     max_timestamp: i64,
+    /// Offset delta of the next record (`push` numbers records densely; `push_at` leaves gaps).
+    next_delta: i32,
+    /// Set by `span`: the batch covers more offsets than its records (a compacted batch).
+    last_offset_delta: Option<i32>,
 }
 
 impl BatchBuilder {
@@ -37,6 +41,8 @@ impl BatchBuilder {
             count: 0,
             base_timestamp: None,
             max_timestamp: -1,
+            next_delta: 0,
+            last_offset_delta: None,
         }
     }
 
@@ -67,6 +73,27 @@ impl BatchBuilder {
         self.records.len()
     }
 
+    /// Makes the batch cover offsets `base..=base + last_offset_delta` whatever records it holds
+    /// (compaction: the offsets of removed records stay inside the batch, so batches still tile the
+    /// log with no gap, as Kafka's cleaner keeps them). An empty batch takes `timestamp` as its
+    /// base and max timestamp.
+    /// Call it after the last `push_at`.
+    pub fn set_span(&mut self, last_offset_delta: i32, timestamp: i64) {
+        debug_assert!(last_offset_delta >= self.next_delta - 1, "the span must cover the records");
+        self.last_offset_delta = Some(last_offset_delta);
+        if self.base_timestamp.is_none() {
+            self.base_timestamp = Some(timestamp);
+            self.max_timestamp = self.max_timestamp.max(timestamp);
+        }
+    }
+
+    /// Appends one record at `offset_delta` from the base offset; deltas must increase.
+    pub fn push_at(&mut self, record: &Record, offset_delta: i32) {
+        debug_assert!(offset_delta >= self.next_delta, "offset deltas must increase");
+        self.next_delta = offset_delta;
+        self.push(record);
+    }
+
     /// Appends one record.
     pub fn push(&mut self, record: &Record) {
         let base = *self.base_timestamp.get_or_insert(record.timestamp);
@@ -76,7 +103,8 @@ impl BatchBuilder {
         );
         body.push(0); // record attributes
         put_varlong(&mut body, record.timestamp.wrapping_sub(base));
-        put_varint(&mut body, self.count);
+        put_varint(&mut body, self.next_delta);
+        self.next_delta += 1;
         put_bytes(&mut body, record.key.as_deref());
         put_bytes(&mut body, record.value.as_deref());
         put_varint(&mut body, record.headers.len() as i32);
@@ -99,7 +127,7 @@ impl BatchBuilder {
         out.push(2); // magic
         out.extend_from_slice(&0u32.to_be_bytes()); // crc, set below
         out.extend_from_slice(&self.compression.attribute_bits().to_be_bytes());
-        out.extend_from_slice(&(self.count - 1).to_be_bytes());
+        out.extend_from_slice(&self.last_offset_delta.unwrap_or(self.next_delta - 1).to_be_bytes());
         let base_ts = self.base_timestamp.unwrap_or(-1);
         out.extend_from_slice(&base_ts.to_be_bytes());
         out.extend_from_slice(&self.max_timestamp.to_be_bytes());

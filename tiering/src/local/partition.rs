@@ -21,7 +21,8 @@ use super::checkpoint::{self, Checkpoint};
 use super::index::SegmentIndex;
 use super::recover::recover;
 use super::segment::{
-    LOG_EXT, Segment, SegmentInfo, SegmentMeta, open_for_append, remove_segment_files, segment_path, sync_dir,
+    INDEX_EXT, LOG_EXT, ScanMode, ScanOutcome, Segment, SegmentInfo, SegmentMeta, TIME_INDEX_EXT, open_for_append,
+    remove_segment_files, scan, segment_path, sync_dir,
 };
 use crate::batch::header::{HEADER_LEN, patch_header, set_crc};
 use crate::batch::{TimestampType, ValidatedBatch};
@@ -649,6 +650,87 @@ impl Partition {
             metrics::counter!(stats::RETENTION_DELETED_SEGMENTS).increment(removed.len() as u64);
         }
         Ok(removed.len())
+    }
+
+    /// Replaces the bytes of the sealed segment at `base` with `data` (compaction). The batches of
+    /// `data` must tile exactly the offsets the segment covers (same first base offset, no gap,
+    /// same next offset) with sound CRCs; otherwise nothing changes and the error says why.
+    ///
+    /// The new log is written to a temporary file and fsynced, then renamed over the old one and
+    /// swapped into the segment list under the writer lock; its index files are written after.
+    /// Readers that took the old segment keep reading the old file (its handle is opened before the
+    /// rename), so no read sees a mix of the two. A crash at any point leaves either the old log or
+    /// the new one (recovery rebuilds missing index files and removes the temporary file).
+    /// Blocking file IO.
+    pub fn replace_sealed(&self, base: i64, data: &[u8]) -> Result<u64> {
+        let old = self.view().segments.get(&base).cloned();
+        let old = old.ok_or(Error::OffsetOutOfRange {
+            offset: base,
+            start: self.log_start_offset(),
+            end: self.high_watermark(),
+        })?;
+        let m = old.meta();
+        let log = segment_path(&self.dir, base, LOG_EXT);
+        let invalid = |reason: String| Error::Corrupt { path: log.clone(), position: 0, reason };
+        if !m.sealed {
+            return Err(invalid("the active segment is never rewritten".into()));
+        }
+        let tmp = log.with_extension("log.tmp");
+        let written = (|| -> std::io::Result<(File, SegmentIndex, ScanOutcome)> {
+            let mut f = File::options().read(true).write(true).create(true).truncate(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_data()?;
+            let mut index = SegmentIndex::new();
+            let len = data.len() as u64;
+            let interval = self.config.index_interval_bytes;
+            let scanned = scan(&f, 0, len, base, base, ScanMode::Validate, &mut index, interval)?;
+            Ok((f, index, scanned))
+        })();
+        let (file, index, scanned) = match written {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::Io { op: "write rewritten segment", path: tmp, error: e });
+            }
+        };
+        if let Some(reason) = scanned.stopped.clone().or_else(|| {
+            (scanned.next_offset != m.next_offset)
+                .then(|| format!("rewritten batches end at {}, the segment at {}", scanned.next_offset, m.next_offset))
+        }) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(invalid(format!("rewritten segment rejected: {reason}")));
+        }
+        // Readers holding the old segment keep its file open across the rename.
+        old.file()?;
+        let meta = SegmentMeta { index, size: data.len() as u64, next_offset: m.next_offset, sealed: true };
+        let new = Arc::new(Segment::new(&self.dir, base, meta, Some(Arc::new(file))));
+        {
+            let _st = self.lock_writer();
+            let mut v = self.view.write().expect("invariant: partition view lock not poisoned");
+            if !v.segments.get(&base).is_some_and(|s| Arc::ptr_eq(s, &old)) {
+                drop(v);
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::Conflict {
+                    reason: format!(
+                        "segment {} changed (retention or another rewrite) while it was rewritten",
+                        log.display()
+                    ),
+                });
+            }
+            // Stale index files must not outlive the log they describe, even across a crash.
+            for ext in [INDEX_EXT, TIME_INDEX_EXT] {
+                match std::fs::remove_file(segment_path(&self.dir, base, ext)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::Io { op: "remove index file", path: log.clone(), error: e }),
+                }
+            }
+            std::fs::rename(&tmp, &log).map_err(Error::io("rename rewritten segment", &log))?;
+            v.segments.insert(base, new.clone());
+        }
+        new.seal(&self.dir)?;
+        sync_dir(&self.dir)?;
+        Ok(m.size.saturating_sub(data.len() as u64))
     }
 
     /// fsyncs what was written and records a checkpoint at the end of the log.

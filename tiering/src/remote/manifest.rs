@@ -126,6 +126,50 @@ pub struct Head {
     /// State snapshots, oldest first (at most [`MAX_SNAPSHOTS`]; older ones are deleted).
     #[serde(default)]
     pub snapshots: Vec<SnapshotRef>,
+    /// What compaction and merging did to the remote log.
+    #[serde(default)]
+    pub compaction: CompactionState,
+}
+
+/// Compaction and merging of a partition's remote log, as recorded in its manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactionState {
+    /// Key compaction has cleaned the log below this offset: every record there is the latest of
+    /// its key as of this offset (or newer records of its key follow).
+    pub cleaned_to: i64,
+    /// Key-compaction passes committed.
+    pub passes: u64,
+    /// Records removed by key compaction, in all.
+    pub removed_records: u64,
+    /// Segments merged away (input segments minus output segments), in all.
+    pub merged_segments: u64,
+    /// When the last rewrite was committed (ms since the epoch; 0: never).
+    pub last_ms: i64,
+}
+
+/// Live segments swapped for rewritten ones that cover exactly the same offsets (key compaction,
+/// merging). Readers holding the old entries keep reading the old objects, which are deleted
+/// only after the grace period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replace {
+    /// The live entries replaced: contiguous, and the commit fails with [`Error::Conflict`]
+    /// unless the manifest still holds exactly these.
+    pub old: Vec<SegmentEntry>,
+    /// Their replacement: contiguous, from the first old base offset to the last old next offset.
+    pub new: Vec<SegmentEntry>,
+}
+
+impl Replace {
+    fn bounds(&self) -> Option<(i64, i64)> {
+        let contiguous = |v: &[SegmentEntry]| v.windows(2).all(|w| w[0].next_offset == w[1].base_offset);
+        let (of, ol) = (self.old.first()?, self.old.last()?);
+        let (nf, nl) = (self.new.first()?, self.new.last()?);
+        let ok = contiguous(&self.old)
+            && contiguous(&self.new)
+            && of.base_offset == nf.base_offset
+            && ol.next_offset == nl.next_offset;
+        ok.then_some((of.base_offset, ol.next_offset))
+    }
 }
 
 /// Snapshots a manifest keeps; an older one is dropped (and deleted after the grace period)
@@ -165,6 +209,7 @@ impl Head {
             segments: Vec::new(),
             pending_deletes: Vec::new(),
             snapshots: Vec::new(),
+            compaction: CompactionState::default(),
         }
     }
 
@@ -297,6 +342,10 @@ pub struct Change {
     pub deleted: Vec<String>,
     /// A new state snapshot (its object already written), newer than any in the head.
     pub snapshot: Option<SnapshotRef>,
+    /// Rewritten segments swapped in (their objects already written), applied in order.
+    pub replace: Vec<Replace>,
+    /// The compaction state after this commit.
+    pub compaction: Option<CompactionState>,
 }
 
 impl Manifest {
@@ -432,6 +481,13 @@ impl Manifest {
             head.totals.records += e.records;
             head.segments.push(e);
         }
+        let mut chunk_writes = 0;
+        for r in change.replace {
+            chunk_writes += self.replace(epoch, &mut head, r, now_ms + grace_ms as i64).await?;
+        }
+        if let Some(c) = change.compaction {
+            head.compaction = c;
+        }
         if let Some(cut) = change.drop_before {
             self.drop_before(&mut head, cut, now_ms + grace_ms as i64).await?;
         }
@@ -466,7 +522,7 @@ impl Manifest {
                 head.pending_deletes.push(head_pending(c.key(&self.keys), now_ms + grace_ms as i64));
             }
             head.chunks.push(r);
-        } else if head.segments.len() >= 2 * self.chunk_segments {
+        } else if head.segments.len() >= 2 * self.chunk_segments && chunk_writes == 0 {
             let moved: Vec<SegmentEntry> = head.segments.drain(..self.chunk_segments).collect();
             let r = self.write_chunk(epoch, &moved, 0).await?;
             head.chunks.push(r);
@@ -552,6 +608,81 @@ impl Manifest {
             .expect("invariant: manifest lock not poisoned")
             .insert(r.id.clone(), Arc::new(entries.to_vec()));
         Ok(r)
+    }
+
+    /// Applies one [`Replace`] to `head`: splices the new entries in where the old ones were, in the
+    /// head's entries or (rewriting them as one new chunk) in the chunks that hold them, and queues
+    /// the old objects (and chunks) for deletion. Returns the chunks written.
+    async fn replace(&self, epoch: u64, head: &mut Head, r: Replace, delete_after_ms: i64) -> Result<usize> {
+        let Some((from, to)) = r.bounds() else {
+            return Err(corrupt(
+                &self.keys.head(),
+                "a rewrite's old and new segments do not cover the same offsets".into(),
+            ));
+        };
+        let conflict = |why: &str| Error::Conflict {
+            reason: format!("segments {from}..{to} of {}-{} {why}", head.topic, head.partition),
+        };
+        if head.is_empty() || from < head.log_start_offset || to > head.next_offset {
+            return Err(conflict("are no longer all in the remote log"));
+        }
+        let same = |a: &[SegmentEntry], b: &[SegmentEntry]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.base_offset == y.base_offset && x.id == y.id)
+        };
+        let splice = |entries: &mut Vec<SegmentEntry>| -> bool {
+            let Some(p) = entries.iter().position(|e| e.base_offset == from) else { return false };
+            if p + r.old.len() > entries.len() || !same(&entries[p..p + r.old.len()], &r.old) {
+                return false;
+            }
+            entries.splice(p..p + r.old.len(), r.new.iter().cloned());
+            true
+        };
+        let overlapping: Vec<usize> = (0..head.chunks.len())
+            .filter(|&i| head.chunks[i].base_offset < to && head.chunks[i].next_offset > from)
+            .collect();
+        let mut written = 0;
+        if overlapping.is_empty() {
+            if !splice(&mut head.segments) {
+                return Err(conflict("changed since the rewrite was planned"));
+            }
+        } else {
+            let (first, last) = (overlapping[0], *overlapping.last().expect("invariant: not empty"));
+            let mut entries = Vec::new();
+            for c in &head.chunks[first..=last] {
+                entries.extend(self.chunk(c).await?.iter().cloned());
+            }
+            // A range that runs past the last chunk takes the head's first entries with it.
+            let mut taken = 0;
+            while head.chunks[last].next_offset < to
+                && taken < head.segments.len()
+                && head.segments[taken].base_offset < to
+            {
+                entries.push(head.segments[taken].clone());
+                taken += 1;
+            }
+            if !splice(&mut entries) {
+                return Err(conflict("changed since the rewrite was planned"));
+            }
+            let level = head.chunks[first..=last].iter().map(|c| c.level).max().unwrap_or(0);
+            let new_ref = self.write_chunk(epoch, &entries, level).await?;
+            written += 1;
+            for c in head.chunks.splice(first..=last, [new_ref]) {
+                head.pending_deletes.push(head_pending(c.key(&self.keys), delete_after_ms));
+            }
+            head.segments.drain(..taken);
+        }
+        for e in &r.old {
+            head.totals.bytes -= e.size;
+            head.totals.records -= e.records;
+            head.pending_deletes.push(head_pending(e.segment_key(&self.keys), delete_after_ms));
+            head.pending_deletes.push(head_pending(e.index_key(&self.keys), delete_after_ms));
+        }
+        for e in &r.new {
+            head.totals.bytes += e.size;
+            head.totals.records += e.records;
+        }
+        head.totals.segments = head.totals.segments + r.new.len() as u64 - r.old.len() as u64;
+        Ok(written)
     }
 
     /// Moves the log start to `cut` (a segment boundary at or below the remote end) and queues the

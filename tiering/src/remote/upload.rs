@@ -193,6 +193,60 @@ impl Uploader {
         Ok(snap)
     }
 
+    /// Writes a rewritten segment (the output of key compaction or merging) as a new object with
+    /// its index, checking every batch's CRC and that its batches cover exactly `base..next`.
+    /// It is not part of the log until [`Uploader::commit_rewrite`] swaps it in; if that never
+    /// happens it is an orphan for the sweep.
+    pub async fn put_rewritten(&self, log: &Arc<RemoteLog>, base: i64, next: i64, data: Bytes) -> Result<SegmentEntry> {
+        let inner = &self.inner;
+        let id = keys::new_id();
+        let key = log.manifest().keys().segment(base, log.epoch, &id);
+        let scan = data.clone();
+        let index = tokio::task::spawn_blocking(move || super::index::scan_segment(&scan))
+            .await
+            .map_err(|e| Error::Closed { reason: Some(format!("index task failed: {e}")) })?
+            .map_err(|(position, reason)| Error::Corrupt { path: key.to_string().into(), position, reason })?;
+        let size = data.len() as u64;
+        let _permit = inner.permits.acquire().await.map_err(|_| Error::Closed { reason: None })?;
+        retry(&inner.config, "upload rewritten segment", &key, || {
+            inner.store.put(&key, PutPayload::from(data.clone()))
+        })
+        .await?;
+        put_index(inner, log, &id, (base, next), size, &index).await
+    }
+
+    /// Swaps rewritten segments (written by [`Uploader::put_rewritten`]) for the ones they
+    /// replace, in one manifest commit serialised with the partition's uploads, and records the
+    /// compaction state. The old objects are deleted after the grace period. On
+    /// [`Error::Conflict`] (the old segments changed meanwhile) the new objects are deleted.
+    pub async fn commit_rewrite(
+        &self,
+        log: &Arc<RemoteLog>,
+        replace: Vec<super::manifest::Replace>,
+        compaction: super::manifest::CompactionState,
+    ) -> Result<Arc<super::manifest::Head>> {
+        let result = {
+            let _g = log.work.lock().await;
+            if let Some(e) = log.fenced_error() {
+                return Err(e);
+            }
+            let now = self.inner.clock.now_ms();
+            let change = Change { replace: replace.clone(), compaction: Some(compaction), ..Default::default() };
+            log.manifest().commit(log.epoch, change, now, self.inner.config.delete_grace_ms).await
+        };
+        if let Err(Error::Conflict { .. }) = &result {
+            let keys = log.manifest().keys();
+            for e in replace.iter().flat_map(|r| r.new.iter()) {
+                for key in [e.segment_key(keys), e.index_key(keys)] {
+                    if let Err(err) = self.inner.store.delete(&key).await {
+                        tracing::debug!(%key, error = %err, "delete of an unused rewritten object failed; the sweep will");
+                    }
+                }
+            }
+        }
+        result
+    }
+
     /// Runs the orphan sweep over `log` now, whatever its schedule.
     pub async fn sweep(&self, log: &Arc<RemoteLog>) -> Result<u64> {
         let _g = log.work.lock().await;
@@ -295,7 +349,7 @@ async fn pass_locked(inner: &Arc<Inner>, log: &Arc<RemoteLog>) -> Result<PassRep
         let before = head.totals.segments + entries.len() as u64;
         let uploaded: u64 = entries.iter().map(|e| e.size).sum();
         let n = entries.len() as u64;
-        let change = Change { append: entries, drop_before: cut, deleted: deleted.clone(), snapshot: None };
+        let change = Change { append: entries, drop_before: cut, deleted: deleted.clone(), ..Default::default() };
         let head = log.manifest().commit(log.epoch, change, now, inner.config.delete_grace_ms).await?;
         log.local.set_tiered_offset(head.next_offset);
         metrics::counter!(stats::UPLOADED_BYTES).increment(uploaded);
@@ -408,28 +462,52 @@ async fn upload_segment(inner: &Arc<Inner>, log: &RemoteLog, s: &SegmentInfo) ->
             }
         }
     };
-    let last = index.rows.last().ok_or_else(|| corrupt((0, "sealed segment has no batches".into())))?;
-    if index.rows[0].base_offset != s.base_offset || last.last_offset + 1 != s.next_offset {
-        return Err(corrupt((0, format!("segment holds {}..={}", index.rows[0].base_offset, last.last_offset))));
-    }
-    let index_key = keys.index(s.base_offset, log.epoch, &id);
-    let encoded = index.encode().map_err(|e| corrupt((0, format!("encode index: {e}"))))?;
-    retry(config, "upload index", &index_key, || inner.store.put(&index_key, PutPayload::from(encoded.clone())))
-        .await?;
+    let bounds = (s.base_offset, s.next_offset);
+    let entry = put_index(inner, log, &id, bounds, s.size, &index).await.map_err(|e| match e {
+        Error::Corrupt { position, reason, .. } => corrupt((position, reason)),
+        e => e,
+    })?;
     metrics::counter!(stats::UPLOADED_SEGMENTS, "kind" => kind).increment(1);
     metrics::histogram!(stats::UPLOAD_SEGMENT_SECONDS).record(started.elapsed().as_secs_f64());
     tracing::debug!(partition = %log.local.name(), base = s.base_offset, size = s.size, kind, "segment uploaded");
+    Ok(entry)
+}
+
+/// Checks that a segment object's index covers exactly `base..next`, PUTs the index, and returns
+/// the segment's manifest entry (the segment object itself is already written).
+async fn put_index(
+    inner: &Arc<Inner>,
+    log: &RemoteLog,
+    id: &str,
+    (base, next): (i64, i64),
+    size: u64,
+    index: &SegmentIndex,
+) -> Result<SegmentEntry> {
+    let keys = log.manifest().keys();
+    let key = keys.segment(base, log.epoch, id);
+    let corrupt = |reason: String| Error::Corrupt { path: key.to_string().into(), position: 0, reason };
+    let last = index.rows.last().ok_or_else(|| corrupt("segment has no batches".into()))?;
+    if index.rows[0].base_offset != base || last.last_offset + 1 != next {
+        return Err(corrupt(format!(
+            "segment holds {}..={}, not {base}..{next}",
+            index.rows[0].base_offset, last.last_offset
+        )));
+    }
+    let index_key = keys.index(base, log.epoch, id);
+    let encoded = index.encode().map_err(|e| corrupt(format!("encode index: {e}")))?;
+    retry(&inner.config, "upload index", &index_key, || inner.store.put(&index_key, PutPayload::from(encoded.clone())))
+        .await?;
     Ok(SegmentEntry {
-        base_offset: s.base_offset,
-        next_offset: s.next_offset,
+        base_offset: base,
+        next_offset: next,
         min_timestamp: index.first_timestamp(),
         max_timestamp: index.max_timestamp(),
-        size: s.size,
+        size,
         index_size: encoded.len() as u64,
         records: index.records(),
         batches: index.rows.len() as u64,
         epoch: log.epoch,
-        id,
+        id: id.to_owned(),
         uploaded_ms: inner.clock.now_ms(),
     })
 }
