@@ -54,6 +54,10 @@ pub enum Error {
     ReadOnly { op: &'static str },
     #[error("tierlog is closed{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed { reason: Option<String> },
+    /// Compaction found the segments it planned on changed (retention ran meanwhile); nothing was
+    /// changed, and the next run plans again.
+    #[error("conflict: {reason}")]
+    Conflict { reason: String },
 }
 
 impl Error {
@@ -68,7 +72,9 @@ impl Error {
             Error::Corrupt { .. } | Error::CorruptBatch { .. } => ErrorKind::Data,
             Error::Closed { .. } | Error::Fenced { .. } => ErrorKind::Closed,
             Error::ReadOnly { .. } => ErrorKind::Invalid,
-            Error::DataDirLocked { .. } | Error::Io { .. } | Error::Remote { .. } => ErrorKind::Unavailable,
+            Error::DataDirLocked { .. } | Error::Io { .. } | Error::Remote { .. } | Error::Conflict { .. } => {
+                ErrorKind::Unavailable
+            }
         }
     }
 
@@ -100,6 +106,7 @@ impl From<tiering::Error> for Error {
             T::Closed { reason } => Error::Closed { reason },
             T::Remote { op, key, error } => Error::Remote { op, key, error },
             T::Fenced { partition, epoch, current } => Error::Fenced { partition, epoch, current },
+            T::Conflict { reason } => Error::Conflict { reason },
         }
     }
 }
