@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use compaction::{CompactionConfig, CompactorConfig};
 use serde::{Deserialize, Serialize};
 use tiering::LogConfig;
 use tiering::local::WriterConfig;
@@ -17,8 +18,19 @@ pub enum CleanupPolicy {
     /// Old segments are deleted by retention (default).
     #[default]
     Delete,
-    /// Only the latest record per key is kept (compaction arrives with the compaction crate).
+    /// Only the latest record per key is kept (key compaction, in both tiers); retention settings
+    /// still apply if set.
     Compact,
+    /// Both, as Kafka's `compact,delete`: key compaction, and retention deletes old segments.
+    #[serde(rename = "compact,delete")]
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Whether key compaction runs on the topic.
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
 }
 
 /// A topic's settings, stored with the topic in `<data_dir>/topics/<name>.json`.
@@ -30,11 +42,19 @@ pub struct TopicConfig {
     pub cleanup_policy: CleanupPolicy,
     /// Segment, durability, timestamp and local retention settings.
     pub log: LogConfig,
+    /// Key compaction (for `compact` policies), merging of small remote segments, and scheduled
+    /// state snapshots.
+    pub compaction: CompactionConfig,
 }
 
 impl Default for TopicConfig {
     fn default() -> Self {
-        Self { partitions: 1, cleanup_policy: CleanupPolicy::Delete, log: LogConfig::default() }
+        Self {
+            partitions: 1,
+            cleanup_policy: CleanupPolicy::Delete,
+            log: LogConfig::default(),
+            compaction: CompactionConfig::default(),
+        }
     }
 }
 
@@ -46,6 +66,9 @@ impl TopicConfig {
                 reason: format!("{} is outside 1..=10000", self.partitions),
             });
         }
+        self.compaction
+            .validate()
+            .map_err(|(field, reason)| Error::InvalidConfig { field: format!("compaction.{field}"), reason })?;
         self.log.validate().map_err(|e| match e {
             tiering::Error::InvalidConfig { field, reason } => {
                 Error::InvalidConfig { field: format!("log.{field}"), reason }
@@ -83,6 +106,8 @@ pub struct EngineConfig {
     /// heads cost no transfer). New segments become visible within this delay plus one GET.
     /// Default 1000 ms.
     pub replica_poll_ms: u64,
+    /// The background compactor: key compaction, merging and scheduled snapshots.
+    pub compactor: CompactorConfig,
 }
 
 impl Default for EngineConfig {
@@ -96,6 +121,7 @@ impl Default for EngineConfig {
             restore: false,
             read_only: false,
             replica_poll_ms: 1000,
+            compactor: CompactorConfig::default(),
         }
     }
 }
@@ -148,6 +174,9 @@ impl EngineConfig {
             });
         }
         self.tiering.validate()?;
+        self.compactor
+            .validate()
+            .map_err(|(field, reason)| Error::InvalidConfig { field: format!("compactor.{field}"), reason })?;
         if let Some(store) = &self.object_store {
             store.validate()?;
         }

@@ -73,7 +73,7 @@ pub struct TopicDescription {
     pub partitions: Vec<PartitionDescription>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     config: EngineConfig,
     clock: Arc<dyn Clock>,
     writer: LogWriter,
@@ -89,6 +89,11 @@ struct Inner {
     closed: std::sync::atomic::AtomicBool,
     /// The data dir's lock, held until `close`: one engine per data dir.
     lock: std::sync::Mutex<Option<File>>,
+    /// One compaction (or scheduled snapshot) at a time per engine.
+    compacting: AsyncMutex<()>,
+    /// The background compactor, stopped by `close`.
+    compactor: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    compactor_stop: Arc<tokio::sync::Notify>,
 }
 
 /// A tierlog engine over one data dir. Cheap to clone; every clone is the same engine.
@@ -194,6 +199,9 @@ impl Engine {
             create: AsyncMutex::new(()),
             closed: false.into(),
             lock: std::sync::Mutex::new(Some(lock)),
+            compacting: AsyncMutex::new(()),
+            compactor: std::sync::Mutex::new(None),
+            compactor_stop: Arc::new(tokio::sync::Notify::new()),
         });
         let engine = Engine { inner };
         if engine.inner.config.read_only {
@@ -207,6 +215,14 @@ impl Engine {
         for (name, cfg, partitions, manifests) in loaded {
             let topic = engine.attach(&name, cfg, partitions, manifests).await?;
             engine.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
+        }
+        if engine.inner.config.compactor.enabled {
+            let task = crate::compactor::spawn(
+                Arc::downgrade(&engine.inner),
+                engine.inner.config.compactor.interval_ms,
+                engine.inner.compactor_stop.clone(),
+            );
+            *engine.inner.compactor.lock().expect("invariant: lock not poisoned") = Some(task);
         }
         tracing::info!(topics = engine.list_topics().len(), "engine open");
         Ok(engine)
@@ -387,6 +403,29 @@ impl Engine {
         self.check_writable("tiering")?;
         let t = self.topic(topic)?;
         Ok(t.remotes[self.index(&t, topic, partition)?].clone())
+    }
+
+    /// What compaction works on in a topic: its settings, local partitions and remote logs.
+    pub(crate) fn compaction_targets(
+        &self,
+        topic: &str,
+    ) -> Result<(TopicConfig, Vec<Arc<Partition>>, Vec<Arc<RemoteLog>>)> {
+        self.check_open()?;
+        self.check_writable("compaction")?;
+        let t = self.topic(topic)?;
+        Ok((t.config.clone(), t.partitions.clone(), t.remotes.clone()))
+    }
+
+    pub(crate) fn uploader(&self) -> &Uploader {
+        &self.inner.uploader
+    }
+
+    pub(crate) fn compaction_lock(&self) -> &AsyncMutex<()> {
+        &self.inner.compacting
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Engine {
+        Engine { inner }
     }
 
     /// Creates a topic with its partitions; its settings are stored durably first.
@@ -612,6 +651,11 @@ impl Engine {
     pub async fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return Ok(());
+        }
+        self.inner.compactor_stop.notify_one();
+        let task = self.inner.compactor.lock().expect("invariant: lock not poisoned").take();
+        if let Some(t) = task {
+            let _ = t.await;
         }
         self.inner.uploader.shutdown().await;
         let res = self.inner.writer.shutdown().await.map_err(Error::from);

@@ -36,6 +36,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod compactor;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -44,6 +45,8 @@ pub mod replay;
 pub mod server;
 pub mod state;
 
+pub use compaction::{CompactionConfig, CompactorConfig, Phase, Progress, Report as CompactionReport};
+pub use compactor::{CompactionStatus, PartitionCompaction, ProgressFn};
 pub use config::{CleanupPolicy, EngineConfig, TopicConfig};
 pub use engine::{Engine, PartitionDescription, TopicDescription};
 pub use error::{Error, ErrorKind, Result};

@@ -47,9 +47,24 @@ pub struct CreateArgs {
     /// Keep at most this many bytes per partition locally.
     #[arg(long)]
     pub local_retention_bytes: Option<u64>,
-    /// delete | compact
+    /// delete | compact | compact,delete
     #[arg(long, value_parser = parse_cleanup)]
     pub cleanup_policy: Option<CleanupPolicy>,
+    /// Keep tombstones this long (ms) after they become the latest record of their key.
+    #[arg(long)]
+    pub delete_retention_ms: Option<u64>,
+    /// Never compact records younger than this (ms).
+    #[arg(long)]
+    pub min_compaction_lag_ms: Option<u64>,
+    /// Compact once the dirty share of the log reaches this (0..=1).
+    #[arg(long)]
+    pub min_dirty_ratio: Option<f64>,
+    /// Merge adjacent small remote segments up to this size (bytes; 0: never).
+    #[arg(long)]
+    pub merge_target_bytes: Option<u64>,
+    /// Write a state snapshot this often (ms); 0 turns scheduled snapshots off.
+    #[arg(long)]
+    pub snapshot_interval_ms: Option<u64>,
     #[arg(long)]
     pub max_batch_bytes: Option<usize>,
 }
@@ -58,7 +73,8 @@ fn parse_cleanup(s: &str) -> Result<CleanupPolicy, String> {
     match s {
         "delete" => Ok(CleanupPolicy::Delete),
         "compact" => Ok(CleanupPolicy::Compact),
-        _ => Err(format!("{s:?}: use `delete` or `compact`")),
+        "compact,delete" | "delete,compact" => Ok(CleanupPolicy::CompactDelete),
+        _ => Err(format!("{s:?}: use `delete`, `compact` or `compact,delete`")),
     }
 }
 
@@ -85,6 +101,21 @@ impl CreateArgs {
         }
         if let Some(v) = self.local_retention_bytes {
             c.log.local_retention_bytes = Some(v);
+        }
+        if let Some(v) = self.delete_retention_ms {
+            c.compaction.delete_retention_ms = v;
+        }
+        if let Some(v) = self.min_compaction_lag_ms {
+            c.compaction.min_compaction_lag_ms = v;
+        }
+        if let Some(v) = self.min_dirty_ratio {
+            c.compaction.min_dirty_ratio = v;
+        }
+        if let Some(v) = self.merge_target_bytes {
+            c.compaction.merge_target_bytes = v;
+        }
+        if let Some(v) = self.snapshot_interval_ms {
+            c.compaction.snapshot_interval_ms = (v > 0).then_some(v);
         }
         if let Some(v) = self.cleanup_policy {
             c.cleanup_policy = v;

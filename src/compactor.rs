@@ -1,0 +1,190 @@
+//! Compaction as the engine runs it: [`Engine::compact`] on request (`tierlog compact`), and a
+//! background task that, every `compactor.interval_ms`, compacts and merges each partition the
+//! planner finds work in, and writes the scheduled state snapshots that are due.
+//!
+//! One compaction runs at a time per engine. Key compaction runs only on topics whose cleanup
+//! policy includes `compact`; merging and snapshots on every topic.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use compaction::local::{LocalState, compact_local};
+use compaction::remote::compact_remote;
+use compaction::{Progress, Report};
+use tiering::local::Partition;
+use tiering::remote::{RemoteLog, SnapshotRef};
+use tokio::sync::Notify;
+
+use crate::config::TopicConfig;
+use crate::engine::{Engine, Inner};
+use crate::error::{Error, Result};
+
+/// Passes per partition per background round (a dirty section bigger than the key map goes on in
+/// the next round); `tierlog compact` runs until the partition is clean.
+const PASSES_PER_ROUND: u64 = 4;
+const PASSES_ON_REQUEST: u64 = u64::MAX;
+
+/// Receives progress of a compaction: the partition and how far its current phase is.
+pub type ProgressFn = Arc<dyn Fn(u32, Progress) + Send + Sync>;
+
+/// What compaction did to one partition.
+#[derive(Debug, Clone)]
+pub struct PartitionCompaction {
+    pub partition: u32,
+    /// Key compaction of the local segments (empty for topics that do not compact).
+    pub local: Report,
+    /// Key compaction and merging of the remote segments.
+    pub remote: Report,
+}
+
+/// A partition's compaction state, for `describe` and `inspect`.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionStatus {
+    pub local: LocalState,
+    pub remote: tiering::remote::manifest::CompactionState,
+}
+
+impl Engine {
+    /// Compacts the topic's partitions (all, or `partitions`) now: key compaction of local and
+    /// remote segments until clean (for `compact` topics), then merging of small remote segments.
+    pub async fn compact(
+        &self,
+        topic: &str,
+        partitions: Option<&[u32]>,
+        progress: Option<ProgressFn>,
+    ) -> Result<Vec<PartitionCompaction>> {
+        let (config, locals, remotes) = self.compaction_targets(topic)?;
+        let all: Vec<u32> = (0..locals.len() as u32).collect();
+        let chosen = partitions.unwrap_or(&all);
+        if let Some(&p) = chosen.iter().find(|&&p| p as usize >= locals.len()) {
+            return Err(Error::UnknownPartition { topic: topic.into(), partition: p, partitions: locals.len() as u32 });
+        }
+        let progress = progress.unwrap_or_else(|| Arc::new(|_, _| {}));
+        let mut out = Vec::new();
+        for &p in chosen {
+            let (local, remote) = (&locals[p as usize], &remotes[p as usize]);
+            let done = self.compact_partition(topic, &config, local, remote, p, PASSES_ON_REQUEST, &progress).await?;
+            out.push(done);
+        }
+        Ok(out)
+    }
+
+    /// The compaction state of a partition: how far its local and remote logs are clean.
+    pub fn compaction_status(&self, topic: &str, partition: u32) -> Result<CompactionStatus> {
+        let (_, locals, remotes) = self.compaction_targets(topic)?;
+        let i = partition as usize;
+        let (Some(local), Some(remote)) = (locals.get(i), remotes.get(i)) else {
+            return Err(Error::UnknownPartition { topic: topic.into(), partition, partitions: locals.len() as u32 });
+        };
+        Ok(CompactionStatus { local: LocalState::load(local.dir()), remote: remote.manifest().head().compaction })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn compact_partition(
+        &self,
+        topic: &str,
+        config: &TopicConfig,
+        local: &Arc<Partition>,
+        remote: &Arc<RemoteLog>,
+        partition: u32,
+        max_passes: u64,
+        progress: &ProgressFn,
+    ) -> Result<PartitionCompaction> {
+        let _one = self.compaction_lock().lock().await;
+        if let Some(e) = remote.fenced_error() {
+            return Err(Error::storage(topic, partition, e));
+        }
+        let map_bytes = self.config().compactor.map_bytes;
+        let now = self.clock().now_ms();
+        let compacts = config.cleanup_policy.compacts();
+        let local_report = if compacts {
+            let (p, c, pr) = (local.clone(), config.compaction.clone(), progress.clone());
+            tokio::task::spawn_blocking(move || {
+                compact_local(&p, &c, map_bytes, now, max_passes, &|x| pr(partition, x))
+            })
+            .await
+            .map_err(|e| Error::Closed { reason: Some(format!("compaction task failed: {e}")) })?
+            .map_err(|e| Error::storage(topic, partition, e))?
+        } else {
+            Report::default()
+        };
+        let on_progress = |x| progress(partition, x);
+        let remote_report = compact_remote(
+            remote,
+            self.uploader(),
+            &config.compaction,
+            compacts,
+            map_bytes,
+            now,
+            max_passes,
+            &on_progress,
+        )
+        .await
+        .map_err(|e| Error::storage(topic, partition, e))?;
+        Ok(PartitionCompaction { partition, local: local_report, remote: remote_report })
+    }
+
+    /// One round of the background task over every topic and partition.
+    async fn background_round(&self) {
+        let quiet: ProgressFn = Arc::new(|_, _| {});
+        for topic in self.list_topics() {
+            let Ok((config, locals, remotes)) = self.compaction_targets(&topic) else { return };
+            for (i, (local, remote)) in locals.iter().zip(&remotes).enumerate() {
+                let p = i as u32;
+                if remote.fenced().is_some() {
+                    continue;
+                }
+                match self.compact_partition(&topic, &config, local, remote, p, PASSES_PER_ROUND, &quiet).await {
+                    Ok(done) if !done.local.is_empty() || !done.remote.is_empty() => {
+                        tracing::info!(topic, partition = p, local = ?done.local, remote = ?done.remote, "compacted");
+                    }
+                    Ok(_) => {}
+                    Err(Error::Closed { .. }) => return,
+                    Err(e) => {
+                        metrics::counter!(compaction::stats::FAILURES).increment(1);
+                        tracing::warn!(topic, partition = p, error = %e, "compaction failed; the next round retries");
+                    }
+                }
+                if let Err(e) = self.snapshot_if_due(&topic, &config, remote, p).await {
+                    tracing::warn!(topic, partition = p, error = %e, "scheduled snapshot failed; the next round retries");
+                }
+            }
+        }
+    }
+
+    /// Writes the partition's state snapshot if its topic's `snapshot_interval_ms` has passed since
+    /// the last one (and the archived log grew).
+    async fn snapshot_if_due(
+        &self,
+        topic: &str,
+        config: &TopicConfig,
+        remote: &RemoteLog,
+        partition: u32,
+    ) -> Result<Option<SnapshotRef>> {
+        let Some(every) = config.compaction.snapshot_interval_ms else { return Ok(None) };
+        let head = remote.manifest().head();
+        let now = self.clock().now_ms();
+        if head.is_empty() || head.snapshots.last().is_some_and(|s| now - s.created_ms < every as i64) {
+            return Ok(None);
+        }
+        let _one = self.compaction_lock().lock().await;
+        self.snapshot(topic, partition).await
+    }
+}
+
+/// Starts the background compactor; it holds the engine only while a round runs, and stops when
+/// `stop` is notified (by `close`) or the engine is gone.
+pub(crate) fn spawn(inner: Weak<Inner>, interval_ms: u64, stop: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(interval_ms)) => {}
+                _ = stop.notified() => return,
+            }
+            let Some(inner) = inner.upgrade() else { return };
+            // A round runs to its end (`close` waits for it): a rewrite is never cut in half. It
+            // stops early once the engine is closed (every call then fails with `Closed`).
+            Engine::from_inner(inner).background_round().await;
+        }
+    })
+}

@@ -1,0 +1,277 @@
+//! Key compaction and merging end to end, through the engine: the latest record per key survives
+//! in both tiers with its offset unchanged, tombstones go after `delete_retention_ms`, state as of
+//! any offset at or after the compaction point is what the uncompacted log gives (proptest), and
+//! remote swaps against SeaweedFS lose nothing and leave no dangling reference while a reader runs
+//! and the bucket fails in the middle of a swap.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use tierlog::batch::{BatchBuilder, Compression, Record};
+use tierlog::{At, CleanupPolicy, CompactionConfig, Engine, EngineConfig, LogConfig, StateSpec, TopicConfig};
+
+/// (offset, key, value) of every record appended; `None` is a tombstone.
+type Log = Vec<(i64, Bytes, Option<Bytes>)>;
+
+fn compact_topic(segment_bytes: u64, local_retention_bytes: Option<u64>) -> TopicConfig {
+    TopicConfig {
+        partitions: 1,
+        cleanup_policy: CleanupPolicy::Compact,
+        log: LogConfig { segment_bytes, local_retention_bytes, ..Default::default() },
+        compaction: CompactionConfig {
+            delete_retention_ms: 0,
+            min_dirty_ratio: 0.0,
+            merge_target_bytes: 256 << 10,
+            snapshot_interval_ms: None,
+            ..Default::default()
+        },
+    }
+}
+
+fn engine_config(dir: &std::path::Path) -> EngineConfig {
+    let mut c = common::config(dir);
+    c.compactor.enabled = false; // the tests call compact themselves
+    c
+}
+
+/// Appends `ops` in batches of `per_batch`, with timestamps in the past (so tombstones are old).
+async fn append(engine: &Engine, topic: &str, ops: &[(Bytes, Option<Bytes>)], per_batch: usize) -> Log {
+    let mut log = Vec::new();
+    for chunk in ops.chunks(per_batch.max(1)) {
+        let records: Vec<Record> = chunk
+            .iter()
+            .map(|(k, v)| Record { key: Some(k.clone()), value: v.clone(), headers: vec![], timestamp: 1_000 })
+            .collect();
+        let at = engine.append(topic, 0, BatchBuilder::from_records(Compression::Lz4, &records)).await.unwrap();
+        for (i, (k, v)) in chunk.iter().enumerate() {
+            log.push((at.base_offset + i as i64, k.clone(), v.clone()));
+        }
+    }
+    log
+}
+
+/// The state the uncompacted log gives as of offset `at` (inclusive).
+fn expected(log: &Log, at: i64) -> BTreeMap<Bytes, Bytes> {
+    let mut m = BTreeMap::new();
+    for (o, k, v) in log.iter().filter(|(o, ..)| *o <= at) {
+        let _ = o;
+        match v {
+            Some(v) => m.insert(k.clone(), v.clone()),
+            None => m.remove(k),
+        };
+    }
+    m
+}
+
+async fn state(engine: &Engine, topic: &str, at: i64) -> BTreeMap<Bytes, Bytes> {
+    let spec = StateSpec { use_snapshots: false, ..StateSpec::new(At::Offset(at)) };
+    let mut s = engine.state_at(topic, spec).await.unwrap();
+    let mut m = BTreeMap::new();
+    while let Some(e) = s.next().await.unwrap() {
+        m.insert(e.key, e.value);
+    }
+    m
+}
+
+/// Every record the engine serves from `from` to the end, checked against the appended log:
+/// offsets strictly increase, and every record is the one appended at its offset.
+async fn read_all(engine: &Engine, topic: &str, from: i64, end: i64, log: &Log) -> Vec<i64> {
+    let by_offset: BTreeMap<i64, (Bytes, Option<Bytes>)> =
+        log.iter().map(|(o, k, v)| (*o, (k.clone(), v.clone()))).collect();
+    let mut offsets = Vec::new();
+    let mut at = from;
+    while at < end {
+        let r = engine.read(topic, 0, at, 64 << 10).await.unwrap();
+        let next = r.next_offset().expect("a read below the end returns a batch");
+        assert!(next > at, "reads advance");
+        for rec in r.records().unwrap().into_iter().filter(|r| r.offset >= at) {
+            assert!(offsets.last().is_none_or(|&l| rec.offset > l), "offsets increase");
+            let (k, v) = &by_offset[&rec.offset];
+            assert_eq!((rec.key.as_ref(), rec.value.as_ref()), (Some(k), v.as_ref()), "record at {}", rec.offset);
+            offsets.push(rec.offset);
+        }
+        at = next;
+    }
+    offsets
+}
+
+/// A replica of `cfg`'s bucket: it reads the remote tier only.
+async fn replica(cfg: &EngineConfig, dir: &std::path::Path) -> Engine {
+    let c = EngineConfig { data_dir: dir.join("replica"), read_only: true, ..cfg.clone() };
+    Engine::open(c).await.unwrap()
+}
+
+fn ops(n: usize, keys: u32, seed: u64) -> Vec<(Bytes, Option<Bytes>)> {
+    (0..n)
+        .map(|i| {
+            let k = ((i as u64 * 2654435761 + seed) % keys as u64) as u32;
+            let v = (i % 11 != 5).then(|| Bytes::from(format!("v{i}-{}", "x".repeat(i % 90))));
+            (Bytes::from(format!("key-{k}")), v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_the_latest_record_per_key_in_both_tiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = engine_config(dir.path());
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    engine.create_topic("accounts", compact_topic(8 << 10, None)).await.unwrap();
+    let mut log = append(&engine, "accounts", &ops(3000, 150, 7), 20).await;
+    engine.roll("accounts", 0).await.unwrap();
+    engine.tier_now("accounts", 0).await.unwrap();
+    let end = engine.remote_head("accounts", 0).unwrap().next_offset;
+    let before = engine.remote_head("accounts", 0).unwrap();
+
+    let done = engine.compact("accounts", None, None).await.unwrap();
+    let (local, remote) = (done[0].local, done[0].remote);
+    assert!(local.records_removed > 2000 && remote.records_removed > 2000, "{local:?} {remote:?}");
+    assert_eq!((local.cleaned_to, remote.cleaned_to), (end, end));
+    assert!(remote.segments_merged > 0, "small compacted segments were merged: {remote:?}");
+    let head = engine.remote_head("accounts", 0).unwrap();
+    assert_eq!((head.log_start_offset, head.next_offset), (before.log_start_offset, before.next_offset));
+    assert!(
+        head.totals.segments < before.totals.segments / 4,
+        "{} -> {}",
+        before.totals.segments,
+        head.totals.segments
+    );
+    assert_eq!(head.compaction.cleaned_to, end);
+    let status = engine.compaction_status("accounts", 0).unwrap();
+    assert_eq!((status.local.cleaned_to, status.remote.cleaned_to), (end, end));
+
+    // One record per key is left (tombstones are kept: they were not in a clean section yet), in
+    // the local tier (the engine reads local segments first) and in the bucket (a replica).
+    let keys: std::collections::BTreeSet<&Bytes> = log.iter().map(|(_, k, _)| k).collect();
+    let local_offsets = read_all(&engine, "accounts", 0, end, &log).await;
+    assert_eq!(local_offsets.len(), keys.len());
+    let rep = replica(&cfg, dir.path()).await;
+    assert_eq!(read_all(&rep, "accounts", 0, end, &log).await, local_offsets);
+    assert_eq!(state(&engine, "accounts", end - 1).await, expected(&log, end - 1));
+    assert_eq!(state(&rep, "accounts", end - 1).await, expected(&log, end - 1));
+    rep.close().await.unwrap();
+
+    // More writes, a second compaction: the old tombstones (now below the clean point and older
+    // than delete_retention_ms = 0) go, and the state is still right.
+    log.extend(append(&engine, "accounts", &ops(600, 150, 99), 10).await);
+    engine.roll("accounts", 0).await.unwrap();
+    engine.tier_now("accounts", 0).await.unwrap();
+    let end2 = engine.remote_head("accounts", 0).unwrap().next_offset;
+    engine.compact("accounts", None, None).await.unwrap();
+    let want = expected(&log, end2 - 1);
+    assert_eq!(state(&engine, "accounts", end2 - 1).await, want);
+    let old_tombstones = log.iter().filter(|(o, _, v)| *o < end && v.is_none()).map(|(o, ..)| *o);
+    let kept = read_all(&engine, "accounts", 0, end2, &log).await;
+    for o in old_tombstones {
+        assert!(!kept.contains(&o), "tombstone at {o} was dropped");
+    }
+    let rep = replica(&cfg, dir.path()).await;
+    assert_eq!(state(&rep, "accounts", end2 - 1).await, want);
+    assert_eq!(read_all(&rep, "accounts", 0, end2, &log).await, kept);
+    rep.close().await.unwrap();
+    engine.close().await.unwrap();
+
+    // The compacted local segments survive a restart (recovery accepts their batches).
+    let engine = Engine::open(cfg).await.unwrap();
+    assert_eq!(state(&engine, "accounts", end2 - 1).await, want);
+    assert_eq!(read_all(&engine, "accounts", 0, end2, &log).await, kept);
+    engine.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_topics_are_merged_but_never_key_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(engine_config(dir.path())).await.unwrap();
+    let topic = TopicConfig { cleanup_policy: CleanupPolicy::Delete, ..compact_topic(4 << 10, None) };
+    engine.create_topic("events", topic).await.unwrap();
+    let log = append(&engine, "events", &ops(800, 10, 1), 8).await;
+    engine.roll("events", 0).await.unwrap();
+    engine.tier_now("events", 0).await.unwrap();
+    let before = engine.remote_head("events", 0).unwrap();
+    let done = engine.compact("events", None, None).await.unwrap();
+    assert_eq!((done[0].local.records_removed, done[0].remote.records_removed), (0, 0));
+    let head = engine.remote_head("events", 0).unwrap();
+    assert!(head.totals.segments < before.totals.segments, "merged");
+    assert_eq!(head.totals.records, before.totals.records);
+    let rep = replica(&engine_config(dir.path()), dir.path()).await;
+    assert_eq!(read_all(&rep, "events", 0, head.next_offset, &log).await.len(), log.len());
+    rep.close().await.unwrap();
+    engine.close().await.unwrap();
+    assert!(matches!(
+        Engine::open(engine_config(dir.path())).await.unwrap().compact("nope", None, None).await,
+        Err(tierlog::Error::UnknownTopic { .. })
+    ));
+}
+
+/// One proptest case: append `ops` in three parts, with a roll (segment boundary) before each
+/// index in `rolls`; compact after the first part and after the second (so tombstones of the
+/// first expire), and not after the third. Then check state as of the end and of every offset at
+/// or after the compaction point, in the local tier and in the bucket, and that every record left
+/// is the one appended at its offset, offsets increasing.
+fn check_case(ops: Vec<(u8, Option<u8>)>, per_batch: usize, rolls: Vec<usize>, splits: (usize, usize)) {
+    let mut rolls = rolls;
+    rolls.sort_unstable();
+    rolls.dedup();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = engine_config(dir.path());
+        let engine = Engine::open(cfg.clone()).await.unwrap();
+        let mut topic = compact_topic(1 << 20, None);
+        topic.compaction.merge_target_bytes = 64 << 10;
+        engine.create_topic("t", topic).await.unwrap();
+        let ops: Vec<(Bytes, Option<Bytes>)> = ops
+            .into_iter()
+            .map(|(k, v)| (Bytes::from(format!("k{k}")), v.map(|v| Bytes::from(format!("value-{v}")))))
+            .collect();
+        let a = splits.0.min(ops.len());
+        let b = (a + splits.1).min(ops.len());
+        let mut log = Log::new();
+        for (base, part) in [(0, &ops[..a]), (a, &ops[a..b]), (b, &ops[b..])] {
+            let mut start = 0;
+            for &r in rolls.iter().filter(|&&r| r > base && r < base + part.len()) {
+                log.extend(append(&engine, "t", &part[start..r - base], per_batch).await);
+                engine.roll("t", 0).await.unwrap();
+                start = r - base;
+            }
+            log.extend(append(&engine, "t", &part[start..], per_batch).await);
+            engine.roll("t", 0).await.unwrap();
+            engine.tier_now("t", 0).await.unwrap();
+            if base < b {
+                engine.compact("t", None, None).await.unwrap();
+            }
+        }
+        let end = log.last().map_or(0, |l| l.0 + 1);
+        let status = engine.compaction_status("t", 0).unwrap();
+        assert_eq!(status.local.cleaned_to, status.remote.cleaned_to);
+        let point = status.remote.cleaned_to;
+        assert_eq!(point, b as i64, "everything sealed before the third part was compacted");
+        let rep = replica(&cfg, dir.path()).await;
+        for at in (point - 1).max(0)..end {
+            let want = expected(&log, at);
+            assert_eq!(state(&engine, "t", at).await, want, "local state at {at}");
+            assert_eq!(state(&rep, "t", at).await, want, "remote state at {at}");
+        }
+        read_all(&engine, "t", 0, end, &log).await;
+        read_all(&rep, "t", 0, end, &log).await;
+        rep.close().await.unwrap();
+        engine.close().await.unwrap();
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn compacted_partitions_replay_to_the_same_state(
+        ops in proptest::collection::vec((0u8..6, proptest::option::weighted(0.75, any::<u8>())), 1..120),
+        per_batch in 1usize..9,
+        rolls in proptest::collection::vec(1usize..120, 0..6),
+        splits in (1usize..60, 1usize..60),
+    ) {
+        check_case(ops, per_batch, rolls, splits);
+    }
+}
