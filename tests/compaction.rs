@@ -275,3 +275,111 @@ proptest! {
         check_case(ops, per_batch, rolls, splits);
     }
 }
+
+/// A reader that reads the whole partition again and again until told to stop; every pass must
+/// succeed and give the final state (each segment is either its old or its compacted version,
+/// and both hold the latest record of every key). Returns the passes it completed.
+fn spawn_reader(
+    engine: Engine,
+    end: i64,
+    log: Log,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let want = expected(&log, end - 1);
+        let mut passes = 0;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) || passes == 0 {
+            let mut got = BTreeMap::new();
+            let offsets = read_all(&engine, "accounts", 0, end, &log).await;
+            for o in offsets {
+                let (_, k, v) = &log[o as usize];
+                match v {
+                    Some(v) => got.insert(k.clone(), v.clone()),
+                    None => got.remove(k),
+                };
+            }
+            assert_eq!(got, want, "a reader during compaction saw the final state");
+            passes += 1;
+        }
+        passes
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_swaps_on_s3_lose_nothing_with_a_reader_running_and_failures_mid_swap() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tierlog::object_store::ObjectStoreExt;
+    use tierlog::remote::faulty::{Faults, FaultyStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::s3_config(dir.path(), "compaction");
+    cfg.compactor.enabled = false;
+    cfg.tiering.upload_attempts = 3;
+    cfg.tiering.retry_base_ms = 2;
+    cfg.tiering.retry_max_ms = 20;
+    cfg.tiering.orphan_min_age_ms = 0;
+    // Small manifest chunks: most entries the swaps replace live in chunks, not in the head.
+    cfg.tiering.manifest_chunk_segments = 4;
+    let inner = cfg.object_store.clone().unwrap().build().unwrap();
+    let faulty = Arc::new(FaultyStore::new(inner.clone(), Faults::default()));
+    let clock = tierlog::ManualClock::new(1_700_000_000_000);
+    let engine = Engine::open_with_store(cfg.clone(), clock.clone(), faulty.clone()).await.unwrap();
+    // Local segments go once tiered: every read is served by the bucket.
+    engine.create_topic("accounts", compact_topic(4 << 10, Some(1))).await.unwrap();
+    let log = append(&engine, "accounts", &ops(2500, 120, 3), 10).await;
+    engine.roll("accounts", 0).await.unwrap();
+    engine.tier_now("accounts", 0).await.unwrap();
+    let before = engine.remote_head("accounts", 0).unwrap();
+    let end = before.next_offset;
+    assert_eq!(end, log.len() as i64);
+    assert!(before.totals.segments > 12, "{}", before.totals.segments);
+    assert!(before.chunks.len() >= 2, "entries in chunks: {:?}", before.chunks);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = spawn_reader(engine.clone(), end, log.clone(), stop.clone());
+
+    // The manifest head cannot be written: the rewritten objects are uploaded, the swap fails.
+    faulty.set(Faults { fail_writes_containing: Some("manifest/head".into()), ..Default::default() });
+    let err = engine.compact("accounts", None, None).await.unwrap_err();
+    assert!(matches!(err, tierlog::Error::Remote { .. }), "{err}");
+    assert_eq!(*engine.remote_head("accounts", 0).unwrap(), *before, "no swap happened");
+    // Manifest chunks cannot be written (the swap rewrites the chunks holding the old entries).
+    faulty.set(Faults { fail_writes_containing: Some("manifest/chunks".into()), ..Default::default() });
+    assert!(engine.compact("accounts", None, None).await.is_err());
+    assert_eq!(*engine.remote_head("accounts", 0).unwrap(), *before, "no swap happened");
+    // Index uploads fail: the swap never starts.
+    faulty.set(Faults { fail_writes_containing: Some(".index.parquet".into()), ..Default::default() });
+    assert!(engine.compact("accounts", None, None).await.is_err());
+    assert_eq!(engine.remote_head("accounts", 0).unwrap().segments, before.segments, "no swap happened");
+    common::bucket_matches_manifest(&engine, &inner, "accounts", 0).await;
+
+    // The bucket works again: compaction and merging complete while the reader reads.
+    faulty.set(Faults::default());
+    let done = engine.compact("accounts", None, None).await.unwrap();
+    assert!(done[0].remote.records_removed > 2000, "{:?}", done[0].remote);
+    assert!(done[0].remote.segments_merged > 0, "{:?}", done[0].remote);
+    stop.store(true, Ordering::SeqCst);
+    let passes = reader.await.unwrap();
+    assert!(passes >= 1);
+    let head = engine.remote_head("accounts", 0).unwrap();
+    assert_eq!((head.log_start_offset, head.next_offset), (before.log_start_offset, end));
+    assert!(head.pending_deletes.len() >= 2 * before.totals.segments as usize, "old objects wait for the grace period");
+    common::bucket_matches_manifest(&engine, &inner, "accounts", 0).await;
+
+    // A reader that still holds the old entries keeps reading: the old objects are still there.
+    let old = &before.segments[0];
+    let keys = tierlog::remote::keys::PartitionKeys::new("accounts", 0);
+    inner.get(&old.segment_key(&keys)).await.expect("old objects outlive the swap until the grace period");
+
+    // After the grace period the old objects go; everything still reads, from the new objects.
+    clock.advance(cfg.tiering.delete_grace_ms as i64 + 1);
+    engine.tier_now("accounts", 0).await.unwrap();
+    assert!(engine.remote_head("accounts", 0).unwrap().pending_deletes.is_empty());
+    assert!(inner.get(&old.segment_key(&keys)).await.is_err(), "deleted after the grace period");
+    common::bucket_matches_manifest(&engine, &inner, "accounts", 0).await;
+    let offsets = read_all(&engine, "accounts", 0, end, &log).await;
+    assert_eq!(offsets.len(), 120);
+    assert_eq!(state(&engine, "accounts", end - 1).await, expected(&log, end - 1));
+    engine.close().await.unwrap();
+}

@@ -3,13 +3,14 @@
 //! manifest commit. Nothing acknowledged is lost, the manifest stays consistent, every object it
 //! references exists, and what failed uploads leave behind is swept.
 
-use std::collections::BTreeSet;
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use tierlog::batch::{BatchBuilder, Compression, Record};
-use tierlog::object_store::{ObjectStore, ObjectStoreExt};
+use tierlog::object_store::ObjectStore;
 use tierlog::remote::faulty::{Faults, FaultyStore};
 use tierlog::remote::keys::PartitionKeys;
 use tierlog::{Engine, EngineConfig, LogConfig, ManualClock, ObjectStoreConfig, TopicConfig};
@@ -76,42 +77,7 @@ async fn check(engine: &Engine, store: &Arc<dyn ObjectStore>, acked: &[(i64, Byt
         off = r.next_offset().unwrap();
     }
     assert_eq!(got, acked);
-    let head = engine.remote_head("t", 0).unwrap();
-    let keys = PartitionKeys::new("t", 0);
-    let m = tierlog::remote::Manifest::load(store.clone(), "t", 0, 256).await.unwrap();
-    assert_eq!(*m.head(), *head, "the bucket's manifest is the one the writer holds");
-    let mut referenced = BTreeSet::new();
-    let mut next = head.log_start_offset;
-    let mut entries = Vec::new();
-    m.scan(|e| {
-        entries.push(e.clone());
-        true
-    })
-    .await
-    .unwrap();
-    for e in entries {
-        assert_eq!(e.base_offset, next, "contiguous");
-        next = e.next_offset;
-        for k in [e.segment_key(&keys), e.index_key(&keys)] {
-            let meta = store.head(&k).await.unwrap_or_else(|err| panic!("{k} is referenced but missing: {err}"));
-            if k.as_ref().ends_with(".log") {
-                assert_eq!(meta.size, e.size);
-            }
-            referenced.insert(k.to_string());
-        }
-    }
-    assert_eq!(next, head.next_offset);
-    for c in &head.chunks {
-        referenced.insert(c.key(&keys).to_string());
-    }
-    engine.sweep_orphans("t", 0).await.unwrap();
-    let listed: Vec<_> = store.list(Some(&keys.root())).try_collect().await.unwrap();
-    let listed: BTreeSet<String> = listed
-        .into_iter()
-        .map(|m| m.location.to_string())
-        .filter(|k| !k.ends_with("manifest/head.json") && !head.pending_deletes.iter().any(|p| &p.key == k))
-        .collect();
-    assert_eq!(listed, referenced, "the bucket holds exactly what the manifest references");
+    common::bucket_matches_manifest(engine, store, "t", 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

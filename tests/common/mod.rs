@@ -65,3 +65,54 @@ pub fn s3_config(dir: &std::path::Path, name: &str) -> EngineConfig {
         ));
     c
 }
+
+/// The manifest in the bucket is the one the writer holds, contiguous, every object it references
+/// exists (segments at their recorded size), and after an orphan sweep the bucket holds nothing
+/// else under the partition but the head and objects waiting for deferred deletion.
+pub async fn bucket_matches_manifest(
+    engine: &Engine,
+    store: &std::sync::Arc<dyn tierlog::object_store::ObjectStore>,
+    topic: &str,
+    partition: u32,
+) {
+    use futures::TryStreamExt;
+    use std::collections::BTreeSet;
+    use tierlog::object_store::ObjectStoreExt;
+    use tierlog::remote::keys::PartitionKeys;
+    let head = engine.remote_head(topic, partition).unwrap();
+    let keys = PartitionKeys::new(topic, partition);
+    let m = tierlog::remote::Manifest::load(store.clone(), topic, partition, 256).await.unwrap();
+    assert_eq!(*m.head(), *head, "the bucket's manifest is the one the writer holds");
+    let mut referenced = BTreeSet::new();
+    let mut next = head.log_start_offset;
+    let mut entries = Vec::new();
+    m.scan(|e| {
+        entries.push(e.clone());
+        true
+    })
+    .await
+    .unwrap();
+    for e in entries {
+        assert_eq!(e.base_offset, next, "contiguous");
+        next = e.next_offset;
+        for k in [e.segment_key(&keys), e.index_key(&keys)] {
+            let meta = store.head(&k).await.unwrap_or_else(|err| panic!("{k} is referenced but missing: {err}"));
+            if k.as_ref().ends_with(".log") {
+                assert_eq!(meta.size, e.size);
+            }
+            referenced.insert(k.to_string());
+        }
+    }
+    assert_eq!(next, head.next_offset);
+    for c in &head.chunks {
+        referenced.insert(c.key(&keys).to_string());
+    }
+    engine.sweep_orphans(topic, partition).await.unwrap();
+    let listed: Vec<_> = store.list(Some(&keys.root())).try_collect().await.unwrap();
+    let listed: BTreeSet<String> = listed
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .filter(|k| !k.ends_with("manifest/head.json") && !head.pending_deletes.iter().any(|p| &p.key == k))
+        .collect();
+    assert_eq!(listed, referenced, "the bucket holds exactly what the manifest references");
+}

@@ -311,3 +311,49 @@ async fn concurrent_appends_get_dense_offsets() {
     // After shutdown, appends fail with Closed, never hang.
     assert!(matches!(h.writer.append(&h.partition, batch(0, 1, |_| T0)).await, Err(Error::Closed { .. })));
 }
+
+#[tokio::test]
+async fn replacing_a_sealed_segment_checks_its_batches_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = open(dir.path(), small_config(), ManualClock::new(T0)).await;
+    for b in 0..30u64 {
+        h.writer.append(&h.partition, batch(b, 3, |i| T0 + i as i64)).await.unwrap();
+    }
+    let p = &h.partition;
+    let before = read_all(p, 0, 1 << 20);
+    let segs = p.segments();
+    let (first, active) = (segs[0].clone(), segs.last().unwrap().clone());
+    assert!(first.sealed && !active.sealed);
+    let bytes = std::fs::read(&first.path).unwrap();
+    // Rejected, changing nothing: garbage, a torn copy, batches that end early, the active segment,
+    // a segment that does not exist.
+    let torn = &bytes[..bytes.len() - 5];
+    let first_batch_len = tiering::batch::BatchHeader::parse(&bytes).unwrap().total_len();
+    for bad in [&b"not a batch at all, not at all"[..], torn, &bytes[..first_batch_len]] {
+        assert!(matches!(p.replace_sealed(first.base_offset, bad), Err(Error::Corrupt { .. })));
+    }
+    assert!(p.replace_sealed(active.base_offset, &bytes).is_err());
+    assert!(matches!(p.replace_sealed(first.base_offset + 1, &bytes), Err(Error::OffsetOutOfRange { .. })));
+    assert_eq!(read_all(p, 0, 1 << 20), before);
+    assert_eq!(std::fs::read(&first.path).unwrap(), bytes);
+
+    // A rewrite that keeps only the first batch's records but spans every offset of the segment.
+    let mut b = BatchBuilder::new(Compression::None).base_offset(first.base_offset);
+    let kept = &before[..3];
+    for (o, ts, v) in kept {
+        let r = Record { key: Some(Bytes::from("k")), value: Some(v.clone()), headers: vec![], timestamp: *ts };
+        b.push_at(&r, (o - first.base_offset) as i32);
+    }
+    b.set_span((first.next_offset - 1 - first.base_offset) as i32, T0);
+    let rewritten = b.build();
+    let reader_before = p.read(first.base_offset + 3, 1 << 20).unwrap();
+    p.replace_sealed(first.base_offset, &rewritten).unwrap();
+    let after = read_all(p, 0, 1 << 20);
+    assert_eq!(&after[..3], kept);
+    assert_eq!(after[3..], before[before.iter().position(|r| r.0 == first.next_offset).unwrap()..]);
+    // A read taken before the swap still holds the old bytes.
+    assert!(reader_before.records().unwrap().iter().any(|r| r.offset == first.base_offset + 3));
+    drop(h);
+    let h = open(dir.path(), small_config(), ManualClock::new(T0)).await;
+    assert_eq!(read_all(&h.partition, 0, 1 << 20), after, "recovery accepts the rewritten segment");
+}

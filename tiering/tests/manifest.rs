@@ -179,3 +179,71 @@ async fn retention_drops_entries_and_defers_deletes() {
     .unwrap();
     assert_eq!(n, 15);
 }
+
+async fn live(m: &Manifest) -> Vec<SegmentEntry> {
+    let mut out = Vec::new();
+    m.scan(|e| {
+        out.push(e.clone());
+        true
+    })
+    .await
+    .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrites_swap_entries_in_the_head_and_in_chunks_atomically() {
+    use tiering::remote::manifest::{CompactionState, Replace};
+    let store = ObjectStoreConfig::Memory.build().unwrap();
+    let m = Manifest::load(store.clone(), "c", 0, 4).await.unwrap();
+    let e = m.acquire("w").await.unwrap();
+    for c in 0..10 {
+        let append = (c * 3..c * 3 + 3).map(|i| entry(i, e)).collect();
+        m.commit(e, Change { append, ..Default::default() }, 0, 0).await.unwrap();
+    }
+    let before = m.head();
+    assert!(before.chunks.len() >= 3 && !before.segments.is_empty());
+    let merged = |from: i64, to: i64, id: &str| SegmentEntry {
+        base_offset: from * 100,
+        next_offset: to * 100,
+        size: 1000,
+        records: 7,
+        id: id.into(),
+        ..entry(from, e)
+    };
+    // Merge a run that starts in one chunk, spans another and ends in the head's own entries.
+    let first_in_head = before.segments[0].base_offset / 100;
+    let (from, to) = (2, first_in_head + 2);
+    let old: Vec<SegmentEntry> = (from..to).map(|i| entry(i, e)).collect();
+    let state = CompactionState { cleaned_to: 1234, merged_segments: (to - from - 1) as u64, ..Default::default() };
+    let replace = vec![Replace { old: old.clone(), new: vec![merged(from, to, "m1")] }];
+    let h = m.commit(e, Change { replace, compaction: Some(state), ..Default::default() }, 5, 100).await.unwrap();
+    let entries = live(&m).await;
+    assert_eq!(entries.len(), 30 - (to - from) as usize + 1);
+    assert!(entries.windows(2).all(|w| w[0].next_offset == w[1].base_offset), "contiguous");
+    assert_eq!((entries[0].base_offset, entries.last().unwrap().next_offset), (0, 3000));
+    assert_eq!(m.find_offset(from * 100 + 50).await.unwrap().unwrap().id, "m1");
+    assert_eq!(h.totals.segments, entries.len() as u64);
+    assert_eq!(h.totals.records, 30 * 100 - (to - from) as u64 * 100 + 7);
+    assert_eq!(h.compaction, state);
+    // The replaced objects (and rewritten chunks) wait for the grace period.
+    for o in &old {
+        assert!(
+            h.pending_deletes.iter().any(|p| p.key == o.segment_key(m.keys()).to_string() && p.delete_after_ms == 105)
+        );
+    }
+    assert!(h.pending_deletes.iter().any(|p| p.key.contains("/manifest/chunks/")));
+    // A reloaded manifest agrees.
+    let again = Manifest::load(store.clone(), "c", 0, 4).await.unwrap();
+    assert_eq!(live(&again).await, entries);
+
+    // A rewrite planned on entries that are gone conflicts and changes nothing.
+    let stale = vec![Replace { old: vec![entry(2, e)], new: vec![merged(2, 3, "x")] }];
+    let err = m.commit(e, Change { replace: stale, ..Default::default() }, 6, 100).await.unwrap_err();
+    assert!(matches!(err, tiering::Error::Conflict { .. }), "{err}");
+    assert_eq!(m.head(), h);
+    // New entries that do not cover the old ones exactly are refused.
+    let bad = vec![Replace { old: vec![entry(20, e)], new: vec![merged(20, 22, "y")] }];
+    assert!(m.commit(e, Change { replace: bad, ..Default::default() }, 6, 100).await.is_err());
+    assert_eq!(m.head(), h);
+}
