@@ -40,6 +40,9 @@ const JOURNAL_DIR: &str = "journal";
 /// restore already loaded them.
 type Loaded = (String, TopicConfig, Vec<Arc<Partition>>, Vec<Arc<Manifest>>);
 
+/// A topic's settings, local partitions and remote logs, as compaction works on them.
+pub(crate) type CompactionTargets = (TopicConfig, Vec<Arc<Partition>>, Vec<Arc<RemoteLog>>);
+
 /// One topic: its settings and its partitions.
 #[derive(Debug)]
 struct Topic {
@@ -406,10 +409,7 @@ impl Engine {
     }
 
     /// What compaction works on in a topic: its settings, local partitions and remote logs.
-    pub(crate) fn compaction_targets(
-        &self,
-        topic: &str,
-    ) -> Result<(TopicConfig, Vec<Arc<Partition>>, Vec<Arc<RemoteLog>>)> {
+    pub(crate) fn compaction_targets(&self, topic: &str) -> Result<CompactionTargets> {
         self.check_open()?;
         self.check_writable("compaction")?;
         let t = self.topic(topic)?;

@@ -198,6 +198,28 @@ pub struct ProduceSummary {
     pub last_offset: Option<i64>,
 }
 
+/// What a manifest head says about a partition's remote log, for `topic describe` and `inspect`:
+/// bounds and totals, state snapshots, and what compaction and merging did.
+pub fn remote_head_json(h: &tiering::remote::Head) -> Value {
+    serde_json::json!({
+        "log_start_offset": h.log_start_offset,
+        "next_offset": h.next_offset,
+        "segments": h.totals.segments,
+        "size_bytes": h.totals.bytes,
+        "records": h.totals.records,
+        "epoch": h.epoch,
+        "manifest_chunks": h.chunks.len(),
+        "pending_deletes": h.pending_deletes.len(),
+        "snapshots": h.snapshots.iter().map(|s| serde_json::json!({
+            "offset": s.offset,
+            "keys": s.keys,
+            "size_bytes": s.size,
+            "created": format_time(s.created_ms),
+        })).collect::<Vec<_>>(),
+        "compaction": h.compaction,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -415,3 +415,41 @@ fn a_replica_process_serves_what_a_writer_process_tiers() {
     assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn compact_from_the_command_line_and_inspect_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let create = ["topic", "create", "acc", "--cleanup-policy", "compact", "--segment-bytes", "4096"];
+    ok(tierlog(&data, &[&create[..], &["--min-dirty-ratio", "0"]].concat(), None));
+    let mut lines = String::new();
+    for i in 0..1500 {
+        let value = if i % 97 == 3 { "null".to_string() } else { format!("\"v{i}\"") };
+        lines.push_str(&format!("{{\"key\":\"k{}\",\"value\":{value},\"timestamp\":{}}}\n", i % 40, 1000 + i));
+    }
+    ok(tierlog(&data, &["produce", "acc"], Some(&lines)));
+    let before = ok(tierlog(&data, &["state-at", "acc", "--offset", "1499"], None));
+    let out = json_lines(&ok(tierlog(&data, &["compact", "acc", "--snapshot"], None)));
+    assert_eq!(out.len(), 1);
+    let (local, remote) = (&out[0]["local"], &out[0]["remote"]);
+    assert!(local["records_removed"].as_u64().unwrap() > 1000, "{local}");
+    assert!(remote["records_removed"].as_u64().unwrap() > 1000, "{remote}");
+    assert!(remote["segments_merged"].as_u64().unwrap() > 0, "{remote}");
+    assert!(out[0]["snapshot"]["keys"].as_u64().unwrap() > 0);
+    // Same state after compaction (the active segment's records are untouched).
+    assert_eq!(ok(tierlog(&data, &["state-at", "acc", "--offset", "1499"], None)), before);
+    let cleaned = remote["cleaned_to"].as_i64().unwrap();
+    assert!(cleaned > 0);
+    // inspect shows the local and remote compaction state and the snapshot.
+    let state = &json_lines(&ok(tierlog(&data, &["inspect", data.join("acc-0").to_str().unwrap()], None)))[0];
+    assert_eq!(state["local_compaction"]["cleaned_to"].as_i64(), Some(cleaned), "{state}");
+    assert_eq!(state["remote"]["compaction"]["cleaned_to"].as_i64(), Some(cleaned), "{state}");
+    assert_eq!(state["remote"]["snapshots"].as_array().unwrap().len(), 1, "{state}");
+    // Bad requests fail clearly.
+    let bad = tierlog(&data, &["compact", "nope"], None);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown topic"));
+    let bad = tierlog(&data, &["compact", "acc", "--partition", "7"], None);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no partition 7"));
+    let bad = tierlog(&data, &["topic", "create", "x", "--min-dirty-ratio", "2"], None);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("min_dirty_ratio"));
+}

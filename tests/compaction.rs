@@ -383,3 +383,61 @@ async fn remote_swaps_on_s3_lose_nothing_with_a_reader_running_and_failures_mid_
     assert_eq!(state(&engine, "accounts", end - 1).await, expected(&log, end - 1));
     engine.close().await.unwrap();
 }
+
+/// Polls `f` every 50 ms for up to 30 s.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_compactor_compacts_and_writes_snapshots_on_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = engine_config(dir.path());
+    cfg.compactor.enabled = true;
+    cfg.compactor.interval_ms = 100;
+    let clock = tierlog::ManualClock::new(1_700_000_000_000);
+    let engine = Engine::open_with_clock(cfg, clock.clone()).await.unwrap();
+    let mut topic = compact_topic(4 << 10, None);
+    topic.compaction.snapshot_interval_ms = Some(60_000);
+    engine.create_topic("accounts", topic).await.unwrap();
+    let mut log = append(&engine, "accounts", &ops(1000, 30, 5), 10).await;
+    engine.roll("accounts", 0).await.unwrap();
+    engine.tier_now("accounts", 0).await.unwrap();
+    let end = engine.remote_head("accounts", 0).unwrap().next_offset;
+    eventually("a compaction pass and a first snapshot", || {
+        let h = engine.remote_head("accounts", 0).unwrap();
+        h.compaction.cleaned_to == end && h.snapshots.len() == 1
+    })
+    .await;
+    let snap = engine.remote_head("accounts", 0).unwrap().snapshots[0].clone();
+    assert_eq!(snap.offset, end - 1);
+    assert_eq!(engine.compaction_status("accounts", 0).unwrap().local.cleaned_to, end);
+
+    // More writes: compacted again at once, but the next snapshot waits for its interval.
+    log.extend(append(&engine, "accounts", &ops(300, 30, 8), 10).await);
+    engine.roll("accounts", 0).await.unwrap();
+    engine.tier_now("accounts", 0).await.unwrap();
+    let end2 = engine.remote_head("accounts", 0).unwrap().next_offset;
+    eventually("the second pass", || engine.remote_head("accounts", 0).unwrap().compaction.cleaned_to == end2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(engine.remote_head("accounts", 0).unwrap().snapshots.len(), 1, "not due yet");
+    clock.advance(60_001);
+    eventually("the second snapshot", || engine.remote_head("accounts", 0).unwrap().snapshots.len() == 2).await;
+    assert_eq!(engine.remote_head("accounts", 0).unwrap().snapshots[1].offset, end2 - 1);
+    // state_at from the snapshot agrees with the log.
+    let spec = StateSpec::new(At::Offset(end2 - 1));
+    let mut s = engine.state_at("accounts", spec).await.unwrap();
+    let mut got = BTreeMap::new();
+    while let Some(e) = s.next().await.unwrap() {
+        got.insert(e.key, e.value);
+    }
+    assert!(s.from_snapshots > 0);
+    assert_eq!(got, expected(&log, end2 - 1));
+    engine.close().await.unwrap();
+}

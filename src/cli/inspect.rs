@@ -22,10 +22,17 @@ pub struct InspectArgs {
     pub batches: bool,
 }
 
-pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
+pub async fn run(cli: &super::Cli, args: &InspectArgs) -> anyhow::Result<()> {
+    let state = if args.path.is_dir() { Some(partition_state(cli, &args.path).await?) } else { None };
+    super::ignore_broken_pipe(print(args, state))
+}
+
+fn print(args: &InspectArgs, state: Option<serde_json::Value>) -> anyhow::Result<()> {
+    use std::io::Write as _;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if args.path.is_dir() {
+    if let Some(state) = state {
+        writeln!(out, "{state}")?;
         let mut logs: Vec<PathBuf> = std::fs::read_dir(&args.path)
             .with_context(|| format!("listing {}", args.path.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -34,14 +41,39 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         logs.sort();
         for log in logs {
             let s = inspect_segment(&log, args.batches, &mut out)?;
-            println!("{s}");
+            writeln!(out, "{s}")?;
         }
         Ok(())
     } else {
         let s = inspect_segment(&args.path, true, &mut out)?;
-        println!("{s}");
+        writeln!(out, "{s}")?;
         Ok(())
     }
+}
+
+/// The compaction state of a partition folder and, from the bucket's manifest (one GET; nothing
+/// is written, so it works beside a running engine), its remote log, snapshots and remote
+/// compaction state. The bucket is the config's, or `<folder's parent>/bucket` by default.
+async fn partition_state(cli: &super::Cli, dir: &Path) -> anyhow::Result<serde_json::Value> {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let local = compaction::local::LocalState::load(dir);
+    let mut out = json!({ "partition_dir": dir.display().to_string(), "local_compaction": local });
+    let Some((topic, partition)) =
+        name.rsplit_once('-').and_then(|(t, p)| Some((t.to_owned(), p.parse::<u32>().ok()?)))
+    else {
+        return Ok(out);
+    };
+    let mut cfg = cli.engine_config()?;
+    if cli.config.is_none() && cli.data_dir.is_none() {
+        cfg.data_dir = dir.parent().map(Path::to_owned).unwrap_or_default();
+    }
+    let store = cfg.object_store().build()?;
+    let chunk_segments = cfg.tiering.manifest_chunk_segments;
+    match tiering::remote::Manifest::load(store, &topic, partition, chunk_segments).await {
+        Ok(m) => out["remote"] = crate::records::remote_head_json(&m.head()),
+        Err(e) => out["remote_error"] = json!(e.to_string()),
+    }
+    Ok(out)
 }
 
 /// Walks a segment file; prints one JSON line per batch when `batches`; returns the summary.

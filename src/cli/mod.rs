@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::EngineConfig;
 
+pub mod compact;
 pub mod consume;
 pub mod demo;
 pub mod history;
@@ -68,7 +69,15 @@ pub enum Command {
     StateAt(history::StateAtArgs),
     /// The first offset whose timestamp is >= a time (Kafka ListOffsets), or earliest/latest.
     OffsetForTime(consume::OffsetForTimeArgs),
-    /// Show the batches of a segment file or the segments of a partition folder, with CRC status.
+    /// Compact a topic now: key compaction of local and remote segments (for `compact` and
+    /// `compact,delete` topics: the latest record per key stays, offsets never change, tombstones
+    /// go after `delete_retention_ms`) and merging of small remote segments (every topic).
+    ///
+    /// Sealed segments are uploaded first. Progress goes to stderr when it is a terminal; one JSON
+    /// line per partition says what was read, written and removed.
+    Compact(compact::CompactArgs),
+    /// Show the batches of a segment file, or the segments of a partition folder with its
+    /// compaction state and, from the bucket, its snapshots and remote compaction state.
     Inspect(inspect::InspectArgs),
     /// Benchmarks against their raw limits (prints medians and ratios).
     Bench(crate::bench::BenchArgs),
@@ -120,7 +129,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => history::replay(&cli, args).await,
         Command::StateAt(args) => history::state_at(&cli, args).await,
         Command::OffsetForTime(args) => consume::offset_for_time(&cli, args).await,
-        Command::Inspect(args) => inspect::run(args),
+        Command::Compact(args) => compact::run(&cli, args).await,
+        Command::Inspect(args) => inspect::run(&cli, args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Serve(args) => serve::run(&cli, args).await,
         Command::Restore(args) => restore::run(&cli, args).await,

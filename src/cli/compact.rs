@@ -1,0 +1,83 @@
+//! `tierlog compact <topic>`: uploads what is sealed, then runs key compaction (local and remote,
+//! for `compact` topics) and merging of small remote segments on every partition now, with a
+//! progress bar on stderr, and prints what it did as one JSON line per partition.
+
+use std::sync::Arc;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::Cli;
+use crate::{CompactionReport, Engine, Progress};
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    pub topic: String,
+    /// Only these partitions (comma-separated). Default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub partition: Option<Vec<u32>>,
+    /// Also write a state snapshot of each partition afterwards.
+    #[arg(long)]
+    pub snapshot: bool,
+}
+
+pub fn report_json(r: &CompactionReport) -> serde_json::Value {
+    json!({
+        "passes": r.passes,
+        "bytes_in": r.bytes_in,
+        "bytes_out": r.bytes_out,
+        "bytes_indexed": r.bytes_indexed,
+        "records_removed": r.records_removed,
+        "segments_rewritten": r.segments_rewritten,
+        "segments_merged": r.segments_merged,
+        "cleaned_to": r.cleaned_to,
+        "seconds": r.duration.as_secs_f64(),
+        "mb_per_s_in": r.mb_per_s_in(),
+    })
+}
+
+pub async fn run(cli: &Cli, args: &CompactArgs) -> anyhow::Result<()> {
+    let mut cfg = cli.engine_config()?;
+    cfg.compactor.enabled = false; // this command is the compactor
+    let engine = Engine::open(cfg).await?;
+    let res = compact(&engine, args).await;
+    engine.close().await?;
+    res
+}
+
+async fn compact(engine: &Engine, args: &CompactArgs) -> anyhow::Result<()> {
+    let partitions = engine.describe_topic(&args.topic)?.partitions.len() as u32;
+    let chosen: Vec<u32> = args.partition.clone().unwrap_or_else(|| (0..partitions).collect());
+    for &p in &chosen {
+        engine.tier_now(&args.topic, p).await?;
+    }
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec})")
+            .expect("invariant: valid template")
+            .progress_chars("=> "),
+    );
+    let bar = pb.clone();
+    let progress: crate::ProgressFn = Arc::new(move |partition: u32, p: Progress| {
+        bar.set_message(format!("partition {partition}: {}", p.phase.name()));
+        bar.set_length(p.total_bytes);
+        bar.set_position(p.done_bytes);
+    });
+    let done = engine.compact(&args.topic, Some(&chosen), Some(progress)).await;
+    pb.finish_and_clear();
+    for d in done? {
+        let snapshot = if args.snapshot { engine.snapshot(&args.topic, d.partition).await? } else { None };
+        println!(
+            "{}",
+            json!({
+                "topic": args.topic,
+                "partition": d.partition,
+                "local": report_json(&d.local),
+                "remote": report_json(&d.remote),
+                "snapshot": snapshot.map(|s| json!({ "offset": s.offset, "keys": s.keys, "size_bytes": s.size })),
+            })
+        );
+    }
+    Ok(())
+}
