@@ -45,8 +45,9 @@ pub struct CompactionStatus {
 }
 
 impl Engine {
-    /// Compacts the topic's partitions (all, or `partitions`) now: key compaction of local and
-    /// remote segments until clean (for `compact` topics), then merging of small remote segments.
+    /// Compacts the topic's partitions (all, or `partitions`) now: uploads what is sealed, then
+    /// key compaction of local and remote segments until clean (for `compact` topics), then
+    /// merging of small remote segments.
     pub async fn compact(
         &self,
         topic: &str,
@@ -62,6 +63,7 @@ impl Engine {
         let progress = progress.unwrap_or_else(|| Arc::new(|_, _| {}));
         let mut out = Vec::new();
         for &p in chosen {
+            self.tier_now(topic, p).await?;
             let (local, remote) = (&locals[p as usize], &remotes[p as usize]);
             let done = self.compact_partition(topic, &config, local, remote, p, PASSES_ON_REQUEST, &progress).await?;
             out.push(done);

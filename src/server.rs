@@ -118,6 +118,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/topics/{topic}/records", get(replay).post(produce_records))
         .route("/topics/{topic}/offset-for-time", get(offset_for_time))
         .route("/topics/{topic}/state", get(state))
+        .route("/topics/{topic}/compact", axum::routing::post(compact))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Arc::new(engine))
 }
@@ -166,6 +167,23 @@ async fn topics(State(engine): Shared) -> Json<Vec<String>> {
 
 async fn describe(State(engine): Shared, Path(topic): Path<String>) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(crate::cli::topic::describe_json(&engine, &topic)?))
+}
+
+/// Compacts the topic now (as `tierlog compact`): one object per partition with what the local
+/// and remote runs did.
+async fn compact(State(engine): Shared, Path(topic): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let done = engine.compact(&topic, None, None).await?;
+    let parts: Vec<_> = done
+        .iter()
+        .map(|d| {
+            json!({
+                "partition": d.partition,
+                "local": crate::cli::compact::report_json(&d.local),
+                "remote": crate::cli::compact::report_json(&d.remote),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "topic": topic, "partitions": parts })))
 }
 
 async fn create(State(engine): Shared, Path(topic): Path<String>, body: Bytes) -> ApiResult<Response> {

@@ -112,14 +112,37 @@ async fn the_api_end_to_end() {
         let last = (0..100).filter(|i| i % 9 == acct).max().unwrap();
         assert_eq!(v["value"].as_str().unwrap(), last.to_string());
     }
+    // Compaction on request: a compact topic keeps the latest record per key, state unchanged.
+    let (st, _) = s
+        .post(
+            "/topics/ledger",
+            r#"{"cleanup_policy": "compact", "log": {"segment_bytes": 4096}, "compaction": {"min_dirty_ratio": 0.0}}"#,
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, _) = s.post("/topics/ledger/records", &body).await;
+    assert_eq!(st, 200);
+    let before = s.get("/topics/ledger/state?offset=299").await.1;
+    let (st, out) = s.post("/topics/ledger/compact", "").await;
+    assert_eq!(st, 200, "{out}");
+    let done = json(&out);
+    assert!(done["partitions"][0]["remote"]["records_removed"].as_u64().unwrap() > 200, "{out}");
+    assert_eq!(s.get("/topics/ledger/state?offset=299").await.1, before);
+    let (st, b) = s.post("/topics/nope/compact", "").await;
+    assert_eq!(error_code(st, &b), (404, "not_found".into()));
     // Describe and metrics.
     let d = json(&s.get("/topics/acct").await.1);
     assert_eq!(d["partitions"].as_array().unwrap().len(), 2);
     let (st, m) = s.get("/metrics").await;
     assert_eq!(st, 200);
-    for name in
-        ["tierlog_append_records_total", "tierlog_local_bytes", "tierlog_upload_lag_offsets", "tierlog_append_seconds"]
-    {
+    for name in [
+        "tierlog_append_records_total",
+        "tierlog_local_bytes",
+        "tierlog_upload_lag_offsets",
+        "tierlog_append_seconds",
+        "tierlog_compaction_records_removed_total",
+        "tierlog_compaction_bytes_in_total",
+    ] {
         assert!(m.contains(name), "/metrics lacks {name}");
     }
 

@@ -1,10 +1,11 @@
 //! The key -> offset map of a compaction pass: for each key of the dirty section, the offset of
-//! its latest record there. Keys are stored as 128-bit hashes (two SipHash-1-3 halves), so a map
-//! entry costs a fixed [`ENTRY_BYTES`] whatever the key's size; two keys sharing a 128-bit hash
-//! are as likely as a random collision among 2^128 values.
+//! its latest record there. Keys are stored as 128-bit hashes (XXH3-128), so a map entry costs a
+//! fixed [`ENTRY_BYTES`] whatever the key's size; two keys sharing a 128-bit hash are as likely
+//! as a random collision among 2^128 values (about 10^-20 for a billion keys). The table hashes
+//! those hashes no further: it takes their low 64 bits as they are.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Bytes one entry costs, with the hash table's own overhead (16-byte hash, 8-byte offset, control
 /// byte and spare capacity at the table's load factor).
@@ -13,26 +14,40 @@ pub const ENTRY_BYTES: u64 = 32;
 /// A bounded map from key hash to the latest offset of that key.
 #[derive(Debug)]
 pub struct KeyMap {
-    map: HashMap<u128, i64>,
+    map: HashMap<u128, i64, BuildHasherDefault<Prehashed>>,
     capacity: usize,
+}
+
+/// The table's hasher for keys that are hashes already.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(b);
+        }
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.0 = i as u64;
+    }
 }
 
 /// The 128-bit hash of a key.
 pub fn key_hash(key: &[u8]) -> u128 {
-    let half = |salt: u8| {
-        let mut h = std::hash::DefaultHasher::new();
-        salt.hash(&mut h);
-        key.hash(&mut h);
-        h.finish()
-    };
-    ((half(0) as u128) << 64) | half(1) as u128
+    twox_hash::XxHash3_128::oneshot(key)
 }
 
 impl KeyMap {
     /// A map that holds at most `bytes / ENTRY_BYTES` keys.
     pub fn with_memory(bytes: u64) -> Self {
         let capacity = (bytes / ENTRY_BYTES).max(1) as usize;
-        Self { map: HashMap::new(), capacity }
+        Self { map: HashMap::default(), capacity }
     }
 
     pub fn len(&self) -> usize {

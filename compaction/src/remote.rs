@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use tiering::object_store::ObjectStoreExt;
 use tiering::remote::manifest::{CompactionState, Replace};
 use tiering::remote::{RemoteLog, SegmentEntry, Uploader};
@@ -71,6 +72,15 @@ async fn get(log: &RemoteLog, e: &SegmentEntry) -> Result<Bytes> {
         });
     }
     Ok(bytes)
+}
+
+/// The objects of `entries` in order, each GET started while the one before is processed (one
+/// segment ahead: at most two segments in memory).
+fn prefetch<'a>(
+    log: &'a RemoteLog,
+    entries: &'a [&'a SegmentEntry],
+) -> impl futures::Stream<Item = Result<Bytes>> + Unpin + 'a {
+    Box::pin(futures::stream::iter(entries.iter().map(move |e| get(log, e))).buffered(2))
 }
 
 fn corrupt(log: &RemoteLog, e: &SegmentEntry) -> impl Fn(crate::rewrite::BadSegment) -> Error {
@@ -142,8 +152,9 @@ async fn compact_pass(
     let mut map_end = cp.dirty_from;
     let dirty: Vec<&SegmentEntry> = entries[..cp.segments].iter().filter(|e| e.next_offset > cp.dirty_from).collect();
     let total: u64 = dirty.iter().map(|e| e.size).sum();
-    for e in dirty {
-        let data = get(log, e).await?;
+    let mut fetched = prefetch(log, &dirty);
+    for e in &dirty {
+        let data = fetched.next().await.expect("invariant: one fetch per segment")?;
         let (from, bad) = (map_end, corrupt(log, e));
         let (m, end) = tokio::task::spawn_blocking(move || {
             let end = index_segment(&data, &mut map, from);
@@ -164,11 +175,13 @@ async fn compact_pass(
         tombstones_below: state.cleaned_to,
     };
     let map = Arc::new(map);
+    drop(fetched);
     let rewrite: Vec<&SegmentEntry> = entries.iter().filter(|e| e.base_offset < map_end).collect();
     let total: u64 = rewrite.iter().map(|e| e.size).sum();
     let mut replaces = Vec::new();
+    let mut fetched = prefetch(log, &rewrite);
     for (i, e) in rewrite.iter().enumerate() {
-        let data = get(log, e).await?;
+        let data = fetched.next().await.expect("invariant: one fetch per segment")?;
         report.bytes_in += e.size;
         let (m, bad) = (map.clone(), corrupt(log, e));
         let compacted = tokio::task::spawn_blocking(move || compact_segment(&data, &m, rules))

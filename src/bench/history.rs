@@ -48,7 +48,13 @@ const T0: i64 = 1_700_000_000_000;
 
 /// Appends `events` records of `value_bytes` over `keys` keys, in batches of about 1 MiB,
 /// timestamps rising; seals the last segment. Returns the records' key+value bytes.
-async fn produce(engine: &Engine, topic: &str, events: u64, keys: u64, value_bytes: usize) -> anyhow::Result<u64> {
+pub(crate) async fn produce(
+    engine: &Engine,
+    topic: &str,
+    events: u64,
+    keys: u64,
+    value_bytes: usize,
+) -> anyhow::Result<u64> {
     produce_from(engine, topic, 0, events, keys, value_bytes).await
 }
 
@@ -88,7 +94,7 @@ async fn produce_from(
 }
 
 /// Replays all of `topic` partition 0; returns (records, seconds).
-async fn replay_all(engine: &Engine, topic: &str) -> anyhow::Result<(u64, f64)> {
+pub(crate) async fn replay_all(engine: &Engine, topic: &str) -> anyhow::Result<(u64, f64)> {
     let started = Instant::now();
     let mut r = engine.replay(topic, ReplaySpec::partition(0)).await?;
     let mut n = 0u64;
@@ -303,7 +309,7 @@ pub async fn run(args: &HistoryBenchArgs) -> anyhow::Result<()> {
 }
 
 /// `n` sealed segments of one small batch each.
-async fn produce_segments(engine: &Engine, topic: &str, n: u64) -> anyhow::Result<()> {
+pub(crate) async fn produce_segments(engine: &Engine, topic: &str, n: u64) -> anyhow::Result<()> {
     let value = Bytes::from(vec![7u8; 3400]);
     let mut in_flight = std::collections::VecDeque::new();
     for i in 0..n {

@@ -7,6 +7,8 @@
 //! - [`tier`]: the remote tier (upload, replay, time lookups, request counts) against the raw
 //!   object store.
 //! - [`history`]: replay from each tier, `state_at` (time, peak memory), restore (time, requests).
+//! - [`compaction`]: key compaction throughput in both tiers against plain read/write and GET/PUT,
+//!   and a cold replay's objects and GETs before and after merging small segments.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 pub mod append;
+pub mod compaction;
 pub mod history;
 pub mod raw;
 pub mod tier;
@@ -34,6 +37,9 @@ pub enum BenchKind {
     /// History: replay from local, cache and bucket; state_at over many events and keys (time,
     /// peak memory); restore of a bucket with many segments (time, requests).
     History(history::HistoryBenchArgs),
+    /// Compaction: key compaction throughput (MB/s in), local and remote, against the raw limits;
+    /// objects and GETs of a cold full replay before and after merging small segments.
+    Compaction(compaction::CompactionBenchArgs),
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -41,6 +47,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchKind::Append(a) => append::run(a).await,
         BenchKind::Tier(a) => tier::run(a).await,
         BenchKind::History(a) => history::run(a).await,
+        BenchKind::Compaction(a) => compaction::run(a).await,
     }
 }
 

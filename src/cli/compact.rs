@@ -49,9 +49,6 @@ pub async fn run(cli: &Cli, args: &CompactArgs) -> anyhow::Result<()> {
 async fn compact(engine: &Engine, args: &CompactArgs) -> anyhow::Result<()> {
     let partitions = engine.describe_topic(&args.topic)?.partitions.len() as u32;
     let chosen: Vec<u32> = args.partition.clone().unwrap_or_else(|| (0..partitions).collect());
-    for &p in &chosen {
-        engine.tier_now(&args.topic, p).await?;
-    }
     let pb = ProgressBar::new(0);
     pb.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec})")
