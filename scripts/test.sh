@@ -43,3 +43,6 @@ cargo run --locked --quiet --release --bin tierlog -- bench tier --smoke --dir "
 
 echo "== tierlog bench history --smoke"
 cargo run --locked --quiet --release --bin tierlog -- bench history --smoke --dir "$cache/bench-history"
+
+echo "== tierlog bench compaction --smoke (against the SeaweedFS started above)"
+cargo run --locked --quiet --release --bin tierlog -- bench compaction --smoke --dir "$cache/bench-compaction"

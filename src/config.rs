@@ -213,6 +213,8 @@ mod tests {
         let first = EngineConfig::from_toml(blocks[0]).unwrap();
         assert_eq!(first.tiering, TieringConfig::default());
         assert_eq!(first.topic_defaults.log, tiering::LogConfig::default());
+        assert_eq!(first.topic_defaults.compaction, CompactionConfig::default());
+        assert_eq!(first.compactor, CompactorConfig::default());
     }
 
     #[test]
