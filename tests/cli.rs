@@ -421,7 +421,7 @@ fn compact_from_the_command_line_and_inspect_its_state() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let create = ["topic", "create", "acc", "--cleanup-policy", "compact", "--segment-bytes", "4096"];
-    ok(tierlog(&data, &[&create[..], &["--min-dirty-ratio", "0"]].concat(), None));
+    ok(tierlog(&data, &[&create[..], &["--min-dirty-ratio", "0", "--merge-min-segments", "2"]].concat(), None));
     let mut lines = String::new();
     for i in 0..1500 {
         let value = if i % 97 == 3 { "null".to_string() } else { format!("\"v{i}\"") };

@@ -25,6 +25,7 @@ fn compact_topic(segment_bytes: u64, local_retention_bytes: Option<u64>) -> Topi
             delete_retention_ms: 0,
             min_dirty_ratio: 0.0,
             merge_target_bytes: 256 << 10,
+            merge_min_segments: 2,
             snapshot_interval_ms: None,
             ..Default::default()
         },

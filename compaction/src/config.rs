@@ -22,6 +22,11 @@ pub struct CompactionConfig {
     /// GETs per replay). A segment of at least half of it is never merged. 0 turns merging off.
     /// Default 128 MiB.
     pub merge_target_bytes: u64,
+    /// A run of small adjacent segments is merged once it reaches half the target in bytes, or
+    /// this many segments: so a slow partition's small segments are merged in batches rather than
+    /// one more each time (each byte is rewritten about log_16 of the segments it joins times, not
+    /// once per new segment). Default 16; at least 2.
+    pub merge_min_segments: u32,
     /// Write a state snapshot of each partition to the bucket this often, when the archived log has
     /// grown since the last one. `None` turns scheduled snapshots off. Default 1 h.
     pub snapshot_interval_ms: Option<u64>,
@@ -34,6 +39,7 @@ impl Default for CompactionConfig {
             min_compaction_lag_ms: 0,
             min_dirty_ratio: 0.5,
             merge_target_bytes: 128 << 20,
+            merge_min_segments: 16,
             snapshot_interval_ms: Some(3_600_000),
         }
     }
@@ -54,6 +60,9 @@ impl CompactionConfig {
         if self.merge_target_bytes > 4 << 30 {
             return Err(("merge_target_bytes", format!("{} is over 4 GiB", self.merge_target_bytes)));
         }
+        if self.merge_min_segments < 2 {
+            return Err(("merge_min_segments", format!("{} is under 2", self.merge_min_segments)));
+        }
         if self.snapshot_interval_ms.is_some_and(|ms| ms < 1_000) {
             return Err(("snapshot_interval_ms", "is under a second".into()));
         }
@@ -69,9 +78,9 @@ pub struct CompactorConfig {
     pub enabled: bool,
     /// How often the task looks at every partition. Default 60 s.
     pub interval_ms: u64,
-    /// Memory of the key -> offset map of one compaction pass (about [`crate::keymap::ENTRY_BYTES`]
-    /// bytes per distinct key). A dirty section with more keys is compacted in several passes.
-    /// Default 64 MiB.
+    /// Memory of the key -> offset map of one compaction pass: its table never exceeds this
+    /// (about [`crate::keymap::ENTRY_BYTES`] bytes per distinct key; 64 MiB holds 1.8M keys). A
+    /// dirty section with more keys is compacted in several passes. Default 64 MiB.
     pub map_bytes: u64,
 }
 

@@ -1,21 +1,31 @@
 //! The key -> offset map of a compaction pass: for each key of the dirty section, the offset of
-//! its latest record there. Keys are stored as 128-bit hashes (XXH3-128), so a map entry costs a
-//! fixed [`ENTRY_BYTES`] whatever the key's size; two keys sharing a 128-bit hash are as likely
-//! as a random collision among 2^128 values (about 10^-20 for a billion keys). The table hashes
-//! those hashes no further: it takes their low 64 bits as they are.
+//! its latest record there. Keys are stored as 128-bit hashes (XXH3-128), so an entry costs the
+//! same whatever the key's size; two keys sharing a 128-bit hash are as likely as a random
+//! collision among 2^128 values (about 10^-20 for a billion keys). The table hashes those hashes
+//! no further: it takes their low 64 bits as they are.
+//!
+//! **Memory.** The table is allocated once, at its final size, and never grows: a power of two of
+//! [`SLOT_BYTES`]-byte slots that fits the budget, holding up to 7/8 of its slots (the table's
+//! load factor). A 64 MiB budget holds 1.8M keys in 52 MB. When the dirty section surely has fewer
+//! records than that, the table is sized for them instead.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-/// Bytes one entry costs, with the hash table's own overhead (16-byte hash, 8-byte offset, control
-/// byte and spare capacity at the table's load factor).
-pub const ENTRY_BYTES: u64 = 32;
+/// Bytes of one table slot: a 16-byte key hash, an 8-byte offset, one control byte.
+pub const SLOT_BYTES: u64 = 25;
 
-/// A bounded map from key hash to the latest offset of that key.
-#[derive(Debug)]
-pub struct KeyMap {
-    map: HashMap<u128, i64, BuildHasherDefault<Prehashed>>,
-    capacity: usize,
+/// The bytes per key to plan with (a slot at the table's 7/8 load factor, rounded up).
+pub const ENTRY_BYTES: u64 = 29;
+
+/// A 128-bit key hash as two words (8-byte aligned, so a slot is 24 bytes plus its control byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyHash(u64, u64);
+
+impl Hash for KeyHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
 }
 
 /// The table's hasher for keys that are hashes already.
@@ -33,8 +43,8 @@ impl Hasher for Prehashed {
             self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(b);
         }
     }
-    fn write_u128(&mut self, i: u128) {
-        self.0 = i as u64;
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
     }
 }
 
@@ -43,11 +53,33 @@ pub fn key_hash(key: &[u8]) -> u128 {
     twox_hash::XxHash3_128::oneshot(key)
 }
 
+fn split(h: u128) -> KeyHash {
+    KeyHash(h as u64, (h >> 64) as u64)
+}
+
+/// A bounded map from key hash to the latest offset of that key.
+#[derive(Debug)]
+pub struct KeyMap {
+    map: HashMap<KeyHash, i64, BuildHasherDefault<Prehashed>>,
+    capacity: usize,
+}
+
 impl KeyMap {
-    /// A map that holds at most `bytes / ENTRY_BYTES` keys.
-    pub fn with_memory(bytes: u64) -> Self {
-        let capacity = (bytes / ENTRY_BYTES).max(1) as usize;
-        Self { map: HashMap::default(), capacity }
+    /// A map whose table fits in `bytes`, for a dirty section of at most `expected_keys` keys
+    /// (its record count, or an upper bound on it).
+    pub fn with_memory(bytes: u64, expected_keys: u64) -> Self {
+        let mut slots = 16u64;
+        while slots * 2 * SLOT_BYTES <= bytes {
+            slots *= 2;
+        }
+        let capacity = (slots / 8 * 7) as usize;
+        let initial = (expected_keys as usize).min(capacity);
+        Self { map: HashMap::with_capacity_and_hasher(initial, Default::default()), capacity }
+    }
+
+    /// A map of exactly `keys` keys (tests, and callers that size it themselves).
+    pub fn with_key_capacity(keys: usize) -> Self {
+        Self { map: HashMap::with_capacity_and_hasher(keys, Default::default()), capacity: keys }
     }
 
     pub fn len(&self) -> usize {
@@ -56,6 +88,7 @@ impl KeyMap {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+    /// Keys it can hold.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
@@ -64,14 +97,15 @@ impl KeyMap {
         self.map.len() + more <= self.capacity
     }
 
-    /// Records `offset` as the latest of `key` (offsets arrive in increasing order).
+    /// Records `offset` as the latest of `key` (offsets arrive in increasing order). The caller
+    /// checks [`KeyMap::has_room`] first.
     pub fn insert(&mut self, key: &[u8], offset: i64) {
-        self.map.insert(key_hash(key), offset);
+        self.map.insert(split(key_hash(key)), offset);
     }
 
     /// The latest offset of `key`, if the map holds it.
     pub fn latest(&self, key: &[u8]) -> Option<i64> {
-        self.map.get(&key_hash(key)).copied()
+        self.map.get(&split(key_hash(key))).copied()
     }
 }
 
@@ -81,16 +115,19 @@ mod tests {
 
     #[test]
     fn latest_wins_and_capacity_follows_memory() {
-        let mut m = KeyMap::with_memory(ENTRY_BYTES * 3);
-        assert_eq!(m.capacity(), 3);
+        // 64 MiB: 2^21 slots of 25 bytes (52 MB), 7/8 of them usable.
+        assert_eq!(KeyMap::with_memory(64 << 20, 10).capacity(), (1 << 21) / 8 * 7);
+        assert_eq!(std::mem::size_of::<(KeyHash, i64)>(), 24);
+        let mut m = KeyMap::with_memory(SLOT_BYTES * 32, 3);
+        assert_eq!(m.capacity(), 28);
         m.insert(b"a", 1);
         m.insert(b"b", 2);
         m.insert(b"a", 5);
         assert_eq!(m.latest(b"a"), Some(5));
         assert_eq!(m.latest(b"b"), Some(2));
         assert_eq!(m.latest(b"c"), None);
-        assert!(m.has_room(1));
-        assert!(!m.has_room(2));
+        assert!(m.has_room(26));
+        assert!(!m.has_room(27));
         assert_ne!(key_hash(b"a"), key_hash(b"b"));
     }
 }

@@ -64,11 +64,16 @@ impl Plan {
 }
 
 /// Plans key compaction (if the policy compacts, something is dirty and the dirty ratio is
-/// reached) and merges (runs of adjacent segments each under half the target, up to the target).
+/// reached) and merges (runs of adjacent segments each under half the target, up to the target,
+/// once a run holds half the target or `merge_min_segments` segments).
 pub fn plan(input: &PlanInput<'_>, config: &CompactionConfig) -> Plan {
     Plan {
         compact: if input.compact { plan_compaction(input, config) } else { None },
-        merges: if input.merge { plan_merges(input.segments, config.merge_target_bytes) } else { Vec::new() },
+        merges: if input.merge {
+            plan_merges(input.segments, config.merge_target_bytes, config.merge_min_segments as usize)
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -96,32 +101,33 @@ fn plan_compaction(input: &PlanInput<'_>, config: &CompactionConfig) -> Option<C
     (plan.dirty_ratio() >= config.min_dirty_ratio && plan.dirty_bytes > 0).then_some(plan)
 }
 
-fn plan_merges(segments: &[SegmentStat], target: u64) -> Vec<Range<usize>> {
+fn plan_merges(segments: &[SegmentStat], target: u64, min_segments: usize) -> Vec<Range<usize>> {
     if target == 0 {
         return Vec::new();
     }
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0u64;
-    let close = |start: usize, end: usize, out: &mut Vec<Range<usize>>| {
-        if end - start >= 2 {
+    let close = |start: usize, end: usize, bytes: u64, out: &mut Vec<Range<usize>>| {
+        let n = end - start;
+        if n >= 2 && (bytes >= target / 2 || n >= min_segments.max(2)) {
             out.push(start..end);
         }
     };
     for (i, s) in segments.iter().enumerate() {
         if s.size >= target / 2 {
-            close(start, i, &mut out);
+            close(start, i, bytes, &mut out);
             start = i + 1;
             bytes = 0;
         } else if bytes + s.size > target {
-            close(start, i, &mut out);
+            close(start, i, bytes, &mut out);
             start = i;
             bytes = s.size;
         } else {
             bytes += s.size;
         }
     }
-    close(start, segments.len(), &mut out);
+    close(start, segments.len(), bytes, &mut out);
     out
 }
 
@@ -180,14 +186,20 @@ mod tests {
 
     #[test]
     fn merges_runs_of_small_segments_up_to_the_target() {
-        let c = CompactionConfig { merge_target_bytes: 1000, ..Default::default() };
+        let c = CompactionConfig { merge_target_bytes: 1000, merge_min_segments: 3, ..Default::default() };
         let p = |sizes: &[u64]| plan(&PlanInput { compact: false, ..input(&segs(sizes), 0, 0) }, &c).merges;
         assert_eq!(p(&[100, 100, 100]), vec![0..3]);
+        // A run under half the target waits for merge_min_segments segments.
+        assert_eq!(p(&[100, 100]), Vec::<Range<usize>>::new());
+        assert_eq!(p(&[300, 300]), vec![0..2]);
         // A big segment splits runs; a lone small segment is not merged.
-        assert_eq!(p(&[100, 100, 900, 100, 100, 100, 600, 100]), vec![0..2, 3..6]);
+        assert_eq!(p(&[100, 100, 900, 100, 100, 100, 600, 100]), vec![3..6]);
+        assert_eq!(p(&[300, 200, 900, 100, 100, 100, 600, 100]), vec![0..2, 3..6]);
         // Runs stop at the target.
         assert_eq!(p(&[400, 400, 400, 400]), vec![0..2, 2..4]);
         assert_eq!(p(&[100]), Vec::<Range<usize>>::new());
+        // Merged runs (now big) are not merged again with a few new small segments.
+        assert_eq!(p(&[450, 10]), Vec::<Range<usize>>::new());
         let off = CompactionConfig { merge_target_bytes: 0, ..Default::default() };
         assert!(plan(&PlanInput { compact: false, ..input(&segs(&[1, 1]), 0, 0) }, &off).merges.is_empty());
     }

@@ -124,6 +124,9 @@ pub fn compact_segment(data: &Bytes, map: &KeyMap, rules: Rules) -> Result<Optio
     let mut out: Vec<u8> = Vec::with_capacity(data.len());
     let mut cur: Option<Out> = None;
     let (mut records_in, mut records_out) = (0u64, 0u64);
+    // Record offsets must rise strictly and stay inside their batch: a batch that says otherwise
+    // (a producer's odd offset deltas) is not rewritten, since its records could not be placed.
+    let mut last_offset = i64::MIN;
     let flush = |cur: &mut Option<Out>, out: &mut Vec<u8>| {
         if let Some(o) = cur.take() {
             out.extend_from_slice(&o.build());
@@ -150,6 +153,18 @@ pub fn compact_segment(data: &Bytes, map: &KeyMap, rules: Rules) -> Result<Optio
         });
         for r in records {
             records_in += 1;
+            if r.offset <= last_offset || r.offset < h.base_offset || r.offset > h.last_offset() {
+                return Err(bad(
+                    pos,
+                    format!(
+                        "record offset {} is out of order in batch {}..={}",
+                        r.offset,
+                        h.base_offset,
+                        h.last_offset()
+                    ),
+                ));
+            }
+            last_offset = r.offset;
             let keep = match &r.key {
                 None => true,
                 Some(k) => {
@@ -216,7 +231,7 @@ mod tests {
             batch(12, &[("a", Some("2")), ("c", None)]),
             batch(14, &[("b", Some("2"))]),
         ]);
-        let mut map = KeyMap::with_memory(1 << 20);
+        let mut map = KeyMap::with_key_capacity(100);
         assert_eq!(index_segment(&seg, &mut map, 10).unwrap(), 15);
         let rules = Rules { tombstones_before_ts: 0, tombstones_below: 0 };
         let c = compact_segment(&seg, &map, rules).unwrap().expect("something removed");
@@ -236,7 +251,7 @@ mod tests {
         let c = compact_segment(&seg, &map, rules).unwrap().unwrap();
         assert_eq!(c.records_out, 2);
         // Nothing to remove: no rewrite.
-        let empty = KeyMap::with_memory(1 << 20);
+        let empty = KeyMap::with_key_capacity(100);
         assert!(
             compact_segment(&seg, &empty, Rules { tombstones_before_ts: 0, tombstones_below: 0 }).unwrap().is_none()
         );
@@ -246,9 +261,24 @@ mod tests {
     fn a_full_map_stops_at_a_batch_boundary() {
         let seg =
             segment(&[batch(0, &[("a", Some("1")), ("b", Some("1"))]), batch(2, &[("c", Some("1")), ("d", None)])]);
-        let mut map = KeyMap::with_memory(crate::keymap::ENTRY_BYTES * 3);
+        let mut map = KeyMap::with_key_capacity(3);
         assert_eq!(index_segment(&seg, &mut map, 0).unwrap(), 2);
         assert_eq!(map.len(), 2);
+    }
+
+    #[test]
+    fn records_out_of_order_are_refused_not_rewritten() {
+        // A valid batch whose records claim offset deltas 0, 5 in a batch spanning 0..=1.
+        let r = |k: &str| Record { key: Some(Bytes::from(k.to_owned())), value: None, headers: vec![], timestamp: 1 };
+        let mut b = BatchBuilder::new(Compression::None);
+        b.push_at(&r("a"), 0);
+        b.push_at(&r("a"), 5);
+        b.set_span(1, 1);
+        let seg = segment(&[b.build()]);
+        let mut map = KeyMap::with_key_capacity(10);
+        index_segment(&seg, &mut map, 0).unwrap();
+        let err = compact_segment(&seg, &map, Rules { tombstones_before_ts: 0, tombstones_below: 0 }).unwrap_err();
+        assert!(err.reason.contains("out of order"), "{err:?}");
     }
 
     #[test]
@@ -257,7 +287,7 @@ mod tests {
         let mut v = seg.to_vec();
         let n = v.len();
         v[n - 1] ^= 1;
-        let map = KeyMap::with_memory(1 << 20);
+        let map = KeyMap::with_key_capacity(100);
         assert!(
             compact_segment(&Bytes::from(v), &map, Rules { tombstones_before_ts: 0, tombstones_below: 0 }).is_err()
         );

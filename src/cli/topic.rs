@@ -62,6 +62,9 @@ pub struct CreateArgs {
     /// Merge adjacent small remote segments up to this size (bytes; 0: never).
     #[arg(long)]
     pub merge_target_bytes: Option<u64>,
+    /// Merge a run of small segments once it holds this many (or half the target in bytes).
+    #[arg(long)]
+    pub merge_min_segments: Option<u32>,
     /// Write a state snapshot this often (ms); 0 turns scheduled snapshots off.
     #[arg(long)]
     pub snapshot_interval_ms: Option<u64>,
@@ -113,6 +116,9 @@ impl CreateArgs {
         }
         if let Some(v) = self.merge_target_bytes {
             c.compaction.merge_target_bytes = v;
+        }
+        if let Some(v) = self.merge_min_segments {
+            c.compaction.merge_min_segments = v;
         }
         if let Some(v) = self.snapshot_interval_ms {
             c.compaction.snapshot_interval_ms = (v > 0).then_some(v);

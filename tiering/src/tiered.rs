@@ -62,6 +62,10 @@ impl TieredPartition {
 
     /// Whole batches from `offset` (at most `max_bytes`, at least one).
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        // Reads served from the cache complete without waiting on anything: a reader looping over
+        // cached data would otherwise keep its worker thread forever, starving the tasks queued
+        // behind it there (S3 connections included). This yields once the task's budget is spent.
+        tokio::task::coop::consume_budget().await;
         let started = std::time::Instant::now();
         let remote = self.local.as_ref().is_none_or(|l| offset < l.log_start_offset());
         let r = self.read_inner(offset, max_bytes).await;
