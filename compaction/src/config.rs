@@ -79,14 +79,15 @@ pub struct CompactorConfig {
     /// How often the task looks at every partition. Default 60 s.
     pub interval_ms: u64,
     /// Memory of the key -> offset map of one compaction pass: its table never exceeds this
-    /// (about [`crate::keymap::ENTRY_BYTES`] bytes per distinct key; 64 MiB holds 1.8M keys). A
-    /// dirty section with more keys is compacted in several passes. Default 64 MiB.
+    /// (about [`crate::keymap::ENTRY_BYTES`] bytes per distinct key; 128 MiB holds 1.8M keys). A
+    /// dirty section with more keys is compacted in several passes. Default 128 MiB (Kafka's
+    /// cleaner dedupe buffer is the same size).
     pub map_bytes: u64,
 }
 
 impl Default for CompactorConfig {
     fn default() -> Self {
-        Self { enabled: true, interval_ms: 60_000, map_bytes: 64 << 20 }
+        Self { enabled: true, interval_ms: 60_000, map_bytes: 128 << 20 }
     }
 }
 

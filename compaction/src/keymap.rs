@@ -4,10 +4,11 @@
 //! collision among 2^128 values (about 10^-20 for a billion keys). The table hashes those hashes
 //! no further: it takes their low 64 bits as they are.
 //!
-//! **Memory.** The table is allocated once, at its final size, and never grows: a power of two of
-//! [`SLOT_BYTES`]-byte slots that fits the budget, holding up to 7/8 of its slots (the table's
-//! load factor). A 64 MiB budget holds 1.8M keys in 52 MB. When the dirty section surely has fewer
-//! records than that, the table is sized for them instead.
+//! **Memory.** The table starts small and grows (doubling) with the keys it holds, so a pass over
+//! few keys touches a table that fits the CPU caches. Its largest size is the biggest power of two
+//! of [`SLOT_BYTES`]-byte slots that, together with the half-size table it is grown from, fits the
+//! budget; it holds up to 7/8 of its slots (the table's load factor). The default 128 MiB budget
+//! holds 1.8M keys per pass (52 MB of table, 78 MB while it last grows).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -15,8 +16,9 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 /// Bytes of one table slot: a 16-byte key hash, an 8-byte offset, one control byte.
 pub const SLOT_BYTES: u64 = 25;
 
-/// The bytes per key to plan with (a slot at the table's 7/8 load factor, rounded up).
-pub const ENTRY_BYTES: u64 = 29;
+/// The bytes of budget per key to plan with (a slot at 7/8 load, plus the growth from half size,
+/// rounded up).
+pub const ENTRY_BYTES: u64 = 43;
 
 /// A 128-bit key hash as two words (8-byte aligned, so a slot is 24 bytes plus its control byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,16 +67,14 @@ pub struct KeyMap {
 }
 
 impl KeyMap {
-    /// A map whose table fits in `bytes`, for a dirty section of at most `expected_keys` keys
-    /// (its record count, or an upper bound on it).
-    pub fn with_memory(bytes: u64, expected_keys: u64) -> Self {
+    /// A map whose table, growing, never takes more than `bytes`.
+    pub fn with_memory(bytes: u64) -> Self {
         let mut slots = 16u64;
-        while slots * 2 * SLOT_BYTES <= bytes {
+        // The largest table plus the one it grew from: 1.5x its size.
+        while slots * 2 * SLOT_BYTES * 3 / 2 <= bytes {
             slots *= 2;
         }
-        let capacity = (slots / 8 * 7) as usize;
-        let initial = (expected_keys as usize).min(capacity);
-        Self { map: HashMap::with_capacity_and_hasher(initial, Default::default()), capacity }
+        Self { map: HashMap::default(), capacity: (slots / 8 * 7) as usize }
     }
 
     /// A map of exactly `keys` keys (tests, and callers that size it themselves).
@@ -115,10 +115,11 @@ mod tests {
 
     #[test]
     fn latest_wins_and_capacity_follows_memory() {
-        // 64 MiB: 2^21 slots of 25 bytes (52 MB), 7/8 of them usable.
-        assert_eq!(KeyMap::with_memory(64 << 20, 10).capacity(), (1 << 21) / 8 * 7);
+        // 128 MiB: 2^21 slots of 25 bytes (52 MB, 78 MB while growing), 7/8 of them usable.
+        assert_eq!(KeyMap::with_memory(128 << 20).capacity(), (1 << 21) / 8 * 7);
+        assert_eq!(KeyMap::with_memory(64 << 20).capacity(), (1 << 20) / 8 * 7);
         assert_eq!(std::mem::size_of::<(KeyHash, i64)>(), 24);
-        let mut m = KeyMap::with_memory(SLOT_BYTES * 32, 3);
+        let mut m = KeyMap::with_memory(SLOT_BYTES * 48);
         assert_eq!(m.capacity(), 28);
         m.insert(b"a", 1);
         m.insert(b"b", 2);

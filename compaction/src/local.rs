@@ -105,9 +105,7 @@ pub fn compact_local(
         let mut map_end = cp.dirty_from;
         let dirty: Vec<&SegmentInfo> = segs[..cp.segments].iter().filter(|s| s.next_offset > cp.dirty_from).collect();
         let total: u64 = dirty.iter().map(|s| s.size).sum();
-        // Local segments do not record their record counts: size the table for one key per 16
-        // bytes of log (it grows, within the budget, if compression packs more).
-        let mut map = KeyMap::with_memory(map_bytes, total / 16);
+        let mut map = KeyMap::with_memory(map_bytes);
         let mut done = 0;
         for s in dirty {
             let data = read(s)?;

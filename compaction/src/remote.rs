@@ -150,7 +150,7 @@ async fn compact_pass(
     let mut report = Report::default();
     let mut map_end = cp.dirty_from;
     let dirty: Vec<&SegmentEntry> = entries[..cp.segments].iter().filter(|e| e.next_offset > cp.dirty_from).collect();
-    let mut map = KeyMap::with_memory(map_bytes, dirty.iter().map(|e| e.records).sum());
+    let mut map = KeyMap::with_memory(map_bytes);
     let total: u64 = dirty.iter().map(|e| e.size).sum();
     let mut fetched = prefetch(log, &dirty);
     for e in &dirty {
