@@ -19,6 +19,13 @@ use crate::config::TopicConfig;
 use crate::engine::{Engine, Inner};
 use crate::error::{Error, Result};
 
+/// Partitions the background compactor found nothing to do in: (manifest head seq, tiered
+/// offset) then, and when.
+type Idle = std::collections::HashMap<(String, u32), ((u64, i64), i64)>;
+
+/// How long a partition with nothing to do is left alone if nothing changes in it.
+const RECHECK_MS: i64 = 600_000;
+
 /// Passes per partition per background round (a dirty section bigger than the key map goes on in
 /// the next round); `tierlog compact` runs until the partition is clean.
 const PASSES_PER_ROUND: u64 = 4;
@@ -126,9 +133,12 @@ impl Engine {
         Ok(PartitionCompaction { partition, local: local_report, remote: remote_report })
     }
 
-    /// One round of the background task over every topic and partition.
-    async fn background_round(&self) {
-        let quiet: ProgressFn = Arc::new(|_, _| {});
+    /// One round of the background task over every topic and partition. A partition the last
+    /// round found nothing to do in is planned again only once its manifest or its tiered offset
+    /// changed, or [`RECHECK_MS`] later (segments age into eligibility under the minimum lag):
+    /// planning reads every manifest entry, which for a long log means chunk GETs.
+    async fn background_round(&self, idle: &mut Idle) {
+        let no_progress: ProgressFn = Arc::new(|_, _| {});
         for topic in self.list_topics() {
             let Ok((config, locals, remotes)) = self.compaction_targets(&topic) else { return };
             for (i, (local, remote)) in locals.iter().zip(&remotes).enumerate() {
@@ -136,11 +146,24 @@ impl Engine {
                 if remote.fenced().is_some() {
                     continue;
                 }
-                match self.compact_partition(&topic, &config, local, remote, p, PASSES_PER_ROUND, &quiet).await {
+                let now = self.clock().now_ms();
+                let state = || (remote.manifest().head().seq, local.tiered_offset().unwrap_or(-1));
+                let key = (topic.clone(), p);
+                if idle.get(&key).is_some_and(|&(seen, at)| seen == state() && now - at < RECHECK_MS) {
+                    self.snapshot_if_due(&topic, &config, remote, p).await.unwrap_or_else(|e| {
+                        tracing::warn!(topic, partition = p, error = %e, "scheduled snapshot failed; the next round retries");
+                        None
+                    });
+                    continue;
+                }
+                match self.compact_partition(&topic, &config, local, remote, p, PASSES_PER_ROUND, &no_progress).await {
                     Ok(done) if !done.local.is_empty() || !done.remote.is_empty() => {
+                        idle.remove(&key);
                         tracing::info!(topic, partition = p, local = ?done.local, remote = ?done.remote, "compacted");
                     }
-                    Ok(_) => {}
+                    Ok(_) => {
+                        idle.insert(key, (state(), now));
+                    }
                     Err(Error::Closed { .. }) => return,
                     Err(e) => {
                         metrics::counter!(compaction::stats::FAILURES).increment(1);
@@ -178,6 +201,7 @@ impl Engine {
 /// `stop` is notified (by `close`) or the engine is gone.
 pub(crate) fn spawn(inner: Weak<Inner>, interval_ms: u64, stop: Arc<Notify>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut idle = Idle::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(interval_ms)) => {}
@@ -186,7 +210,7 @@ pub(crate) fn spawn(inner: Weak<Inner>, interval_ms: u64, stop: Arc<Notify>) -> 
             let Some(inner) = inner.upgrade() else { return };
             // A round runs to its end (`close` waits for it): a rewrite is never cut in half. It
             // stops early once the engine is closed (every call then fails with `Closed`).
-            Engine::from_inner(inner).background_round().await;
+            Engine::from_inner(inner).background_round(&mut idle).await;
         }
     })
 }
