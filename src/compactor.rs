@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use compaction::local::{LocalState, compact_local};
 use compaction::remote::compact_remote;
-use compaction::{Progress, Report};
+use compaction::{Progress, Report, Run};
 use tiering::local::Partition;
 use tiering::remote::{RemoteLog, SnapshotRef};
 use tokio::sync::Notify;
@@ -109,7 +109,8 @@ impl Engine {
         let local_report = if compacts {
             let (p, c, pr) = (local.clone(), config.compaction.clone(), progress.clone());
             tokio::task::spawn_blocking(move || {
-                compact_local(&p, &c, map_bytes, now, max_passes, &|x| pr(partition, x))
+                let progress = |x| pr(partition, x);
+                compact_local(&p, &Run { config: &c, map_bytes, now_ms: now, max_passes, progress: &progress })
             })
             .await
             .map_err(|e| Error::Closed { reason: Some(format!("compaction task failed: {e}")) })?
@@ -118,18 +119,10 @@ impl Engine {
             Report::default()
         };
         let on_progress = |x| progress(partition, x);
-        let remote_report = compact_remote(
-            remote,
-            self.uploader(),
-            &config.compaction,
-            compacts,
-            map_bytes,
-            now,
-            max_passes,
-            &on_progress,
-        )
-        .await
-        .map_err(|e| Error::storage(topic, partition, e))?;
+        let run = Run { config: &config.compaction, map_bytes, now_ms: now, max_passes, progress: &on_progress };
+        let remote_report = compact_remote(remote, self.uploader(), compacts, &run)
+            .await
+            .map_err(|e| Error::storage(topic, partition, e))?;
         Ok(PartitionCompaction { partition, local: local_report, remote: remote_report })
     }
 

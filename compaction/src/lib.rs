@@ -21,4 +21,4 @@ pub mod snapshot;
 pub mod stats;
 
 pub use config::{CompactionConfig, CompactorConfig};
-pub use report::{Phase, Progress, Report};
+pub use report::{Phase, Progress, Report, Run};

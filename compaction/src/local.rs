@@ -15,10 +15,9 @@ use serde::{Deserialize, Serialize};
 use tiering::local::{Partition, SegmentInfo};
 use tiering::{Error, Result};
 
-use crate::config::CompactionConfig;
 use crate::keymap::KeyMap;
 use crate::plan::{PlanInput, SegmentStat, plan};
-use crate::report::{OnProgress, Phase, Progress, Report};
+use crate::report::{Phase, Progress, Report, Run};
 use crate::rewrite::{BadSegment, Rules, compact_segment, index_segment};
 
 const STATE_FILE: &str = "compaction.json";
@@ -75,15 +74,9 @@ fn candidates(p: &Partition) -> Vec<SegmentInfo> {
 }
 
 /// Runs key-compaction passes over the partition's local segments until the planner finds nothing
-/// more to do (or `max_passes` ran). `compact`: the topic's policy includes compaction.
-pub fn compact_local(
-    p: &Partition,
-    config: &CompactionConfig,
-    map_bytes: u64,
-    now_ms: i64,
-    max_passes: u64,
-    progress: OnProgress<'_>,
-) -> Result<Report> {
+/// more to do (or `run.max_passes` ran). For topics whose policy includes compaction.
+pub fn compact_local(p: &Partition, run: &Run<'_>) -> Result<Report> {
+    let Run { config, map_bytes, now_ms, max_passes, progress } = *run;
     let started = Instant::now();
     let dir: PathBuf = p.dir().to_owned();
     let mut state = LocalState::load(&dir);

@@ -20,8 +20,8 @@ use tiering::{Error, Result};
 
 use crate::config::CompactionConfig;
 use crate::keymap::KeyMap;
-use crate::plan::{Plan, PlanInput, SegmentStat, plan};
-use crate::report::{OnProgress, Phase, Progress, Report};
+use crate::plan::{PlanInput, SegmentStat, plan};
+use crate::report::{OnProgress, Phase, Progress, Report, Run};
 use crate::rewrite::{Rules, compact_segment, index_segment};
 
 /// Rewritten segments swapped in per manifest commit during a compaction pass.
@@ -49,14 +49,6 @@ fn stats(entries: &[SegmentEntry]) -> Vec<SegmentStat> {
             max_timestamp: e.max_timestamp,
         })
         .collect()
-}
-
-/// The plan for the partition's remote log as its manifest stands.
-pub async fn plan_remote(log: &RemoteLog, config: &CompactionConfig, compact: bool, now_ms: i64) -> Result<Plan> {
-    let entries = live_segments(log).await?;
-    let s = stats(&entries);
-    let cleaned_to = log.manifest().head().compaction.cleaned_to;
-    Ok(plan(&PlanInput { segments: &s, cleaned_to, now_ms, compact, merge: true }, config))
 }
 
 async fn get(log: &RemoteLog, e: &SegmentEntry) -> Result<Bytes> {
@@ -89,18 +81,9 @@ fn corrupt(log: &RemoteLog, e: &SegmentEntry) -> impl Fn(crate::rewrite::BadSegm
 }
 
 /// Runs key-compaction passes over the partition's remote segments (when `compact`: the topic's
-/// policy includes compaction), at most `max_passes`, then merges small adjacent segments.
-#[allow(clippy::too_many_arguments)]
-pub async fn compact_remote(
-    log: &Arc<RemoteLog>,
-    uploader: &Uploader,
-    config: &CompactionConfig,
-    compact: bool,
-    map_bytes: u64,
-    now_ms: i64,
-    max_passes: u64,
-    progress: OnProgress<'_>,
-) -> Result<Report> {
+/// policy includes compaction), at most `run.max_passes`, then merges small adjacent segments.
+pub async fn compact_remote(log: &Arc<RemoteLog>, uploader: &Uploader, compact: bool, run: &Run<'_>) -> Result<Report> {
+    let Run { config, now_ms, max_passes, progress, .. } = *run;
     let started = Instant::now();
     let mut report = Report { cleaned_to: log.manifest().head().compaction.cleaned_to, ..Default::default() };
     while compact && report.passes < max_passes {
@@ -109,7 +92,7 @@ pub async fn compact_remote(
         let s = stats(&entries);
         let input = PlanInput { segments: &s, cleaned_to: state.cleaned_to, now_ms, compact: true, merge: false };
         let Some(cp) = plan(&input, config).compact else { break };
-        let pass = compact_pass(log, uploader, config, &entries, cp, state, map_bytes, now_ms, progress).await?;
+        let pass = compact_pass(log, uploader, run, &entries, cp, state).await?;
         report.passes += 1;
         report.bytes_in += pass.bytes_in;
         report.bytes_out += pass.bytes_out;
@@ -135,18 +118,15 @@ pub async fn compact_remote(
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn compact_pass(
     log: &Arc<RemoteLog>,
     uploader: &Uploader,
-    config: &CompactionConfig,
+    run: &Run<'_>,
     entries: &[SegmentEntry],
     cp: crate::plan::CompactPlan,
     mut state: CompactionState,
-    map_bytes: u64,
-    now_ms: i64,
-    progress: OnProgress<'_>,
 ) -> Result<Report> {
+    let Run { config, map_bytes, now_ms, progress, .. } = *run;
     let mut report = Report::default();
     let mut map_end = cp.dirty_from;
     let dirty: Vec<&SegmentEntry> = entries[..cp.segments].iter().filter(|e| e.next_offset > cp.dirty_from).collect();

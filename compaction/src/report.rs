@@ -34,6 +34,20 @@ pub struct Progress {
 /// Receives progress; `tierlog compact` draws a bar with it.
 pub type OnProgress<'a> = &'a (dyn Fn(Progress) + Send + Sync);
 
+/// How one compaction run over a partition's tier goes.
+#[derive(Clone, Copy)]
+pub struct Run<'a> {
+    /// The topic's settings.
+    pub config: &'a crate::config::CompactionConfig,
+    /// Memory of the key map of each pass.
+    pub map_bytes: u64,
+    /// The clock reading the whole run uses (minimum lag, tombstone expiry).
+    pub now_ms: i64,
+    /// Key-compaction passes it may run.
+    pub max_passes: u64,
+    pub progress: OnProgress<'a>,
+}
+
 /// What one run over one partition's tier did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Report {
