@@ -61,18 +61,18 @@ impl Engine {
         partitions: Option<&[u32]>,
         progress: Option<ProgressFn>,
     ) -> Result<Vec<PartitionCompaction>> {
-        let (config, locals, remotes) = self.compaction_targets(topic)?;
-        let all: Vec<u32> = (0..locals.len() as u32).collect();
+        let (config, owned) = self.compaction_targets(topic)?;
+        let all: Vec<u32> = (0..owned.len() as u32).collect();
         let chosen = partitions.unwrap_or(&all);
-        if let Some(&p) = chosen.iter().find(|&&p| p as usize >= locals.len()) {
-            return Err(Error::UnknownPartition { topic: topic.into(), partition: p, partitions: locals.len() as u32 });
+        if let Some(&p) = chosen.iter().find(|&&p| p as usize >= owned.len()) {
+            return Err(Error::UnknownPartition { topic: topic.into(), partition: p, partitions: owned.len() as u32 });
         }
         let progress = progress.unwrap_or_else(|| Arc::new(|_, _| {}));
         let mut out = Vec::new();
         for &p in chosen {
             self.tier_now(topic, p).await?;
-            let (local, remote) = (&locals[p as usize], &remotes[p as usize]);
-            let done = self.compact_partition(topic, &config, local, remote, p, PASSES_ON_REQUEST, &progress).await?;
+            let (local, remote) = self.owned(topic, &owned, p)?;
+            let done = self.compact_partition(topic, &config, &local, &remote, p, PASSES_ON_REQUEST, &progress).await?;
             out.push(done);
         }
         Ok(out)
@@ -80,11 +80,8 @@ impl Engine {
 
     /// The compaction state of a partition: how far its local and remote logs are clean.
     pub fn compaction_status(&self, topic: &str, partition: u32) -> Result<CompactionStatus> {
-        let (_, locals, remotes) = self.compaction_targets(topic)?;
-        let i = partition as usize;
-        let (Some(local), Some(remote)) = (locals.get(i), remotes.get(i)) else {
-            return Err(Error::UnknownPartition { topic: topic.into(), partition, partitions: locals.len() as u32 });
-        };
+        let (_, owned) = self.compaction_targets(topic)?;
+        let (local, remote) = self.owned(topic, &owned, partition)?;
         Ok(CompactionStatus { local: LocalState::load(local.dir()), remote: remote.manifest().head().compaction })
     }
 
@@ -133,8 +130,9 @@ impl Engine {
     async fn background_round(&self, idle: &mut Idle) {
         let no_progress: ProgressFn = Arc::new(|_, _| {});
         for topic in self.list_topics() {
-            let Ok((config, locals, remotes)) = self.compaction_targets(&topic) else { return };
-            for (i, (local, remote)) in locals.iter().zip(&remotes).enumerate() {
+            let Ok((config, owned)) = self.compaction_targets(&topic) else { return };
+            for (i, slot) in owned.iter().enumerate() {
+                let Some((local, remote)) = slot else { continue };
                 let p = i as u32;
                 if remote.fenced().is_some() {
                     continue;

@@ -40,16 +40,22 @@ const JOURNAL_DIR: &str = "journal";
 /// restore already loaded them.
 type Loaded = (String, TopicConfig, Vec<Arc<Partition>>, Vec<Arc<Manifest>>);
 
-/// A topic's settings, local partitions and remote logs, as compaction works on them.
-pub(crate) type CompactionTargets = (TopicConfig, Vec<Arc<Partition>>, Vec<Arc<RemoteLog>>);
+/// A partition this engine writes: its local log and its remote log.
+pub(crate) type Owned = (Arc<Partition>, Arc<RemoteLog>);
 
-/// One topic: its settings and its partitions.
+/// A topic's settings and, per partition, its local and remote logs when this engine writes it,
+/// as compaction works on them.
+pub(crate) type CompactionTargets = (TopicConfig, Vec<Option<Owned>>);
+
+/// One topic: its settings and its partitions. Every partition has a tiered view for reads; a
+/// partition this engine writes also has its local and remote logs, and one it refused to write
+/// (see [`tiering::remote::owner`]) has the reason instead and is read from the bucket.
 #[derive(Debug)]
 struct Topic {
     config: TopicConfig,
-    partitions: Vec<Arc<Partition>>,
     tiers: Vec<TieredPartition>,
-    remotes: Vec<Arc<RemoteLog>>,
+    owned: Vec<Option<Owned>>,
+    refused: Vec<Option<String>>,
 }
 
 /// What `describe_topic` tells about a partition.
@@ -66,6 +72,21 @@ pub struct PartitionDescription {
     pub fenced: Option<String>,
     /// The last tiering error, if the last pass failed.
     pub tiering_error: Option<String>,
+    /// Set when this engine refused to write the partition (it is served from the bucket): why,
+    /// and what to do.
+    pub refused: Option<String>,
+}
+
+/// A partition that takes no appends, as `/health` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionProblem {
+    pub topic: String,
+    pub partition: u32,
+    /// `refused` (at open: another writer took it over, or its local log cannot continue the
+    /// bucket's), `fenced` (taken over while this engine wrote it) or `failed` (a write or fsync
+    /// failed; it takes no appends until reopened).
+    pub state: &'static str,
+    pub reason: String,
 }
 
 /// What `describe_topic` tells about a topic.
@@ -84,7 +105,7 @@ pub(crate) struct Inner {
     store: Arc<CountingStore>,
     cache: Arc<ChunkCache>,
     uploader: Uploader,
-    /// This engine's name in manifest heads it owns.
+    /// This engine's name in manifest heads it owns: `<node id>/<pid>@<data dir>`.
     writer_id: String,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises topic creation, so two creators of one name cannot both win.
@@ -189,7 +210,8 @@ impl Engine {
         }
         let cache = ChunkCache::new(store.clone(), &config.tiering.cache, &cache_dir).await?;
         let uploader = Uploader::start(config.tiering.clone(), store.clone(), clock.clone());
-        let writer_id = format!("{}@{}", std::process::id(), dir.display());
+        let node = tiering::remote::owner::node_id(&dir)?;
+        let writer_id = tiering::remote::owner::writer_name(&node, &dir);
         let inner = Arc::new(Inner {
             config,
             clock,
@@ -212,11 +234,12 @@ impl Engine {
             return Ok(engine);
         }
         let mut loaded: Vec<Loaded> = loaded.into_iter().map(|(n, c, p)| (n, c, p, Vec::new())).collect();
-        if engine.inner.config.restore && loaded.is_empty() {
+        let restoring = engine.inner.config.restore && loaded.is_empty();
+        if restoring {
             loaded = engine.restore_from_bucket().await?;
         }
         for (name, cfg, partitions, manifests) in loaded {
-            let topic = engine.attach(&name, cfg, partitions, manifests).await?;
+            let topic = engine.attach(&name, cfg, partitions, manifests, restoring).await?;
             engine.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
         }
         if engine.inner.config.compactor.enabled {
@@ -248,7 +271,8 @@ impl Engine {
                 let reader = RemoteReader::new(manifest, self.inner.cache.clone(), read_ahead);
                 tiers.push(TieredPartition { local: None, remote: Some(reader) });
             }
-            let topic = Arc::new(Topic { config: cfg, partitions: Vec::new(), tiers, remotes: Vec::new() });
+            let n = tiers.len();
+            let topic = Arc::new(Topic { config: cfg, tiers, owned: vec![None; n], refused: vec![None; n] });
             self.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
         }
         let every = std::time::Duration::from_millis(self.inner.config.replica_poll_ms);
@@ -311,38 +335,78 @@ impl Engine {
         Ok(out)
     }
 
-    /// Registers a topic's partitions with the writer, takes each over in the bucket (bumping its
-    /// manifest epoch) and hands them to the uploader.
+    /// Decides for each partition whether this engine may write it ([`tiering::remote::owner`]),
+    /// then registers the ones it writes with the writer, takes each over in the bucket (bumping
+    /// its manifest epoch) and hands them to the uploader. A refused partition is served from the
+    /// bucket alone and refuses appends with the reason.
     /// `manifests`: the partitions' manifests when already loaded (a restore), else empty.
+    /// `restoring`: the partitions were just created empty at their manifests' ends by a restore.
     async fn attach(
         &self,
         name: &str,
         config: TopicConfig,
         partitions: Vec<Arc<Partition>>,
         mut manifests: Vec<Arc<Manifest>>,
+        restoring: bool,
     ) -> Result<Arc<Topic>> {
+        use tiering::remote::owner::{LocalLog, Ownership, decide};
         manifests.reverse();
-        let mut tiers = Vec::with_capacity(partitions.len());
-        let mut remotes = Vec::with_capacity(partitions.len());
+        let n = partitions.len();
+        let (mut tiers, mut owned, mut refused) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         let chunk_segments = self.inner.config.tiering.manifest_chunk_segments;
         let read_ahead = self.inner.config.tiering.cache.read_ahead_bytes;
-        for p in &partitions {
-            self.inner.writer.register(p.clone()).await?;
+        for p in partitions {
+            let id = p.id();
             let manifest = match manifests.pop() {
                 Some(m) => m,
-                None => Manifest::load(self.inner.store.clone(), name, p.id(), chunk_segments)
+                None => Manifest::load(self.inner.store.clone(), name, id, chunk_segments)
                     .await
-                    .map_err(|e| Error::storage(name, p.id(), e))?,
+                    .map_err(|e| Error::storage(name, id, e))?,
             };
-            let reader = RemoteReader::new(manifest, self.inner.cache.clone(), read_ahead);
-            let remote = RemoteLog::acquire(p.clone(), reader.clone(), &self.inner.writer_id)
+            let reader = RemoteReader::new(manifest.clone(), self.inner.cache.clone(), read_ahead);
+            let local = LocalLog {
+                name: p.name(),
+                log_start_offset: p.log_start_offset(),
+                log_end_offset: p.high_watermark(),
+                writer: &self.inner.writer_id,
+                restoring,
+                take_over: self.inner.config.take_over,
+            };
+            let p = match decide(&local, &manifest.head()) {
+                Ownership::Continue => p,
+                Ownership::Refuse { reason } => {
+                    tracing::error!(topic = name, partition = id, %reason, "partition refused: served from the bucket, appends fail");
+                    metrics::gauge!(tiering::stats::REFUSED_PARTITIONS, "topic" => name.to_owned()).increment(1.0);
+                    tiers.push(TieredPartition { local: None, remote: Some(reader) });
+                    owned.push(None);
+                    refused.push(Some(reason));
+                    continue;
+                }
+                Ownership::Reset { next_offset, reason } => {
+                    let (dir, cfg, clock, topic) =
+                        (p.dir().to_owned(), config.log.clone(), self.inner.clock.clone(), name.to_owned());
+                    drop(p);
+                    let (dropped, p) = blocking(move || -> tiering::Result<_> {
+                        let dropped = tiering::local::recover::discard_log(&dir)?;
+                        Ok((dropped, Partition::open_at(&topic, id, &dir, cfg, clock, next_offset)?))
+                    })
+                    .await?
+                    .map_err(|e| Error::storage(name, id, e))?;
+                    tracing::warn!(topic = name, partition = id, dropped_bytes = dropped, next_offset, %reason, "local log dropped");
+                    p
+                }
+            };
+            self.inner.writer.register(p.clone()).await?;
+            let now = self.inner.clock.now_ms();
+            let remote = RemoteLog::acquire(p.clone(), reader.clone(), &self.inner.writer_id, now)
                 .await
-                .map_err(|e| Error::storage(name, p.id(), e))?;
+                .map_err(|e| Error::storage(name, id, e))?;
             self.inner.uploader.register(remote.clone());
             tiers.push(TieredPartition { local: Some(p.clone()), remote: Some(reader) });
-            remotes.push(remote);
+            owned.push(Some((p, remote)));
+            refused.push(None);
         }
-        Ok(Arc::new(Topic { config, partitions, tiers, remotes }))
+        Ok(Arc::new(Topic { config, tiers, owned, refused }))
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -377,15 +441,41 @@ impl Engine {
             .ok_or_else(|| Error::UnknownTopic { topic: name.to_owned() })
     }
 
-    fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+    /// The local and remote logs of a partition this engine writes, or why it does not.
+    fn owned_partition(&self, topic: &str, partition: u32) -> Result<Owned> {
         self.check_open()?;
         self.check_writable("a write")?;
         let t = self.topic(topic)?;
         let i = self.index(&t, topic, partition)?;
-        if let Some(e) = t.remotes[i].fenced_error() {
-            return Err(e.into());
+        match (&t.owned[i], &t.refused[i]) {
+            (Some(o), _) => Ok(o.clone()),
+            (None, reason) => Err(Error::PartitionUnavailable {
+                topic: topic.to_owned(),
+                partition,
+                reason: reason.clone().unwrap_or_else(|| "this engine does not write it".into()),
+            }),
         }
-        Ok(t.partitions[i].clone())
+    }
+
+    /// The local log of a partition this engine writes, for an append: refused once the partition
+    /// is fenced, and only while the bucket confirmed this writer's epoch within `lease_ms`.
+    async fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        let (local, remote) = self.owned_partition(topic, partition)?;
+        remote
+            .check_lease(self.inner.clock.now_ms(), self.inner.config.lease_ms)
+            .await
+            .map_err(|e| Error::storage(topic, partition, e))?;
+        Ok(local)
+    }
+
+    /// The local and remote logs of partition `p` of `owned` (from [`Engine::compaction_targets`]),
+    /// or why this engine does not write it.
+    pub(crate) fn owned(&self, topic: &str, owned: &[Option<Owned>], p: u32) -> Result<Owned> {
+        match owned.get(p as usize) {
+            Some(Some(o)) => Ok(o.clone()),
+            Some(None) => self.owned_partition(topic, p),
+            None => Err(Error::UnknownPartition { topic: topic.into(), partition: p, partitions: owned.len() as u32 }),
+        }
     }
 
     fn index(&self, t: &Topic, topic: &str, partition: u32) -> Result<usize> {
@@ -402,10 +492,7 @@ impl Engine {
     }
 
     fn remote(&self, topic: &str, partition: u32) -> Result<Arc<RemoteLog>> {
-        self.check_open()?;
-        self.check_writable("tiering")?;
-        let t = self.topic(topic)?;
-        Ok(t.remotes[self.index(&t, topic, partition)?].clone())
+        Ok(self.owned_partition(topic, partition)?.1)
     }
 
     /// What compaction works on in a topic: its settings, local partitions and remote logs.
@@ -413,7 +500,7 @@ impl Engine {
         self.check_open()?;
         self.check_writable("compaction")?;
         let t = self.topic(topic)?;
-        Ok((t.config.clone(), t.partitions.clone(), t.remotes.clone()))
+        Ok((t.config.clone(), t.owned.clone()))
     }
 
     pub(crate) fn uploader(&self) -> &Uploader {
@@ -437,11 +524,16 @@ impl Engine {
         config.validate()?;
         let _guard = self.inner.create.lock().await;
         if self.topic(name).is_ok() {
-            return Err(Error::TopicExists { topic: name.to_owned() });
+            return Err(Error::TopicExists { topic: name.to_owned(), in_bucket: false });
+        }
+        // A topic the bucket already holds belongs to another node, or to this data dir before it
+        // was emptied: creating it again would start a second history at offset 0 beside it.
+        let store: Arc<dyn ObjectStore> = self.inner.store.clone();
+        if tiering::remote::catalog::get(&store, name).await?.is_some() {
+            return Err(Error::TopicExists { topic: name.to_owned(), in_bucket: true });
         }
         // The bucket's catalog first: a node restored from the bucket alone finds every topic.
         let json = serde_json::to_vec_pretty(&config).expect("invariant: topic config serialises");
-        let store: Arc<dyn ObjectStore> = self.inner.store.clone();
         tiering::remote::catalog::put(&store, name, json.into()).await?;
         let (dir, name2, cfg, clock) =
             (self.inner.config.data_dir.clone(), name.to_owned(), config.clone(), self.inner.clock.clone());
@@ -453,7 +545,7 @@ impl Engine {
             Ok(partitions)
         })
         .await??;
-        let topic = self.attach(name, config, partitions, Vec::new()).await?;
+        let topic = self.attach(name, config, partitions, Vec::new(), false).await?;
         self.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name.to_owned(), topic);
         tracing::info!(topic = name, "topic created");
         Ok(())
@@ -464,6 +556,28 @@ impl Engine {
         self.inner.topics.read().expect("invariant: topics lock not poisoned").keys().cloned().collect()
     }
 
+    /// Every partition of this engine that takes no appends, and why. Empty when all is well (and
+    /// always on a read-only replica, which writes nothing).
+    pub fn problems(&self) -> Vec<PartitionProblem> {
+        let topics = self.inner.topics.read().expect("invariant: topics lock not poisoned").clone();
+        let mut out = Vec::new();
+        for (name, t) in topics {
+            for (i, (owned, refused)) in t.owned.iter().zip(&t.refused).enumerate() {
+                let problem = match (owned, refused) {
+                    (_, Some(reason)) => Some(("refused", reason.clone())),
+                    (Some((local, remote)), None) => {
+                        remote.fenced().map(|r| ("fenced", r)).or_else(|| local.failure().map(|r| ("failed", r)))
+                    }
+                    (None, None) => None,
+                };
+                if let Some((state, reason)) = problem {
+                    out.push(PartitionProblem { topic: name.clone(), partition: i as u32, state, reason });
+                }
+            }
+        }
+        out
+    }
+
     /// A topic's settings and the state of each partition.
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
         let t = self.topic(name)?;
@@ -472,7 +586,7 @@ impl Engine {
             .iter()
             .enumerate()
             .map(|(i, tp)| {
-                let r = t.remotes.get(i);
+                let r = t.owned.get(i).and_then(|o| o.as_ref()).map(|(_, r)| r);
                 PartitionDescription {
                     partition: i as u32,
                     log_start_offset: tp.log_start_offset(),
@@ -481,6 +595,7 @@ impl Engine {
                     segments: tp.local.as_ref().map_or_else(Vec::new, |l| l.segments()),
                     remote: tp.remote.as_ref().expect("invariant: every partition has a remote tier").manifest().head(),
                     fenced: r.and_then(|r| r.fenced()),
+                    refused: t.refused.get(i).cloned().flatten(),
                     tiering_error: r.and_then(|r| r.last_error()),
                 }
             })
@@ -494,7 +609,7 @@ impl Engine {
     #[instrument(skip_all, fields(topic, partition))]
     pub async fn append(&self, topic: &str, partition: u32, batch: Bytes) -> Result<AppendInfo> {
         let started = std::time::Instant::now();
-        let p = self.partition(topic, partition)?;
+        let p = self.partition(topic, partition).await?;
         let batch = ValidatedBatch::validate(batch, p.config().batch_limit())
             .map_err(|reason| Error::InvalidBatch { topic: topic.to_owned(), partition, reason })?;
         let info = self.inner.writer.append(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))?;
@@ -512,7 +627,7 @@ impl Engine {
         batch: Bytes,
     ) -> Result<impl std::future::Future<Output = Result<AppendInfo>> + use<>> {
         let started = std::time::Instant::now();
-        let p = self.partition(topic, partition)?;
+        let p = self.partition(topic, partition).await?;
         let batch = ValidatedBatch::validate(batch, p.config().batch_limit())
             .map_err(|reason| Error::InvalidBatch { topic: topic.to_owned(), partition, reason })?;
         let ticket = self.inner.writer.enqueue(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))?;
@@ -626,7 +741,7 @@ impl Engine {
     /// Seals the partition's active segment now (it would otherwise wait for `segment_bytes` or
     /// `segment_ms`).
     pub async fn roll(&self, topic: &str, partition: u32) -> Result<()> {
-        let p = self.partition(topic, partition)?;
+        let p = self.owned_partition(topic, partition)?.0;
         self.inner.writer.roll(&p).await.map_err(Error::from)?;
         self.inner.uploader.wake();
         Ok(())

@@ -24,8 +24,16 @@ pub enum ErrorKind {
 pub enum Error {
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopicName { name: String, reason: &'static str },
-    #[error("topic {topic:?} already exists")]
-    TopicExists { topic: String },
+    #[error("topic {topic:?} already exists{}", if *.in_bucket {
+        " in the bucket's catalog (another node wrote it, or this data dir was emptied): restore it \
+         (`tierlog restore`, or `restore = true` on an empty data dir) instead of creating it"
+    } else { "" })]
+    TopicExists { topic: String, in_bucket: bool },
+    /// This node does not write the partition (another writer took it over in the bucket, or its
+    /// local log cannot continue the bucket's): the reason says what to do. Reads are served from
+    /// the bucket.
+    #[error("partition {topic}-{partition} is not written by this node: {reason}")]
+    PartitionUnavailable { topic: String, partition: u32, reason: String },
     #[error("unknown topic {topic:?}")]
     UnknownTopic { topic: String },
     #[error("topic {topic:?} has no partition {partition} (it has {partitions})")]
@@ -70,7 +78,7 @@ impl Error {
             | Error::InvalidConfig { .. } => ErrorKind::Invalid,
             Error::UnknownTopic { .. } | Error::UnknownPartition { .. } => ErrorKind::NotFound,
             Error::Corrupt { .. } | Error::CorruptBatch { .. } => ErrorKind::Data,
-            Error::Closed { .. } | Error::Fenced { .. } => ErrorKind::Closed,
+            Error::Closed { .. } | Error::Fenced { .. } | Error::PartitionUnavailable { .. } => ErrorKind::Closed,
             Error::ReadOnly { .. } => ErrorKind::Invalid,
             Error::DataDirLocked { .. } | Error::Io { .. } | Error::Remote { .. } | Error::Conflict { .. } => {
                 ErrorKind::Unavailable

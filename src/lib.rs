@@ -48,7 +48,7 @@ pub mod state;
 pub use compaction::{CompactionConfig, CompactorConfig, Phase, Progress, Report as CompactionReport};
 pub use compactor::{CompactionStatus, PartitionCompaction, ProgressFn};
 pub use config::{CleanupPolicy, EngineConfig, TopicConfig};
-pub use engine::{Engine, PartitionDescription, TopicDescription};
+pub use engine::{Engine, PartitionDescription, PartitionProblem, TopicDescription};
 pub use error::{Error, ErrorKind, Result};
 pub use replay::{Merge, Position, Replay, ReplayRecord, ReplaySpec};
 pub use state::{At, StateEntry, StateSpec, StateStream};

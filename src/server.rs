@@ -2,7 +2,7 @@
 //!
 //! | method and path                              | what                                           |
 //! |----------------------------------------------|------------------------------------------------|
-//! | `GET /health`                                | `{"status": "ok", "topics": n, "read_only": b}`  |
+//! | `GET /health`                                | `{"status": "ok", "topics": n, "read_only": b}`; 503 `"degraded"` with the unwritable partitions |
 //! | `GET /metrics`                               | Prometheus text                                |
 //! | `GET /topics`                                | topic names                                    |
 //! | `POST /topics/{topic}`                       | create; body: a `TopicConfig` (JSON, optional)  |
@@ -134,8 +134,23 @@ pub async fn serve(
 
 type Shared = State<Arc<Engine>>;
 
-async fn health(State(engine): Shared) -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "topics": engine.list_topics().len(), "read_only": engine.config().read_only }))
+/// 200 `{"status": "ok", ..}` while every partition takes appends; 503 `{"status": "degraded",
+/// "partitions": [{topic, partition, state, reason}], ..}` while any is refused, fenced or failed.
+async fn health(State(engine): Shared) -> Response {
+    let problems = engine.problems();
+    let body = |status| {
+        json!({
+            "status": status,
+            "topics": engine.list_topics().len(),
+            "read_only": engine.config().read_only,
+            "partitions": problems,
+        })
+    };
+    if problems.is_empty() {
+        Json(body("ok")).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body("degraded"))).into_response()
+    }
 }
 
 /// Prometheus text. Gauges that describe state (bytes per tier, upload lag) are set from the
@@ -155,6 +170,13 @@ async fn metrics_text(State(engine): Shared) -> Response {
                 p.segments.iter().filter(|s| s.next_offset > p.remote.next_offset).map(|s| s.size).sum();
             metrics::gauge!("tierlog_upload_lag_bytes", &labels).set(lag_bytes as f64);
         }
+    }
+    let mut by_state = std::collections::BTreeMap::from([("refused", 0u32), ("fenced", 0), ("failed", 0)]);
+    for p in engine.problems() {
+        *by_state.entry(p.state).or_default() += 1;
+    }
+    for (state, n) in by_state {
+        metrics::gauge!("tierlog_unwritable_partitions", "state" => state).set(n as f64);
     }
     let handle = prometheus();
     handle.run_upkeep();

@@ -58,6 +58,16 @@ fn bad_batches() -> Vec<(&'static str, Vec<u8>)> {
     fix_crc(&mut b);
     out.push(("record length that lies (CRC fixed up)", b));
     out.push(("empty", Vec::new()));
+    // Sound CRC, count and lastOffsetDelta, but record offset deltas that repeat or jump: replay
+    // would emit duplicate or out-of-order offsets.
+    for (what, deltas) in [("offset deltas 0,0,0", [0, 0, 0]), ("offset deltas 0,5,2", [0, 5, 2])] {
+        let mut b = BatchBuilder::new(Compression::None);
+        for (d, r) in deltas.iter().zip(records(3, 1_000)) {
+            b.push_at(&r, *d);
+        }
+        b.set_span(2, 1_002);
+        out.push((what, b.build().to_vec()));
+    }
     out
 }
 

@@ -44,6 +44,11 @@ pub const UPLOADED_BYTES: &str = "tierlog_uploaded_bytes_total";
 pub const UPLOAD_RETRIES: &str = "tierlog_upload_retries_total";
 /// Times a writer found another writer owned its partition.
 pub const FENCED: &str = "tierlog_fenced_total";
+/// Partitions an engine refused to write at open (another writer took them over, or the local
+/// log cannot continue the bucket's); label `topic`. A gauge.
+pub const REFUSED_PARTITIONS: &str = "tierlog_refused_partitions";
+/// Conditional GETs of a manifest head that renewed a writer's lease on the append path.
+pub const LEASE_CHECKS: &str = "tierlog_lease_checks_total";
 /// Objects deleted after their grace period, or as orphans; label `reason` = `retention` | `orphan`.
 pub const REMOTE_DELETED_OBJECTS: &str = "tierlog_remote_deleted_objects_total";
 /// Remote read cache lookups; label `result` = `hit` | `miss` | `shared` (waited on another miss).

@@ -341,3 +341,39 @@ fn kafka_python_decodes_tierlog_batches() {
         }
     }
 }
+
+/// A batch whose records carry the given offset deltas, with `lastOffsetDelta` = count - 1 and a
+/// sound CRC: only the record-level walk can tell it is wrong.
+fn batch_with_deltas(compression: Compression, deltas: &[i32]) -> Vec<u8> {
+    let mut b = BatchBuilder::new(compression);
+    for (i, &d) in deltas.iter().enumerate() {
+        let r = Record { value: Some(Bytes::from(format!("v{i}"))), timestamp: 1_000 + i as i64, ..Default::default() };
+        b.push_at(&r, d);
+    }
+    b.set_span(deltas.len() as i32 - 1, 1_000 + deltas.len() as i64 - 1);
+    b.build().to_vec()
+}
+
+#[test]
+fn append_validation_decodes_every_record_offset_delta_and_timestamp() {
+    for codec in [Compression::None, Compression::Zstd, Compression::Gzip] {
+        assert!(validate(batch_with_deltas(codec, &[0, 1, 2])).is_ok(), "{codec:?}");
+        for deltas in [[0, 0, 0], [0, 5, 2], [1, 2, 3], [0, 2, 1]] {
+            let err = validate(batch_with_deltas(codec, &deltas)).unwrap_err();
+            assert!(
+                matches!(err, BatchError::BadRecord { reason: "offset deltas must run 0, 1, 2, ... in order", .. }),
+                "{codec:?} {deltas:?}: {err}"
+            );
+        }
+    }
+    // A record timestamp above the header's maxTimestamp (create time): time lookups would skip it.
+    let mut b = sample_batch();
+    let max = i64::from_be_bytes(b[35..43].try_into().unwrap());
+    b[35..43].copy_from_slice(&(max - 1).to_be_bytes());
+    refix_crc(&mut b);
+    let err = validate(b).unwrap_err();
+    assert!(
+        matches!(err, BatchError::BadRecord { reason: "timestamp is above the batch's maxTimestamp", .. }),
+        "{err}"
+    );
+}

@@ -353,6 +353,7 @@ async fn replacing_a_sealed_segment_checks_its_batches_and_survives_reopening() 
     assert_eq!(after[3..], before[before.iter().position(|r| r.0 == first.next_offset).unwrap()..]);
     // A read taken before the swap still holds the old bytes.
     assert!(reader_before.records().unwrap().iter().any(|r| r.offset == first.base_offset + 3));
+    h.writer.shutdown().await.unwrap();
     drop(h);
     let h = open(dir.path(), small_config(), ManualClock::new(T0)).await;
     assert_eq!(read_all(&h.partition, 0, 1 << 20), after, "recovery accepts the rewritten segment");

@@ -179,8 +179,9 @@ impl ValidatedBatch {
     /// The append path's validation: header, exact length, magic, CRC, a record count in range that
     /// matches `lastOffsetDelta`, and a records section that holds exactly that many records.
     ///
-    /// For an uncompressed batch it only walks the record length prefixes (no field is decoded); a
-    /// compressed batch is decompressed (bounded) and walked the same way.
+    /// Every record's length, attributes, timestamp delta and offset delta are decoded (see
+    /// [`records::check_records`]); keys, values and headers are not. A compressed batch is
+    /// decompressed (bounded) and walked the same way.
     pub fn validate(bytes: Bytes, max_batch_bytes: usize) -> Result<Self, BatchError> {
         if bytes.len() > max_batch_bytes {
             return Err(BatchError::TooLarge { size: bytes.len(), limit: max_batch_bytes });
@@ -201,8 +202,8 @@ impl ValidatedBatch {
         let codec = header.compression()?;
         let section = &bytes[HEADER_LEN..];
         let present = match codec {
-            Compression::None => records::count_records(section)?,
-            _ => records::count_records(&codec.decompress(section)?)?,
+            Compression::None => records::check_records(section, &header)?,
+            _ => records::check_records(&codec.decompress(section)?, &header)?,
         };
         if present != header.record_count as i64 {
             return Err(BatchError::RecordCountMismatch { declared: header.record_count, actual: present });

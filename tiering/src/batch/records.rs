@@ -41,20 +41,40 @@ impl From<RecordView> for Record {
     }
 }
 
-/// Counts the records of an uncompressed records section by walking their length prefixes only,
-/// checking that each is sane and that they tile the section exactly.
-pub fn count_records(section: &[u8]) -> Result<i64, BatchError> {
+/// The append path's walk over an uncompressed records section: every record's length,
+/// attributes, timestamp delta and offset delta are decoded (keys, values and headers are only
+/// skipped over, by the record length). Offset deltas must run `0..n` in order, every record's
+/// timestamp must fit in an i64 and, under create time, not exceed the batch's `maxTimestamp`
+/// (time lookups trust it), and the records must tile the section exactly. Returns the number of
+/// records.
+pub fn check_records(section: &[u8], header: &BatchHeader) -> Result<i64, BatchError> {
+    let create_time = header.timestamp_type() == TimestampType::CreateTime;
     let mut pos = 0usize;
     let mut count = 0i64;
     while pos < section.len() {
-        let (len, n) = read_varint(&section[pos..])
-            .ok_or(BatchError::BadRecord { index: count, reason: "unreadable length varint" })?;
+        let bad = |reason| BatchError::BadRecord { index: count, reason };
+        let (len, n) = read_varint(&section[pos..]).ok_or(bad("unreadable length varint"))?;
+        // attributes (1 byte) + three 1-byte varints (timestamp delta, offset delta, key length)
+        // + value length + header count: a record is at least 6 bytes.
         if len < 6 {
-            return Err(BatchError::BadRecord { index: count, reason: "record length below 6" });
+            return Err(bad("record length below 6"));
         }
         pos += n;
         if len as usize > section.len() - pos {
-            return Err(BatchError::BadRecord { index: count, reason: "record length runs past the batch" });
+            return Err(bad("record length runs past the batch"));
+        }
+        let record = &section[pos..pos + len as usize];
+        // Record attributes are unused in v2; Kafka ignores them and so does tierlog.
+        let mut at = 1usize;
+        let (ts_delta, n) = read_varlong(&record[at..]).ok_or(bad("bad timestamp delta"))?;
+        at += n;
+        let (offset_delta, _) = read_varint(&record[at..]).ok_or(bad("bad offset delta"))?;
+        if offset_delta as i64 != count {
+            return Err(bad("offset deltas must run 0, 1, 2, ... in order"));
+        }
+        let ts = header.base_timestamp.checked_add(ts_delta).ok_or(bad("timestamp overflows"))?;
+        if create_time && ts > header.max_timestamp {
+            return Err(bad("timestamp is above the batch's maxTimestamp"));
         }
         pos += len as usize;
         count += 1;

@@ -563,16 +563,26 @@ fn maybe_rotate(
     let keep_from = j.seq();
     let mut snapshots = Vec::new();
     let mut files = Vec::new();
-    for (i, p) in partitions.iter().enumerate() {
+    for p in partitions {
         if let Some((f, base, position)) = p.journaled_file() {
-            files.push((i, f));
+            // Indexed like `snapshots`, so a failed sync names its partition.
+            files.push((snapshots.len(), f));
             snapshots.push((p.clone(), base, position));
         }
     }
     let (tx, done) = std::sync::mpsc::channel();
     let config = config.clone();
+    let failing: Vec<Arc<Partition>> = snapshots.iter().map(|(p, _, _)| p.clone()).collect();
     let spawned = std::thread::Builder::new().name("tierlog-journal-sync".into()).spawn(move || {
-        let ok = sync_files(&files, &config).into_iter().all(|(_, r)| r.is_ok());
+        let mut ok = true;
+        for (i, r) in sync_files(&files, &config) {
+            if let Err(e) = r {
+                // Never retried into a false success: the partition fails, the journal keeps
+                // its entries, and recovery rewrites them into the segment.
+                failing[i].fail_io(&format!("fsync segment before journal rotation: {e}"));
+                ok = false;
+            }
+        }
         let _ = tx.send(ok);
     });
     match spawned {

@@ -574,16 +574,28 @@ impl Partition {
         Ok(())
     }
 
-    /// Seals the active segment now if it holds anything (for tests and for tiering).
+    /// Seals the active segment now if it holds anything (for tests and for tiering). An IO error
+    /// fails the partition (see [`Partition::failure`]).
     pub(crate) fn roll(&self) -> Result<()> {
         let mut st = self.lock_writer();
+        if let Some(reason) = &st.failed {
+            return Err(Error::Closed { reason: Some(reason.clone()) });
+        }
         if st.position == 0 {
             return Ok(());
         }
-        self.roll_locked(&mut st, "forced")
+        let res = self.roll_locked(&mut st, "forced");
+        if let Err(e) = &res {
+            self.fail(&mut st, &e.to_string());
+        }
+        res
     }
 
     /// Periodic work: seal by age, interval fsync, checkpoint, local retention.
+    ///
+    /// A failed write or fsync fails the partition; it is never retried. After a failed fsync
+    /// Linux may have dropped the dirty pages and cleared the error, so a retry could report
+    /// success for bytes that are not on disk, and the checkpoint would then vouch for them.
     pub(crate) fn tick(&self) -> Result<()> {
         let now = self.clock.now_ms();
         {
@@ -591,23 +603,45 @@ impl Partition {
             if st.failed.is_some() {
                 return Ok(());
             }
-            if st.position > 0 && st.active_since_ms.is_some_and(|t| now - t >= self.config.segment_ms as i64) {
-                self.roll_locked(&mut st, "age")?;
-            }
-            if let Durability::Interval { ms } = self.config.durability
-                && st.synced != (st.active.base_offset, st.position)
-                && now - st.last_sync_ms >= ms as i64
-            {
-                st.file.sync_data().map_err(Error::io("fsync segment", st.active.path()))?;
-                st.synced = (st.active.base_offset, st.position);
-                st.last_sync_ms = now;
-            }
-            if st.synced != st.checkpointed && now - st.last_checkpoint_ms >= CHECKPOINT_INTERVAL_MS {
-                self.write_checkpoint(&mut st)?;
+            let res = (|| -> Result<()> {
+                if st.position > 0 && st.active_since_ms.is_some_and(|t| now - t >= self.config.segment_ms as i64) {
+                    self.roll_locked(&mut st, "age")?;
+                }
+                if let Durability::Interval { ms } = self.config.durability
+                    && st.synced != (st.active.base_offset, st.position)
+                    && now - st.last_sync_ms >= ms as i64
+                {
+                    st.file.sync_data().map_err(Error::io("fsync segment", st.active.path()))?;
+                    st.synced = (st.active.base_offset, st.position);
+                    st.last_sync_ms = now;
+                }
+                if st.synced != st.checkpointed && now - st.last_checkpoint_ms >= CHECKPOINT_INTERVAL_MS {
+                    self.write_checkpoint(&mut st)?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = res {
+                self.fail(&mut st, &e.to_string());
+                return Err(e);
             }
         }
         self.apply_retention(now)?;
         Ok(())
+    }
+
+    /// Why the partition failed, if it did: after a failed write or fsync it takes no appends
+    /// until it is reopened from its files.
+    pub fn failure(&self) -> Option<String> {
+        self.lock_writer().failed.clone()
+    }
+
+    /// Fails the partition from outside the write path (a failed fsync of its segment before a
+    /// journal rotation): the journal keeps its entries, and the partition takes no more appends.
+    pub(crate) fn fail_io(&self, reason: &str) {
+        let mut st = self.lock_writer();
+        if st.failed.is_none() {
+            self.fail(&mut st, reason);
+        }
     }
 
     /// Deletes the oldest whole segments that local retention (time or size) no longer keeps;
@@ -675,7 +709,7 @@ impl Partition {
         if !m.sealed {
             return Err(invalid("the active segment is never rewritten".into()));
         }
-        let tmp = log.with_extension("log.tmp");
+        let tmp = super::segment::unique_tmp(&log);
         let written = (|| -> std::io::Result<(File, SegmentIndex, ScanOutcome)> {
             let mut f = File::options().read(true).write(true).create(true).truncate(true).open(&tmp)?;
             f.write_all(data)?;

@@ -193,3 +193,22 @@ pub fn recover(dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered
     segments.push(active);
     Ok(Recovered { segments, active_file, truncated_bytes })
 }
+
+/// Deletes a partition folder's whole local log (segments, indexes, checkpoint), for a partition
+/// that must continue from the bucket's end instead (see [`crate::remote::owner`]). Returns the
+/// bytes of log dropped. The folder stays; the next open starts it afresh.
+pub fn discard_log(dir: &Path) -> Result<u64> {
+    let bases = list_segments(dir)?;
+    let mut dropped = 0u64;
+    for &base in &bases {
+        dropped += std::fs::metadata(segment_path(dir, base, LOG_EXT)).map(|m| m.len()).unwrap_or(0);
+        remove_segment_files(dir, base)?;
+    }
+    match std::fs::remove_file(checkpoint::path(dir)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove checkpoint", checkpoint::path(dir))(e)),
+    }
+    sync_dir(dir)?;
+    Ok(dropped)
+}

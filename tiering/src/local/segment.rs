@@ -267,10 +267,21 @@ fn take_batches(buf: Bytes, max_bytes: usize) -> Bytes {
     buf.slice(..end)
 }
 
+/// A temp file name beside `path` that no other writer uses: `<name>.<pid>-<n>.tmp`. Two writers
+/// of one file (a checkpoint written by a closing writer and by a recovery) must never share a
+/// temp file, or one renames the other's half-written bytes into place or fails on a name that
+/// the other already renamed. Recovery deletes every `*.tmp` it finds.
+pub(crate) fn unique_tmp(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!("{name}.{}-{n}.tmp", std::process::id()))
+}
+
 /// Writes a small file atomically and durably: temp file, fsync, rename. The caller syncs the
 /// directory when the rename itself must survive a crash.
 pub(crate) fn write_durable(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let tmp = unique_tmp(path);
     let mut f = File::create(&tmp).map_err(Error::io("create", &tmp))?;
     std::io::Write::write_all(&mut f, data).map_err(Error::io("write", &tmp))?;
     f.sync_data().map_err(Error::io("fsync", &tmp))?;

@@ -412,6 +412,28 @@ impl Manifest {
         Ok(true)
     }
 
+    /// For the writer of `epoch`: checks with a conditional GET (`If-None-Match` on the ETag it
+    /// last read or wrote) that the bucket's head still carries its epoch. Unchanged (304) or
+    /// changed at the same epoch: `Ok`. A higher epoch, or no head at all: [`Error::Fenced`].
+    pub async fn confirm_epoch(&self, epoch: u64) -> Result<()> {
+        let key = self.keys.head();
+        let etag =
+            self.version.lock().expect("invariant: manifest lock not poisoned").as_ref().and_then(|v| v.e_tag.clone());
+        let options = object_store::GetOptions { if_none_match: etag, ..Default::default() };
+        let r = match self.store.get_opts(&key, options).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotModified { .. }) => return Ok(()),
+            Err(object_store::Error::NotFound { .. }) => return Err(self.fenced(epoch, 0)),
+            Err(e) => return Err(remote("confirm manifest epoch", &key)(e)),
+        };
+        let bytes = r.bytes().await.map_err(remote("confirm manifest epoch", &key))?;
+        let head = Head::decode(&key, &bytes)?;
+        if head.epoch != epoch {
+            return Err(self.fenced(epoch, head.epoch));
+        }
+        Ok(())
+    }
+
     /// Takes the partition over as its writer: bumps the epoch with a CAS (or creates the head).
     /// Returns the new epoch. A writer that held the previous epoch is fenced from now on.
     pub async fn acquire(&self, writer: &str) -> Result<u64> {

@@ -19,6 +19,7 @@ pub mod instrumented;
 pub mod keys;
 pub mod local_cas;
 pub mod manifest;
+pub mod owner;
 mod parquet_io;
 pub mod reader;
 pub mod store;
