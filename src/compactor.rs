@@ -80,9 +80,10 @@ impl Engine {
 
     /// The compaction state of a partition: how far its local and remote logs are clean.
     pub fn compaction_status(&self, topic: &str, partition: u32) -> Result<CompactionStatus> {
-        let (_, owned) = self.compaction_targets(topic)?;
-        let (local, remote) = self.owned(topic, &owned, partition)?;
-        Ok(CompactionStatus { local: LocalState::load(local.dir()), remote: remote.manifest().head().compaction })
+        let t = self.tiered(topic, partition)?;
+        let local = t.local.as_ref().map(|l| LocalState::load(l.dir())).unwrap_or_default();
+        let remote = t.remote.as_ref().map(|r| r.manifest().head().compaction).unwrap_or_default();
+        Ok(CompactionStatus { local, remote })
     }
 
     #[allow(clippy::too_many_arguments)]

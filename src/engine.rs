@@ -118,6 +118,9 @@ pub(crate) struct Inner {
     /// The background compactor, stopped by `close`.
     compactor: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     compactor_stop: Arc<tokio::sync::Notify>,
+    /// Opened by [`Engine::open_reader`]: reads the local data dir and the bucket, writes
+    /// neither the bucket nor the log.
+    reader: bool,
 }
 
 /// A tierlog engine over one data dir. Cheap to clone; every clone is the same engine.
@@ -158,11 +161,40 @@ impl Engine {
     }
 
     /// [`Engine::open_with_clock`] on a given bucket (tests wrap stores to count or fail requests).
-    #[instrument(skip_all, fields(data_dir = %config.data_dir.display()))]
     pub async fn open_with_store(
         config: EngineConfig,
         clock: Arc<dyn Clock>,
         store: Arc<dyn ObjectStore>,
+    ) -> Result<Engine> {
+        Self::open_inner(config, clock, store, false).await
+    }
+
+    /// Opens the data dir for reading only (the CLI's `consume`, `replay`, `state-at`,
+    /// `offset-for-time` and `topic list|describe`): the local log and the bucket are read, but no
+    /// partition is taken over (no epoch bump), nothing is uploaded, compacted, restored or
+    /// written to the bucket, and appends and topic changes fail with `ReadOnly`. The local log is
+    /// recovered as by any open (a torn tail is cut), and the data dir is locked while it is open.
+    pub async fn open_reader(config: EngineConfig) -> Result<Engine> {
+        config.validate()?;
+        let store = config.object_store().build()?;
+        Self::open_inner(config, system_clock(), store, true).await
+    }
+
+    /// [`Engine::open_reader`] on a given bucket and clock.
+    pub async fn open_reader_with_store(
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn ObjectStore>,
+    ) -> Result<Engine> {
+        Self::open_inner(config, clock, store, true).await
+    }
+
+    #[instrument(skip_all, fields(data_dir = %config.data_dir.display(), reader))]
+    async fn open_inner(
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn ObjectStore>,
+        reader: bool,
     ) -> Result<Engine> {
         config.validate()?;
         let dir = config.data_dir.clone();
@@ -227,6 +259,7 @@ impl Engine {
             compacting: AsyncMutex::new(()),
             compactor: std::sync::Mutex::new(None),
             compactor_stop: Arc::new(tokio::sync::Notify::new()),
+            reader,
         });
         let engine = Engine { inner };
         if engine.inner.config.read_only {
@@ -234,7 +267,7 @@ impl Engine {
             return Ok(engine);
         }
         let mut loaded: Vec<Loaded> = loaded.into_iter().map(|(n, c, p)| (n, c, p, Vec::new())).collect();
-        let restoring = engine.inner.config.restore && loaded.is_empty();
+        let restoring = engine.inner.config.restore && loaded.is_empty() && !reader;
         if restoring {
             loaded = engine.restore_from_bucket().await?;
         }
@@ -242,7 +275,7 @@ impl Engine {
             let topic = engine.attach(&name, cfg, partitions, manifests, restoring).await?;
             engine.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
         }
-        if engine.inner.config.compactor.enabled {
+        if engine.inner.config.compactor.enabled && !reader {
             let task = crate::compactor::spawn(
                 Arc::downgrade(&engine.inner),
                 engine.inner.config.compactor.interval_ms,
@@ -364,6 +397,14 @@ impl Engine {
                     .map_err(|e| Error::storage(name, id, e))?,
             };
             let reader = RemoteReader::new(manifest.clone(), self.inner.cache.clone(), read_ahead);
+            if self.inner.reader {
+                // Registered so that closing syncs what journal recovery wrote into it.
+                self.inner.writer.register(p.clone()).await?;
+                tiers.push(TieredPartition { local: Some(p), remote: Some(reader) });
+                owned.push(None);
+                refused.push(None);
+                continue;
+            }
             let local = LocalLog {
                 name: p.name(),
                 log_start_offset: p.log_start_offset(),
@@ -418,7 +459,7 @@ impl Engine {
     }
 
     fn check_writable(&self, op: &'static str) -> Result<()> {
-        if self.inner.config.read_only {
+        if self.inner.config.read_only || self.inner.reader {
             return Err(Error::ReadOnly { op });
         }
         Ok(())
@@ -485,7 +526,8 @@ impl Engine {
         Err(Error::UnknownPartition { topic: topic.to_owned(), partition, partitions: t.tiers.len() as u32 })
     }
 
-    fn tiered(&self, topic: &str, partition: u32) -> Result<TieredPartition> {
+    /// A partition's view across both tiers (for reads and status).
+    pub(crate) fn tiered(&self, topic: &str, partition: u32) -> Result<TieredPartition> {
         self.check_open()?;
         let t = self.topic(topic)?;
         Ok(t.tiers[self.index(&t, topic, partition)?].clone())

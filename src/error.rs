@@ -58,7 +58,9 @@ pub enum Error {
         "partition {partition} is fenced: another writer (epoch {current}) owns it in the bucket; this one (epoch {epoch}) stopped"
     )]
     Fenced { partition: String, epoch: u64, current: u64 },
-    #[error("this engine is a read-only replica: {op} is refused (write through the engine that owns the partitions)")]
+    #[error(
+        "this engine is read-only (a replica, or opened for a read-only command): {op} is refused (write through the engine that owns the partitions)"
+    )]
     ReadOnly { op: &'static str },
     #[error("tierlog is closed{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed { reason: Option<String> },

@@ -453,3 +453,58 @@ fn compact_from_the_command_line_and_inspect_its_state() {
     let bad = tierlog(&data, &["topic", "create", "x", "--min-dirty-ratio", "2"], None);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("min_dirty_ratio"));
 }
+
+/// Every file under `dir` with its size and modification time.
+fn tree(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, (u64, std::time::SystemTime)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                todo.push(e.path());
+            } else {
+                out.insert(e.path(), (m.len(), m.modified().unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn read_only_commands_take_nothing_over_and_write_nothing_to_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(tierlog(&data, &["topic", "create", "acct", "--partitions", "2", "--segment-bytes", "4096"], None));
+    let lines: String = (0..200)
+        .map(|i| format!("{{\"key\":\"k{}\",\"value\":\"{i}\",\"timestamp\":{}}}\n", i % 9, 1000 + i))
+        .collect();
+    ok(tierlog(&data, &["produce", "acct"], Some(&lines)));
+    ok(tierlog(&data, &["topic", "tier", "acct"], None));
+    let bucket = data.join("bucket");
+    let before = tree(&bucket);
+    let heads: Vec<_> = before.keys().filter(|p| p.ends_with("manifest/head.json")).cloned().collect();
+    assert_eq!(heads.len(), 2, "{before:?}");
+    let head_text: Vec<String> = heads.iter().map(|h| std::fs::read_to_string(h).unwrap()).collect();
+    let folder = data.join("acct-0");
+    for args in [
+        &["consume", "acct", "--partition", "0"][..],
+        &["replay", "acct"],
+        &["state-at", "acct", "--time", "1100"],
+        &["offset-for-time", "acct", "--partition", "1", "--time", "1050"],
+        &["topic", "list"],
+        &["topic", "describe", "acct"],
+        &["inspect", folder.to_str().unwrap()],
+    ] {
+        ok(tierlog(&data, args, None));
+        assert_eq!(tree(&bucket), before, "`tierlog {}` changed the bucket", args.join(" "));
+    }
+    let after: Vec<String> = heads.iter().map(|h| std::fs::read_to_string(h).unwrap()).collect();
+    assert_eq!(after, head_text, "no epoch was bumped");
+    // Writing commands still take the partitions over (one epoch bump each).
+    ok(tierlog(&data, &["produce", "acct"], Some("{\"key\":\"k\",\"value\":\"v\"}\n")));
+    let epoch = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap()["epoch"].as_u64().unwrap();
+    let bumped: Vec<String> = heads.iter().map(|h| std::fs::read_to_string(h).unwrap()).collect();
+    assert_eq!(epoch(&bumped[0]), epoch(&head_text[0]) + 1);
+}

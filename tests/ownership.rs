@@ -170,3 +170,37 @@ async fn a_writer_taken_over_stops_acknowledging_within_its_lease() {
     b.close().await.unwrap();
     a.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_reader_engine_reads_both_tiers_and_writes_nothing_to_the_bucket() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = common::config(root.path());
+    let a = Engine::open(cfg.clone()).await.unwrap();
+    a.create_topic("t", common::topic(Some(1))).await.unwrap();
+    let model = common::produce(&a, "t", 60, 3).await;
+    a.roll("t", 0).await.unwrap();
+    a.tier_now("t", 0).await.unwrap();
+    let head = a.remote_head("t", 0).unwrap();
+    a.close().await.unwrap();
+
+    let r = Engine::open_reader(cfg.clone()).await.unwrap();
+    let got: Vec<(i64, String)> = values(&r, 0).await;
+    assert_eq!(got.len(), model.len());
+    assert!(got.iter().zip(&model).all(|((o, v), (mo, _, mv))| o == mo && v.as_bytes() == &mv[..]));
+    r.offset_for_time("t", 0, tierlog::OffsetSpec::Timestamp(T0 + 500)).await.unwrap();
+    let mut state = r.state_at("t", tierlog::StateSpec::new(tierlog::At::Time(T0 + 3_000))).await.unwrap();
+    while state.next().await.unwrap().is_some() {}
+    let d = r.describe_topic("t").unwrap();
+    assert_eq!(d.partitions[0].high_watermark, model.len() as i64);
+    assert!(matches!(r.append("t", 0, batch("r", 1)).await, Err(Error::ReadOnly { .. })));
+    assert!(matches!(r.create_topic("u", TopicConfig::default()).await, Err(Error::ReadOnly { .. })));
+    let c = r.object_store_counts();
+    assert_eq!((c.put, c.multipart_part, c.multipart_control, c.delete, c.copy), (0, 0, 0, 0, 0), "{c:?}");
+    assert_eq!(r.remote_head("t", 0).unwrap().epoch, head.epoch, "no take-over");
+    r.close().await.unwrap();
+
+    // The writer reopens as the owner it was.
+    let a = Engine::open(cfg).await.unwrap();
+    assert_eq!(a.append("t", 0, batch("a", 1)).await.unwrap().base_offset, model.len() as i64);
+    a.close().await.unwrap();
+}

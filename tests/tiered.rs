@@ -226,9 +226,9 @@ async fn a_second_writer_fences_the_first() {
     a.roll("t", 0).await.unwrap();
     a.tier_now("t", 0).await.unwrap();
     let epoch_a = a.remote_head("t", 0).unwrap().epoch;
-    // B takes the partition over in the same bucket.
+    // B takes the partition over in the same bucket (a restore into its own data dir).
+    cfg_b.restore = true;
     let b = Engine::open(cfg_b).await.unwrap();
-    b.create_topic("t", topic(None)).await.unwrap();
     assert_eq!(b.remote_head("t", 0).unwrap().epoch, epoch_a + 1);
     produce(&a, "t", 200, 10).await;
     a.roll("t", 0).await.unwrap();

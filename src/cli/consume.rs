@@ -60,7 +60,7 @@ fn spec(s: &str) -> anyhow::Result<OffsetSpec> {
 
 pub async fn offset_for_time(cli: &Cli, args: &OffsetForTimeArgs) -> anyhow::Result<()> {
     let spec = spec(&args.time)?;
-    let engine = Engine::open(cli.engine_config()?).await?;
+    let engine = Engine::open_reader(cli.engine_config()?).await?;
     let res = engine.offset_for_time(&args.topic, args.partition, spec).await;
     engine.close().await?;
     let out = match res? {
@@ -74,7 +74,7 @@ pub async fn offset_for_time(cli: &Cli, args: &OffsetForTimeArgs) -> anyhow::Res
 }
 
 pub async fn run(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
-    let engine = Engine::open(cli.engine_config()?).await?;
+    let engine = Engine::open_reader(cli.engine_config()?).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let res = consume(&engine, args, &mut out).await;

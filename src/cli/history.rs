@@ -52,7 +52,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 pub async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
-    let engine = Engine::open(cli.engine_config()?).await?;
+    let engine = Engine::open_reader(cli.engine_config()?).await?;
     let res = async {
         let mut spec = replay_spec(&args.range);
         if args.merge_by_time {
@@ -83,7 +83,7 @@ pub async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
 }
 
 pub async fn state_at(cli: &Cli, args: &StateAtArgs) -> anyhow::Result<()> {
-    let engine = Engine::open(cli.engine_config()?).await?;
+    let engine = Engine::open_reader(cli.engine_config()?).await?;
     let res = async {
         let at = match (args.time, args.offset) {
             (Some(t), _) => At::Time(t),

@@ -159,7 +159,11 @@ pub fn describe_json(engine: &Engine, name: &str) -> crate::Result<serde_json::V
 
 pub async fn run(cli: &Cli, cmd: &TopicCommand) -> anyhow::Result<()> {
     let cfg = cli.engine_config()?;
-    let engine = Engine::open(cfg.clone()).await?;
+    // Listing and describing take no partition over and write nothing to the bucket.
+    let engine = match cmd {
+        TopicCommand::List | TopicCommand::Describe { .. } => Engine::open_reader(cfg.clone()).await?,
+        _ => Engine::open(cfg.clone()).await?,
+    };
     let res = async {
         match cmd {
             TopicCommand::Create(args) => {
