@@ -394,19 +394,12 @@ impl Manifest {
     /// one held, with a conditional GET (`If-None-Match` on its ETag). Returns whether it changed.
     /// One GET per call, never a LIST.
     pub async fn poll(&self) -> Result<bool> {
-        let key = self.keys.head();
-        let etag =
-            self.version.lock().expect("invariant: manifest lock not poisoned").as_ref().and_then(|v| v.e_tag.clone());
-        let options = object_store::GetOptions { if_none_match: etag, ..Default::default() };
-        let r = match self.store.get_opts(&key, options).await {
-            Ok(r) => r,
-            Err(object_store::Error::NotModified { .. }) => return Ok(false),
-            Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(remote("poll manifest head", &key)(e)),
+        let (head, version) = match self.fetch_if_changed("poll manifest head").await {
+            Ok(Some(changed)) => changed,
+            // Unchanged, or no writer has created the head yet.
+            Ok(None) | Err(Error::Remote { error: object_store::Error::NotFound { .. }, .. }) => return Ok(false),
+            Err(e) => return Err(e),
         };
-        let version = UpdateVersion { e_tag: r.meta.e_tag.clone(), version: r.meta.version.clone() };
-        let bytes = r.bytes().await.map_err(remote("poll manifest head", &key))?;
-        let head = Head::decode(&key, &bytes)?;
         *self.head.write().expect("invariant: manifest lock not poisoned") = Arc::new(head);
         *self.version.lock().expect("invariant: manifest lock not poisoned") = Some(version);
         Ok(true)
@@ -416,22 +409,30 @@ impl Manifest {
     /// last read or wrote) that the bucket's head still carries its epoch. Unchanged (304) or
     /// changed at the same epoch: `Ok`. A higher epoch, or no head at all: [`Error::Fenced`].
     pub async fn confirm_epoch(&self, epoch: u64) -> Result<()> {
+        match self.fetch_if_changed("confirm manifest epoch").await {
+            Ok(None) => Ok(()),
+            Ok(Some((head, _))) if head.epoch == epoch => Ok(()),
+            Ok(Some((head, _))) => Err(self.fenced(epoch, head.epoch)),
+            Err(Error::Remote { error: object_store::Error::NotFound { .. }, .. }) => Err(self.fenced(epoch, 0)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The head, if it changed since the one held: one conditional GET (`If-None-Match` on its
+    /// ETag). `None` when unchanged (304); a missing head is a `Remote` NotFound error.
+    async fn fetch_if_changed(&self, op: &'static str) -> Result<Option<(Head, UpdateVersion)>> {
         let key = self.keys.head();
         let etag =
             self.version.lock().expect("invariant: manifest lock not poisoned").as_ref().and_then(|v| v.e_tag.clone());
         let options = object_store::GetOptions { if_none_match: etag, ..Default::default() };
         let r = match self.store.get_opts(&key, options).await {
             Ok(r) => r,
-            Err(object_store::Error::NotModified { .. }) => return Ok(()),
-            Err(object_store::Error::NotFound { .. }) => return Err(self.fenced(epoch, 0)),
-            Err(e) => return Err(remote("confirm manifest epoch", &key)(e)),
+            Err(object_store::Error::NotModified { .. }) => return Ok(None),
+            Err(e) => return Err(remote(op, &key)(e)),
         };
-        let bytes = r.bytes().await.map_err(remote("confirm manifest epoch", &key))?;
-        let head = Head::decode(&key, &bytes)?;
-        if head.epoch != epoch {
-            return Err(self.fenced(epoch, head.epoch));
-        }
-        Ok(())
+        let version = UpdateVersion { e_tag: r.meta.e_tag.clone(), version: r.meta.version.clone() };
+        let bytes = r.bytes().await.map_err(remote(op, &key))?;
+        Ok(Some((Head::decode(&key, &bytes)?, version)))
     }
 
     /// Takes the partition over as its writer: bumps the epoch with a CAS (or creates the head).
