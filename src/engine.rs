@@ -229,7 +229,7 @@ impl Engine {
             }
             // Acknowledged batches that only the journal holds go back into their segments.
             let all: Vec<Arc<Partition>> = out.iter().flat_map(|(_, _, p)| p.iter().cloned()).collect();
-            let journal = tiering::local::journal::recover(&journal_dir, &all)?;
+            let journal = tiering::local::journal::recover(&tiering::local::std_fs(), &journal_dir, &all)?;
             Ok((out, journal))
         })
         .await??;
@@ -428,7 +428,7 @@ impl Engine {
                         (p.dir().to_owned(), config.log.clone(), self.inner.clock.clone(), name.to_owned());
                     drop(p);
                     let (dropped, p) = blocking(move || -> tiering::Result<_> {
-                        let dropped = tiering::local::recover::discard_log(&dir)?;
+                        let dropped = tiering::local::recover::discard_log(&tiering::local::StdFs, &dir)?;
                         Ok((dropped, Partition::open_at(&topic, id, &dir, cfg, clock, next_offset)?))
                     })
                     .await?

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::fs::Fs;
 use super::segment::write_durable;
 use crate::error::Result;
 
@@ -30,8 +31,8 @@ fn body(c: &Checkpoint) -> String {
 
 /// Reads the checkpoint; `None` when it is missing or does not check out (then recovery
 /// validates every segment).
-pub fn read(dir: &Path) -> Option<Checkpoint> {
-    let text = std::fs::read_to_string(path(dir)).ok()?;
+pub fn read(fs: &dyn Fs, dir: &Path) -> Option<Checkpoint> {
+    let text = String::from_utf8(fs.read(&path(dir)).ok()?).ok()?;
     let (body_text, crc) = text.trim_end().rsplit_once(' ')?;
     if u32::from_str_radix(crc, 16).ok()? != crc32c::crc32c(body_text.as_bytes()) {
         tracing::warn!(dir = %dir.display(), "recovery checkpoint fails its CRC; validating all segments");
@@ -47,10 +48,10 @@ pub fn read(dir: &Path) -> Option<Checkpoint> {
     Some(Checkpoint { segment_base, position, next_offset })
 }
 
-pub fn write(dir: &Path, c: &Checkpoint) -> Result<()> {
+pub fn write(fs: &dyn Fs, dir: &Path, c: &Checkpoint) -> Result<()> {
     let b = body(c);
     let text = format!("{b} {:08x}\n", crc32c::crc32c(b.as_bytes()));
-    write_durable(&path(dir), text.as_bytes())
+    write_durable(fs, &path(dir), text.as_bytes())
 }
 
 #[cfg(test)]
@@ -60,12 +61,13 @@ mod tests {
     #[test]
     fn roundtrip_and_corruption() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read(dir.path()), None);
+        let fs = &super::super::fs::StdFs;
+        assert_eq!(read(fs, dir.path()), None);
         let c = Checkpoint { segment_base: 100, position: 4096, next_offset: 150 };
-        write(dir.path(), &c).unwrap();
-        assert_eq!(read(dir.path()), Some(c));
+        write(fs, dir.path(), &c).unwrap();
+        assert_eq!(read(fs, dir.path()), Some(c));
         let text = std::fs::read_to_string(path(dir.path())).unwrap();
         std::fs::write(path(dir.path()), text.replace("4096", "9999")).unwrap();
-        assert_eq!(read(dir.path()), None);
+        assert_eq!(read(fs, dir.path()), None);
     }
 }

@@ -11,7 +11,6 @@
 //! queue, write time and sync time are measured separately (see [`crate::stats`]).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -20,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::fs::LogFile;
 use super::journal::{self, Entry, Journal};
 use super::partition::{AppendInfo, Durable, Partition};
 use crate::batch::ValidatedBatch;
@@ -465,7 +465,7 @@ fn commit_group(
                 Durable::Journaled(res.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string())));
         }
     }
-    let files: Vec<(usize, Arc<File>)> = work
+    let files: Vec<(usize, Arc<dyn LogFile>)> = work
         .iter()
         .enumerate()
         .filter(|(i, _)| !journaled[*i])
@@ -511,14 +511,6 @@ fn syncfs_reports_errors() -> bool {
     })
 }
 
-/// One syncfs(2) for the filesystem holding `file`: flushes every dirty page and inode on it.
-fn syncfs(file: &File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: syncfs only reads the descriptor, which `file` keeps open for the call.
-    let rc = unsafe { libc::syncfs(file.as_raw_fd()) };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-}
-
 /// A journal rotation in flight: the segments the old files cover are being fsynced on a
 /// background thread; the old files are deleted when that succeeds.
 struct Rotation {
@@ -546,7 +538,7 @@ fn maybe_rotate(
                     p.segment_synced(*base, *position);
                 }
                 if let Some(j) = journal.as_ref()
-                    && let Err(e) = journal::remove_before(j.dir(), r.keep_from)
+                    && let Err(e) = journal::remove_before(j.fs(), j.dir(), r.keep_from)
                 {
                     tracing::error!(error = %e, "deleting old journal files failed");
                 }
@@ -593,12 +585,12 @@ fn maybe_rotate(
 
 /// Makes the files durable: one fdatasync for one file; for several, one syncfs (every partition of
 /// a writer lives under its data dir, on one filesystem) or parallel fdatasyncs.
-fn sync_files(files: &[(usize, Arc<File>)], config: &WriterConfig) -> Vec<(usize, std::io::Result<()>)> {
+fn sync_files(files: &[(usize, Arc<dyn LogFile>)], config: &WriterConfig) -> Vec<(usize, std::io::Result<()>)> {
     if files.len() <= 1 {
         return files.iter().map(|(i, f)| (*i, f.sync_data())).collect();
     }
     if config.sync_strategy == SyncStrategy::Auto && syncfs_reports_errors() {
-        let res = syncfs(&files[0].1);
+        let res = files[0].1.sync_filesystem();
         return files
             .iter()
             .map(|(i, _)| (*i, res.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string()))))

@@ -18,9 +18,11 @@
 //! epoch, magic and the batch's own CRC, which covers the rest). A frame that is torn or fails a
 //! check ends the file.
 
-use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Read, Write};
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::fs::{Fs, LogFile, list_paths};
 
 use crate::batch::header::{ATTRIBUTES, HEADER_LEN, check_batch};
 use crate::error::{Error, Result};
@@ -31,9 +33,10 @@ const FRAME_HEADER: usize = 8;
 /// The open journal of a writer task.
 #[derive(Debug)]
 pub struct Journal {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     seq: u64,
-    file: File,
+    file: Arc<dyn LogFile>,
     size: u64,
 }
 
@@ -50,15 +53,9 @@ fn file_path(dir: &Path, seq: u64) -> PathBuf {
 }
 
 /// The journal files in `dir`, oldest first.
-pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+pub fn list(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::Io { op: "list journal", path: dir.to_owned(), error: e }),
-    };
-    for entry in entries {
-        let path = entry.map_err(Error::io("list journal", dir))?.path();
+    for path in list_paths(fs, dir).map_err(Error::io("list journal", dir))? {
         let seq = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -74,14 +71,18 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 
 impl Journal {
     /// Starts a new journal file after any existing ones (which must have been replayed).
-    pub fn create(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(Error::io("create journal folder", dir))?;
-        let seq = list(dir)?.last().map_or(0, |(s, _)| s + 1);
+    pub fn create(fs: &Arc<dyn Fs>, dir: &Path) -> Result<Self> {
+        if !fs.exists(dir) {
+            fs.create_dir_all(dir).map_err(Error::io("create journal folder", dir))?;
+            if let Some(parent) = dir.parent() {
+                super::segment::sync_dir(&**fs, parent)?;
+            }
+        }
+        let seq = list(&**fs, dir)?.last().map_or(0, |(s, _)| s + 1);
         let path = file_path(dir, seq);
-        let file =
-            OpenOptions::new().create_new(true).append(true).open(&path).map_err(Error::io("create journal", &path))?;
-        super::segment::sync_dir(dir)?;
-        Ok(Self { dir: dir.to_owned(), seq, file, size: 0 })
+        let file = fs.create_new(&path).map_err(Error::io("create journal", &path))?;
+        super::segment::sync_dir(&**fs, dir)?;
+        Ok(Self { fs: fs.clone(), dir: dir.to_owned(), seq, file, size: 0 })
     }
 
     pub fn size(&self) -> u64 {
@@ -92,6 +93,9 @@ impl Journal {
     }
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+    pub fn fs(&self) -> &dyn Fs {
+        &*self.fs
     }
 
     /// Appends the entries with one vectored write and fdatasyncs: when this returns Ok they are
@@ -119,14 +123,7 @@ impl Journal {
             slices.push(IoSlice::new(e.header));
             slices.push(IoSlice::new(e.rest));
         }
-        let mut bufs = &mut slices[..];
-        while !bufs.is_empty() {
-            let n = (&self.file).write_vectored(&bufs[..bufs.len().min(1024)])?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut bufs, n);
-        }
+        self.file.append(&slices)?;
         self.file.sync_data()?;
         self.size += total;
         Ok(())
@@ -135,7 +132,7 @@ impl Journal {
     /// Continues in a new file and keeps the current one, for after a failed append: its tail
     /// may hold a torn frame, and replay stops at the first bad frame of a file.
     pub fn start_next_file(&mut self) -> Result<()> {
-        let next = Journal::create(&self.dir)?;
+        let next = Journal::create(&self.fs, &self.dir)?;
         drop(std::mem::replace(self, next));
         Ok(())
     }
@@ -143,38 +140,37 @@ impl Journal {
     /// Starts the next journal file. The caller must first have made every partition written
     /// through the current one durable in its segments; then all older files are deleted.
     pub fn rotate(&mut self) -> Result<()> {
-        let next = Journal::create(&self.dir)?;
+        let next = Journal::create(&self.fs, &self.dir)?;
         let old = std::mem::replace(self, next);
         drop(old);
-        remove_before(&self.dir, self.seq)
+        remove_before(&*self.fs, &self.dir, self.seq)
     }
 
     /// Deletes every journal file (at close, after every partition was synced).
     pub fn remove_all(self) -> Result<()> {
-        let dir = self.dir.clone();
+        let (fs, dir) = (self.fs.clone(), self.dir.clone());
         drop(self);
-        remove_before(&dir, u64::MAX)
+        remove_before(&*fs, &dir, u64::MAX)
     }
 }
 
 /// Deletes journal files older than `seq`.
-pub fn remove_before(dir: &Path, seq: u64) -> Result<()> {
-    for (s, path) in list(dir)? {
+pub fn remove_before(fs: &dyn Fs, dir: &Path, seq: u64) -> Result<()> {
+    for (s, path) in list(fs, dir)? {
         if s < seq {
-            std::fs::remove_file(&path).map_err(Error::io("delete journal", &path))?;
+            fs.remove_file(&path).map_err(Error::io("delete journal", &path))?;
         }
     }
-    super::segment::sync_dir(dir)
+    super::segment::sync_dir(fs, dir)
 }
 
 /// Reads every entry of every journal file in order and gives `(partition name, batch)` to
 /// `apply`. A file ends at its first torn or failing frame (a crash mid-append: those entries were
 /// never acknowledged).
-pub fn replay(dir: &Path, mut apply: impl FnMut(&str, &[u8]) -> Result<()>) -> Result<u64> {
+pub fn replay(fs: &dyn Fs, dir: &Path, mut apply: impl FnMut(&str, &[u8]) -> Result<()>) -> Result<u64> {
     let mut applied = 0u64;
-    for (_, path) in list(dir)? {
-        let mut data = Vec::new();
-        File::open(&path).and_then(|mut f| f.read_to_end(&mut data)).map_err(Error::io("read journal", &path))?;
+    for (_, path) in list(fs, dir)? {
+        let data = fs.read(&path).map_err(Error::io("read journal", &path))?;
         let mut pos = 0usize;
         while data.len() - pos >= FRAME_HEADER + 2 {
             let len = u32::from_be_bytes(data[pos..pos + 4].try_into().expect("invariant: 4 bytes")) as usize;
@@ -206,12 +202,12 @@ pub fn replay(dir: &Path, mut apply: impl FnMut(&str, &[u8]) -> Result<()>) -> R
 
 /// Recovery of a data dir's journal: replays it into `partitions` (already recovered from their
 /// segments), fsyncs what it appended, and starts a fresh journal, deleting the replayed files.
-pub fn recover(dir: &Path, partitions: &[std::sync::Arc<super::Partition>]) -> Result<Journal> {
-    let by_name: std::collections::HashMap<&str, &std::sync::Arc<super::Partition>> =
+pub fn recover(fs: &Arc<dyn Fs>, dir: &Path, partitions: &[Arc<super::Partition>]) -> Result<Journal> {
+    let by_name: std::collections::HashMap<&str, &Arc<super::Partition>> =
         partitions.iter().map(|p| (p.name(), p)).collect();
     let mut touched = std::collections::BTreeSet::new();
     let mut appended = 0u64;
-    let entries = replay(dir, |name, batch| {
+    let entries = replay(&**fs, dir, |name, batch| {
         let Some(p) = by_name.get(name) else {
             tracing::error!(partition = name, "journal names a partition that does not exist; entry skipped");
             return Ok(());
@@ -232,7 +228,7 @@ pub fn recover(dir: &Path, partitions: &[std::sync::Arc<super::Partition>]) -> R
     if entries > 0 {
         tracing::info!(entries, appended, partitions = touched.len(), "journal replayed");
     }
-    let journal = Journal::create(dir)?;
-    remove_before(dir, journal.seq)?;
+    let journal = Journal::create(fs, dir)?;
+    remove_before(&**fs, dir, journal.seq)?;
     Ok(journal)
 }

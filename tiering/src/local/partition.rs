@@ -8,8 +8,7 @@
 //! under fsync durability that is the end of the last fsynced group.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{IoSlice, Write};
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -18,6 +17,7 @@ use bytes::Bytes;
 use tracing::instrument;
 
 use super::checkpoint::{self, Checkpoint};
+use super::fs::{Fs, LogFile, remove_if_present, std_fs};
 use super::index::SegmentIndex;
 use super::recover::recover;
 use super::segment::{
@@ -85,7 +85,7 @@ struct Pending {
 /// State only the writer task touches.
 struct WriterState {
     active: Arc<Segment>,
-    file: Arc<File>,
+    file: Arc<dyn LogFile>,
     /// Bytes written (or assigned in this group) to the active segment.
     position: u64,
     /// The next offset to assign.
@@ -118,7 +118,7 @@ pub(crate) enum Durable {
 /// now, and each batch's header as written (for the journal).
 pub(crate) struct Written {
     pub results: Vec<Result<AppendInfo>>,
-    pub sync: Option<Arc<File>>,
+    pub sync: Option<Arc<dyn LogFile>>,
     pub headers: Vec<[u8; HEADER_LEN]>,
 }
 
@@ -131,6 +131,7 @@ pub struct Partition {
     dir: PathBuf,
     config: LogConfig,
     clock: Arc<dyn Clock>,
+    fs: Arc<dyn Fs>,
     leader_epoch: AtomicI32,
     /// With a remote tier: the offset below which the bucket holds the log (committed to its
     /// manifest). Local retention never deletes a segment past it. `i64::MIN`: no remote tier.
@@ -143,17 +144,6 @@ impl std::fmt::Debug for Partition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Partition").field("topic", &self.topic).field("id", &self.id).finish()
     }
-}
-
-fn write_all_vectored(file: &File, mut bufs: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    while !bufs.is_empty() {
-        let n = (&*file).write_vectored(&bufs[..bufs.len().min(1024)])?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut bufs, n);
-    }
-    Ok(())
 }
 
 impl Partition {
@@ -174,8 +164,23 @@ impl Partition {
         clock: Arc<dyn Clock>,
         start_offset: i64,
     ) -> Result<Arc<Self>> {
+        Self::open_on(std_fs(), topic, id, dir, config, clock, start_offset)
+    }
+
+    /// [`Partition::open_at`] on a given filesystem (tests use one that simulates power cuts and
+    /// IO errors).
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_on(
+        fs: Arc<dyn Fs>,
+        topic: &str,
+        id: u32,
+        dir: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        start_offset: i64,
+    ) -> Result<Arc<Self>> {
         let started = std::time::Instant::now();
-        let rec = recover(dir, config.index_interval_bytes, start_offset)?;
+        let rec = recover(&fs, dir, config.index_interval_bytes, start_offset)?;
         let active = rec.segments.last().expect("invariant: recovery yields an active segment").clone();
         let m = active.meta();
         let now = clock.now_ms();
@@ -210,6 +215,7 @@ impl Partition {
             dir: dir.to_owned(),
             config,
             clock,
+            fs,
             leader_epoch: AtomicI32::new(0),
             tiered: AtomicI64::new(i64::MIN),
             view: RwLock::new(View { segments, high_watermark: m.next_offset }),
@@ -411,7 +417,7 @@ impl Partition {
             slices.push(IoSlice::new(h));
             slices.push(IoSlice::new(&b.bytes()[HEADER_LEN..]));
         }
-        write_all_vectored(&st.file, &mut slices).map_err(Error::io("write segment", st.active.path()))
+        st.file.append(&slices).map_err(Error::io("write segment", st.active.path()))
     }
 
     /// After an IO error: the batches from `from` on are failed, and so is the partition.
@@ -471,7 +477,7 @@ impl Partition {
     /// The active segment's file if it holds journaled bytes not yet fsynced in the segment, with
     /// how far it is written. A failed partition too: its acknowledged batches are still only in
     /// the journal.
-    pub(crate) fn journaled_file(&self) -> Option<(Arc<File>, i64, u64)> {
+    pub(crate) fn journaled_file(&self) -> Option<(Arc<dyn LogFile>, i64, u64)> {
         let st = self.lock_writer();
         st.journaled.then(|| (st.file.clone(), st.active.base_offset, st.position))
     }
@@ -504,7 +510,7 @@ impl Partition {
                 reason: format!("journal holds offset {} but the log ends at {}", h.base_offset, st.next_offset),
             });
         }
-        (&*st.file).write_all(batch).map_err(Error::io("write segment", st.active.path()))?;
+        st.file.append(&[IoSlice::new(batch)]).map_err(Error::io("write segment", st.active.path()))?;
         let pending = Pending {
             segment: st.active.clone(),
             base_offset: h.base_offset,
@@ -544,10 +550,10 @@ impl Partition {
         st.active.seal(&self.dir)?;
         let base = st.next_offset;
         let new_path = segment_path(&self.dir, base, LOG_EXT);
-        let file = Arc::new(open_for_append(&new_path)?);
-        sync_dir(&self.dir)?;
+        let file = open_for_append(&*self.fs, &new_path)?;
+        sync_dir(&*self.fs, &self.dir)?;
         let meta = SegmentMeta { index: SegmentIndex::new(), size: 0, next_offset: base, sealed: false };
-        let seg = Arc::new(Segment::new(&self.dir, base, meta, Some(file.clone())));
+        let seg = Arc::new(Segment::new(&self.fs, &self.dir, base, meta, Some(file.clone())));
         self.view.write().expect("invariant: partition view lock not poisoned").segments.insert(base, seg.clone());
         st.active = seg;
         st.file = file;
@@ -568,7 +574,7 @@ impl Partition {
         } else {
             st.active.meta.read().map(|m| m.next_offset).unwrap_or(0)
         };
-        checkpoint::write(&self.dir, &Checkpoint { segment_base, position, next_offset })?;
+        checkpoint::write(&*self.fs, &self.dir, &Checkpoint { segment_base, position, next_offset })?;
         st.checkpointed = st.synced;
         st.last_checkpoint_ms = self.clock.now_ms();
         Ok(())
@@ -677,7 +683,7 @@ impl Partition {
         }
         drop(st);
         for &base in &removed {
-            remove_segment_files(&self.dir, base)?;
+            remove_segment_files(&*self.fs, &self.dir, base)?;
         }
         if !removed.is_empty() {
             tracing::info!(topic = %self.topic, partition = self.id, segments = removed.len(), "local retention deleted segments");
@@ -710,20 +716,21 @@ impl Partition {
             return Err(invalid("the active segment is never rewritten".into()));
         }
         let tmp = super::segment::unique_tmp(&log);
-        let written = (|| -> std::io::Result<(File, SegmentIndex, ScanOutcome)> {
-            let mut f = File::options().read(true).write(true).create(true).truncate(true).open(&tmp)?;
-            f.write_all(data)?;
+        let fs = &*self.fs;
+        let written = (|| -> std::io::Result<(Arc<dyn LogFile>, SegmentIndex, ScanOutcome)> {
+            let f = fs.create(&tmp)?;
+            f.append(&[IoSlice::new(data)])?;
             f.sync_data()?;
             let mut index = SegmentIndex::new();
             let len = data.len() as u64;
             let interval = self.config.index_interval_bytes;
-            let scanned = scan(&f, 0, len, base, base, ScanMode::Validate, &mut index, interval)?;
+            let scanned = scan(&*f, 0, len, base, base, ScanMode::Validate, &mut index, interval)?;
             Ok((f, index, scanned))
         })();
         let (file, index, scanned) = match written {
             Ok(v) => v,
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
+                let _ = fs.remove_file(&tmp);
                 return Err(Error::Io { op: "write rewritten segment", path: tmp, error: e });
             }
         };
@@ -731,19 +738,19 @@ impl Partition {
             (scanned.next_offset != m.next_offset)
                 .then(|| format!("rewritten batches end at {}, the segment at {}", scanned.next_offset, m.next_offset))
         }) {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = fs.remove_file(&tmp);
             return Err(invalid(format!("rewritten segment rejected: {reason}")));
         }
         // Readers holding the old segment keep its file open across the rename.
         old.file()?;
         let meta = SegmentMeta { index, size: data.len() as u64, next_offset: m.next_offset, sealed: true };
-        let new = Arc::new(Segment::new(&self.dir, base, meta, Some(Arc::new(file))));
+        let new = Arc::new(Segment::new(&self.fs, &self.dir, base, meta, Some(file)));
         {
             let _st = self.lock_writer();
             let mut v = self.view.write().expect("invariant: partition view lock not poisoned");
             if !v.segments.get(&base).is_some_and(|s| Arc::ptr_eq(s, &old)) {
                 drop(v);
-                let _ = std::fs::remove_file(&tmp);
+                let _ = fs.remove_file(&tmp);
                 return Err(Error::Conflict {
                     reason: format!(
                         "segment {} changed (retention or another rewrite) while it was rewritten",
@@ -753,17 +760,14 @@ impl Partition {
             }
             // Stale index files must not outlive the log they describe, even across a crash.
             for ext in [INDEX_EXT, TIME_INDEX_EXT] {
-                match std::fs::remove_file(segment_path(&self.dir, base, ext)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::Io { op: "remove index file", path: log.clone(), error: e }),
-                }
+                remove_if_present(fs, &segment_path(&self.dir, base, ext))
+                    .map_err(Error::io("remove index file", &log))?;
             }
-            std::fs::rename(&tmp, &log).map_err(Error::io("rename rewritten segment", &log))?;
+            fs.rename(&tmp, &log).map_err(Error::io("rename rewritten segment", &log))?;
             v.segments.insert(base, new.clone());
         }
         new.seal(&self.dir)?;
-        sync_dir(&self.dir)?;
+        sync_dir(fs, &self.dir)?;
         Ok(m.size.saturating_sub(data.len() as u64))
     }
 

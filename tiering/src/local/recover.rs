@@ -4,11 +4,11 @@
 //! write from a crash. Segments after a cut are removed, since offsets must stay dense. The log end
 //! offset is then exactly the offset after the last good batch.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::checkpoint::{self, Checkpoint};
+use super::fs::{Fs, LogFile, list_paths, remove_if_present};
 use super::index::SegmentIndex;
 use super::segment::{
     INDEX_EXT, LOG_EXT, ScanMode, Segment, SegmentMeta, TIME_INDEX_EXT, open_for_append, remove_segment_files, scan,
@@ -21,19 +21,17 @@ use crate::stats;
 /// handle of the active segment.
 pub struct Recovered {
     pub segments: Vec<Arc<Segment>>,
-    pub active_file: Arc<File>,
+    pub active_file: Arc<dyn LogFile>,
     pub truncated_bytes: u64,
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<i64>> {
+fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<i64>> {
     let mut logs = Vec::new();
     let mut others = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(Error::io("list partition folder", dir))? {
-        let entry = entry.map_err(Error::io("list partition folder", dir))?;
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for path in list_paths(fs, dir).map_err(Error::io("list partition folder", dir))? {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if name.ends_with(".tmp") {
-            let _ = std::fs::remove_file(&path);
+            let _ = fs.remove_file(&path);
             continue;
         }
         let Some((stem, ext)) = name.split_once('.') else { continue };
@@ -51,31 +49,32 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>> {
     // Index files whose log is gone (a crash during retention) are removed.
     for (base, path) in others {
         if logs.binary_search(&base).is_err() {
-            let _ = std::fs::remove_file(path);
+            let _ = fs.remove_file(&path);
         }
     }
     Ok(logs)
 }
 
 /// Loads a sealed segment's index files if they are present and sound.
-fn load_index(dir: &Path, base: i64, size: u64, next_offset: i64) -> Option<SegmentIndex> {
-    let offs = std::fs::read(segment_path(dir, base, INDEX_EXT)).ok()?;
-    let times = std::fs::read(segment_path(dir, base, TIME_INDEX_EXT)).ok()?;
+fn load_index(fs: &dyn Fs, dir: &Path, base: i64, size: u64, next_offset: i64) -> Option<SegmentIndex> {
+    let offs = fs.read(&segment_path(dir, base, INDEX_EXT)).ok()?;
+    let times = fs.read(&segment_path(dir, base, TIME_INDEX_EXT)).ok()?;
     SegmentIndex::decode(&offs, &times, size, u32::try_from(next_offset - base).ok()?)
 }
 
 /// Recovers the partition folder `dir` (created if missing). `start_offset` is the base of the
 /// first segment of a brand-new partition.
-pub fn recover(dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered> {
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(Error::io("create partition folder", dir))?;
+pub fn recover(fs: &Arc<dyn Fs>, dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered> {
+    let fsd = &**fs;
+    if !fs.exists(dir) {
+        fs.create_dir_all(dir).map_err(Error::io("create partition folder", dir))?;
         // The folder's own entry must be durable before anything in it is acknowledged.
         if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
+            sync_dir(fsd, parent)?;
         }
     }
-    let bases = list_segments(dir)?;
-    let cp = checkpoint::read(dir);
+    let bases = list_segments(fsd, dir)?;
+    let cp = checkpoint::read(fsd, dir);
     let corrupt = |path: PathBuf, position, reason| Error::Corrupt { path, position, reason };
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
     let mut truncated_bytes = 0u64;
@@ -84,7 +83,7 @@ pub fn recover(dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered
     let mut cut_at: Option<usize> = None;
     for (i, &base) in bases.iter().enumerate() {
         let path = segment_path(dir, base, LOG_EXT);
-        let size = std::fs::metadata(&path).map_err(Error::io("stat segment", &path))?.len();
+        let size = fs.len(&path).map_err(Error::io("stat segment", &path))?;
         // How much of this segment is trusted.
         let trusted = match cp {
             Some(c) if base < c.segment_base => size,
@@ -101,35 +100,35 @@ pub fn recover(dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered
         let sealed_next = bases.get(i + 1).copied();
         // Fast path: a sealed, trusted segment with sound index files.
         if let (true, Some(next)) = (trusted == size, sealed_next)
-            && let Some(index) = load_index(dir, base, size, next)
+            && let Some(index) = load_index(fsd, dir, base, size, next)
         {
             let meta = SegmentMeta { index, size, next_offset: next, sealed: true };
-            segments.push(Arc::new(Segment::new(dir, base, meta, None)));
+            segments.push(Arc::new(Segment::new(fs, dir, base, meta, None)));
             expected = next;
             continue;
         }
-        let file = File::open(&path).map_err(Error::io("open segment", &path))?;
+        let file = fs.open(&path).map_err(Error::io("open segment", &path))?;
         let mut index = SegmentIndex::new();
         let io = Error::io("scan segment", &path);
-        let head = scan(&file, 0, trusted, base, base, ScanMode::Trusted, &mut index, interval).map_err(io)?;
+        let head = scan(&*file, 0, trusted, base, base, ScanMode::Trusted, &mut index, interval).map_err(io)?;
         if let Some(reason) = head.stopped {
             return Err(corrupt(path, head.end, format!("below the recovery checkpoint: {reason}")));
         }
-        let tail = scan(&file, trusted, size, base, head.next_offset, ScanMode::Validate, &mut index, interval)
+        let tail = scan(&*file, trusted, size, base, head.next_offset, ScanMode::Validate, &mut index, interval)
             .map_err(Error::io("scan segment", &path))?;
         drop(file);
         let mut end = tail.end;
         if let Some(reason) = &tail.stopped {
             let cut = size - tail.end;
             tracing::warn!(segment = %path.display(), position = tail.end, cut, %reason, "truncating torn or corrupt tail");
-            let f = open_for_append(&path)?;
+            let f = open_for_append(fsd, &path)?;
             f.set_len(tail.end).map_err(Error::io("truncate segment", &path))?;
-            f.sync_all().map_err(Error::io("fsync segment", &path))?;
+            f.sync_data().map_err(Error::io("fsync segment", &path))?;
             truncated_bytes += cut;
             end = tail.end;
         }
         let meta = SegmentMeta { index, size: end, next_offset: tail.next_offset, sealed: false };
-        segments.push(Arc::new(Segment::new(dir, base, meta, None)));
+        segments.push(Arc::new(Segment::new(fs, dir, base, meta, None)));
         expected = tail.next_offset;
         if tail.stopped.is_some() {
             cut_at = Some(i + 1);
@@ -140,8 +139,8 @@ pub fn recover(dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered
     if let Some(i) = cut_at {
         for &base in &bases[i..] {
             tracing::warn!(base, "removing segment after a truncated one");
-            truncated_bytes += std::fs::metadata(segment_path(dir, base, LOG_EXT)).map(|m| m.len()).unwrap_or(0);
-            remove_segment_files(dir, base)?;
+            truncated_bytes += fs.len(&segment_path(dir, base, LOG_EXT)).unwrap_or(0);
+            remove_segment_files(fsd, dir, base)?;
             dir_changed = true;
         }
     }
@@ -155,7 +154,7 @@ pub fn recover(dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered
                 continue;
             }
             // Index files that match what the scan rebuilt are kept as they are.
-            let on_disk = load_index(dir, seg.base_offset, m.size, m.next_offset);
+            let on_disk = load_index(fsd, dir, seg.base_offset, m.size, m.next_offset);
             if on_disk.is_some_and(|ix| ix.same_entries(&m.index)) {
                 seg.meta.write().expect("invariant: segment meta lock not poisoned").sealed = true;
             } else {
@@ -164,7 +163,7 @@ pub fn recover(dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered
             }
         } else {
             for ext in [INDEX_EXT, TIME_INDEX_EXT] {
-                if std::fs::remove_file(segment_path(dir, seg.base_offset, ext)).is_ok() {
+                if remove_if_present(fsd, &segment_path(dir, seg.base_offset, ext)).unwrap_or(false) {
                     dir_changed = true;
                 }
             }
@@ -172,23 +171,24 @@ pub fn recover(dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered
     }
     if segments.is_empty() {
         let meta = SegmentMeta { index: SegmentIndex::new(), size: 0, next_offset: expected, sealed: false };
-        segments.push(Arc::new(Segment::new(dir, expected, meta, None)));
+        segments.push(Arc::new(Segment::new(fs, dir, expected, meta, None)));
         dir_changed = true;
     }
     let active = segments.last().expect("invariant: at least one segment");
-    let active_file = Arc::new(open_for_append(active.path())?);
+    let active_file = open_for_append(fsd, active.path())?;
     if dir_changed {
-        sync_dir(dir)?;
+        sync_dir(fsd, dir)?;
     }
     let m = active.meta();
     checkpoint::write(
+        fsd,
         dir,
         &Checkpoint { segment_base: active.base_offset, position: m.size, next_offset: m.next_offset },
     )?;
     if truncated_bytes > 0 {
         metrics::counter!(stats::RECOVERY_TRUNCATED_BYTES).increment(truncated_bytes);
     }
-    let active = Arc::new(Segment::new(dir, active.base_offset, m, Some(active_file.clone())));
+    let active = Arc::new(Segment::new(fs, dir, active.base_offset, m, Some(active_file.clone())));
     segments.pop();
     segments.push(active);
     Ok(Recovered { segments, active_file, truncated_bytes })
@@ -197,18 +197,14 @@ pub fn recover(dir: &Path, interval: u32, start_offset: i64) -> Result<Recovered
 /// Deletes a partition folder's whole local log (segments, indexes, checkpoint), for a partition
 /// that must continue from the bucket's end instead (see [`crate::remote::owner`]). Returns the
 /// bytes of log dropped. The folder stays; the next open starts it afresh.
-pub fn discard_log(dir: &Path) -> Result<u64> {
-    let bases = list_segments(dir)?;
+pub fn discard_log(fs: &dyn Fs, dir: &Path) -> Result<u64> {
+    let bases = list_segments(fs, dir)?;
     let mut dropped = 0u64;
     for &base in &bases {
-        dropped += std::fs::metadata(segment_path(dir, base, LOG_EXT)).map(|m| m.len()).unwrap_or(0);
-        remove_segment_files(dir, base)?;
+        dropped += fs.len(&segment_path(dir, base, LOG_EXT)).unwrap_or(0);
+        remove_segment_files(fs, dir, base)?;
     }
-    match std::fs::remove_file(checkpoint::path(dir)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove checkpoint", checkpoint::path(dir))(e)),
-    }
-    sync_dir(dir)?;
+    remove_if_present(fs, &checkpoint::path(dir)).map_err(Error::io("remove checkpoint", checkpoint::path(dir)))?;
+    sync_dir(fs, dir)?;
     Ok(dropped)
 }

@@ -5,13 +5,12 @@
 //! published size in [`SegmentMeta`] says how far the bytes are complete. The writer appends
 //! through the same file handle.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 
+use super::fs::{Fs, LogFile, remove_if_present};
 use super::index::SegmentIndex;
 use crate::batch::header::{BatchHeader, HEADER_LEN, verify_crc};
 use crate::batch::records::decode_records;
@@ -43,7 +42,8 @@ pub struct SegmentMeta {
 pub struct Segment {
     pub base_offset: i64,
     path: PathBuf,
-    file: OnceLock<Arc<File>>,
+    fs: Arc<dyn Fs>,
+    file: OnceLock<Arc<dyn LogFile>>,
     pub(crate) meta: RwLock<SegmentMeta>,
 }
 
@@ -81,12 +81,19 @@ pub struct ScanOutcome {
 }
 
 impl Segment {
-    pub(crate) fn new(dir: &Path, base_offset: i64, meta: SegmentMeta, file: Option<Arc<File>>) -> Self {
+    pub(crate) fn new(
+        fs: &Arc<dyn Fs>,
+        dir: &Path,
+        base_offset: i64,
+        meta: SegmentMeta,
+        file: Option<Arc<dyn LogFile>>,
+    ) -> Self {
         let cell = OnceLock::new();
         if let Some(f) = file {
             let _ = cell.set(f);
         }
-        Self { base_offset, path: segment_path(dir, base_offset, LOG_EXT), file: cell, meta: RwLock::new(meta) }
+        let path = segment_path(dir, base_offset, LOG_EXT);
+        Self { base_offset, path, fs: fs.clone(), file: cell, meta: RwLock::new(meta) }
     }
 
     pub fn path(&self) -> &Path {
@@ -95,12 +102,12 @@ impl Segment {
 
     /// The read handle, opened on first use (sealed segments are opened lazily, so a partition
     /// of thousands of segments costs no file descriptors until read).
-    pub fn file(&self) -> Result<&Arc<File>> {
+    pub fn file(&self) -> Result<&Arc<dyn LogFile>> {
         if let Some(f) = self.file.get() {
             return Ok(f);
         }
-        let f = File::open(&self.path).map_err(Error::io("open segment", &self.path))?;
-        Ok(self.file.get_or_init(|| Arc::new(f)))
+        let f = self.fs.open(&self.path).map_err(Error::io("open segment", &self.path))?;
+        Ok(self.file.get_or_init(|| f))
     }
 
     pub fn meta(&self) -> SegmentMeta {
@@ -121,7 +128,7 @@ impl Segment {
 
     /// Reads exactly `len` bytes at `pos`.
     pub fn read_at(&self, pos: u64, len: usize) -> Result<Bytes> {
-        read_exact_at_uninit(self.file()?, pos, len).map(Bytes::from).map_err(Error::io("read segment", &self.path))
+        self.file()?.read_exact_at(pos, len).map(Bytes::from).map_err(Error::io("read segment", &self.path))
     }
 
     /// Whole batches starting with the one that holds `offset`, at most `max_bytes` of them but
@@ -213,8 +220,9 @@ impl Segment {
     pub(crate) fn seal(&self, dir: &Path) -> Result<()> {
         let mut m = self.meta.write().expect("invariant: segment meta lock not poisoned");
         let next_rel = (m.next_offset - self.base_offset) as u32;
-        write_durable(&segment_path(dir, self.base_offset, INDEX_EXT), &m.index.encode_offsets())?;
-        write_durable(&segment_path(dir, self.base_offset, TIME_INDEX_EXT), &m.index.encode_times(next_rel))?;
+        let fs = &*self.fs;
+        write_durable(fs, &segment_path(dir, self.base_offset, INDEX_EXT), &m.index.encode_offsets())?;
+        write_durable(fs, &segment_path(dir, self.base_offset, TIME_INDEX_EXT), &m.index.encode_times(next_rel))?;
         m.sealed = true;
         Ok(())
     }
@@ -222,36 +230,6 @@ impl Segment {
     fn corrupt(&self, position: u64, reason: String) -> Error {
         Error::Corrupt { path: self.path.clone(), position, reason }
     }
-}
-
-/// `pread` of exactly `len` bytes into a fresh buffer, without zero-filling it first: reads of a
-/// megabyte from the page cache would otherwise spend a third of their time on the fill.
-fn read_exact_at_uninit(file: &File, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    use std::os::fd::AsRawFd;
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
-    let mut done = 0usize;
-    while done < len {
-        let spare = buf.spare_capacity_mut();
-        let off = libc::off_t::try_from(pos + done as u64)
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-        // SAFETY: the destination is the vector's spare capacity, `len - done` bytes long and
-        // writable; pread writes at most that many bytes into it.
-        let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), len - done, off) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        // SAFETY: pread initialised the next `n` bytes of the spare capacity.
-        unsafe { buf.set_len(done + n as usize) };
-        done += n as usize;
-    }
-    Ok(buf)
 }
 
 /// Trims a buffer that starts at a batch to whole batches: at most `max_bytes`, at least one.
@@ -280,48 +258,64 @@ pub(crate) fn unique_tmp(path: &Path) -> PathBuf {
 
 /// Writes a small file atomically and durably: temp file, fsync, rename. The caller syncs the
 /// directory when the rename itself must survive a crash.
-pub(crate) fn write_durable(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_durable(fs: &dyn Fs, path: &Path, data: &[u8]) -> Result<()> {
     let tmp = unique_tmp(path);
-    let mut f = File::create(&tmp).map_err(Error::io("create", &tmp))?;
-    std::io::Write::write_all(&mut f, data).map_err(Error::io("write", &tmp))?;
+    let f = fs.create(&tmp).map_err(Error::io("create", &tmp))?;
+    f.append(&[std::io::IoSlice::new(data)]).map_err(Error::io("write", &tmp))?;
     f.sync_data().map_err(Error::io("fsync", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(Error::io("rename", path))?;
+    fs.rename(&tmp, path).map_err(Error::io("rename", path))?;
     Ok(())
 }
 
 /// Deletes a segment's log and index files; files already gone are fine.
-pub(crate) fn remove_segment_files(dir: &Path, base: i64) -> Result<()> {
+pub(crate) fn remove_segment_files(fs: &dyn Fs, dir: &Path, base: i64) -> Result<()> {
     for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
         let p = segment_path(dir, base, ext);
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Io { op: "remove segment file", path: p, error: e }),
-        }
+        remove_if_present(fs, &p).map_err(Error::io("remove segment file", &p))?;
     }
     Ok(())
 }
 
 /// fsyncs a directory so that file creations, renames and deletions in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("fsync directory", dir))
+pub(crate) fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))
 }
 
 /// Opens (creating if needed) a segment log for appending and reading.
-pub(crate) fn open_for_append(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(Error::io("open segment for append", path))
+pub(crate) fn open_for_append(fs: &dyn Fs, path: &Path) -> Result<Arc<dyn LogFile>> {
+    fs.open_append(path).map_err(Error::io("open segment for append", path))
+}
+
+/// Reads a file front to back in large chunks, for `scan`.
+struct ChunkReader<'a> {
+    file: &'a dyn LogFile,
+    end: u64,
+    buf: Vec<u8>,
+    /// File position of `buf[0]`.
+    at: u64,
+}
+
+impl ChunkReader<'_> {
+    const CHUNK: u64 = 1 << 20;
+
+    /// `len` bytes at `pos` (which must not be before the previous request's position).
+    fn get(&mut self, pos: u64, len: usize) -> std::io::Result<&[u8]> {
+        let have = pos >= self.at && pos + len as u64 <= self.at + self.buf.len() as u64;
+        if !have {
+            let want = (len as u64).max(Self::CHUNK).min(self.end.saturating_sub(pos)).max(len as u64);
+            self.buf = self.file.read_exact_at(pos, want as usize)?;
+            self.at = pos;
+        }
+        let from = (pos - self.at) as usize;
+        Ok(&self.buf[from..from + len])
+    }
 }
 
 /// Walks the batches of `file` from `start` to `end`, feeding `index`. Stops at the first batch
 /// that is incomplete, unparsable, out of offset sequence or (in `Validate` mode) fails its CRC.
 #[allow(clippy::too_many_arguments)]
 pub fn scan(
-    file: &File,
+    file: &dyn LogFile,
     start: u64,
     end: u64,
     base_offset: i64,
@@ -330,12 +324,9 @@ pub fn scan(
     index: &mut SegmentIndex,
     interval: u32,
 ) -> std::io::Result<ScanOutcome> {
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    reader.seek(SeekFrom::Start(start))?;
+    let mut reader = ChunkReader { file, end, buf: Vec::new(), at: start };
     let mut pos = start;
     let mut batches = 0u64;
-    let mut hdr = [0u8; HEADER_LEN];
-    let mut body = Vec::new();
     let stop = |reason: String, pos, next, batches| {
         Ok(ScanOutcome { end: pos, next_offset: next, batches, stopped: Some(reason) })
     };
@@ -343,8 +334,7 @@ pub fn scan(
         if end - pos < HEADER_LEN as u64 {
             return stop(format!("{} trailing bytes are less than a header", end - pos), pos, expected_offset, batches);
         }
-        reader.read_exact(&mut hdr)?;
-        let h = match BatchHeader::parse(&hdr) {
+        let h = match BatchHeader::parse(reader.get(pos, HEADER_LEN)?) {
             Ok(h) => h,
             Err(e) => return stop(e.to_string(), pos, expected_offset, batches),
         };
@@ -360,17 +350,10 @@ pub fn scan(
                 batches,
             );
         }
-        match mode {
-            ScanMode::Trusted => reader.seek_relative(len as i64 - HEADER_LEN as i64)?,
-            ScanMode::Validate => {
-                body.clear();
-                body.extend_from_slice(&hdr);
-                body.resize(len as usize, 0);
-                reader.read_exact(&mut body[HEADER_LEN..])?;
-                if let Err(e) = verify_crc(&body, &h) {
-                    return stop(e.to_string(), pos, expected_offset, batches);
-                }
-            }
+        if mode == ScanMode::Validate
+            && let Err(e) = verify_crc(reader.get(pos, len as usize)?, &h)
+        {
+            return stop(e.to_string(), pos, expected_offset, batches);
         }
         let rel = (h.base_offset - base_offset) as u32;
         index.on_append(rel, pos as u32, len as u32, h.max_timestamp, interval);

@@ -20,6 +20,7 @@ use std::path::Path;
 
 use super::manifest::Head;
 use crate::error::{Error, Result};
+use crate::local::fs::StdFs;
 use crate::local::segment::{sync_dir, write_durable};
 
 /// The file in a data dir that holds its node id.
@@ -40,8 +41,8 @@ pub fn node_id(data_dir: &Path) -> Result<String> {
         Err(e) => return Err(Error::io("read node id", &path)(e)),
     }
     let id = format!("{:016x}", rand::random::<u64>());
-    write_durable(&path, format!("{id}\n").as_bytes())?;
-    sync_dir(data_dir)?;
+    write_durable(&StdFs, &path, format!("{id}\n").as_bytes())?;
+    sync_dir(&StdFs, data_dir)?;
     Ok(id)
 }
 
