@@ -53,3 +53,5 @@ pub const LEASE_CHECKS: &str = "tierlog_lease_checks_total";
 pub const REMOTE_DELETED_OBJECTS: &str = "tierlog_remote_deleted_objects_total";
 /// Remote read cache lookups; label `result` = `hit` | `miss` | `shared` (waited on another miss).
 pub const CACHE_LOOKUPS: &str = "tierlog_remote_cache_lookups_total";
+/// Attempts to reopen a failed partition from its files; label `outcome` = `reopened` | `failed`.
+pub const PARTITION_REOPENS: &str = "tierlog_partition_reopens_total";

@@ -6,7 +6,8 @@
 //! fold them into one journal commit), publishes, and only then acknowledges each waiter. While it
 //! syncs, new appends queue up and form the next group, so the group size follows the load.
 //!
-//! The same task takes ticks (seal by age, interval fsync, checkpoints, retention), forced rolls,
+//! The same task takes ticks (seal by age, interval fsync, checkpoints, retention, reopening
+//! failed partitions with backoff), forced rolls,
 //! flushes and shutdown, so all writes to a partition's files come from one place. Wait time in the
 //! queue, write time and sync time are measured separately (see [`crate::stats`]).
 
@@ -347,6 +348,9 @@ fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig, mut journal: Optio
                 Command::Tick { ack } => {
                     maybe_rotate(&config, &mut journal, &partitions, &mut rotation, false);
                     for p in &partitions {
+                        // A failed partition's error was logged when it failed, and a failed
+                        // reopen logs its own; either way it stays failed until a reopen works.
+                        let _ = p.reopen_if_due(journal.as_ref().map(|j| (j.fs(), j.dir())));
                         if let Err(e) = p.tick() {
                             tracing::warn!(topic = p.topic(), partition = p.id(), error = %e, "periodic work failed");
                         }

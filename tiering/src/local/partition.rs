@@ -35,6 +35,34 @@ use crate::stats;
 /// Recovery validates at most this much of recent log with CRCs.
 pub const CHECKPOINT_INTERVAL_MS: i64 = 5_000;
 
+/// The first wait before a failed partition is reopened, and the longest (it doubles per failure).
+const MIN_REOPEN_BACKOFF_MS: i64 = 100;
+const MAX_REOPEN_BACKOFF_MS: i64 = 30_000;
+
+/// The read view and writer state of a freshly recovered partition folder.
+fn recovered_state(rec: super::recover::Recovered, now: i64) -> (View, WriterState) {
+    let active = rec.segments.last().expect("invariant: recovery yields an active segment").clone();
+    let m = active.meta();
+    let state = WriterState {
+        file: rec.active_file,
+        position: m.size,
+        next_offset: m.next_offset,
+        active_since_ms: (m.size > 0).then_some(now),
+        pending: Vec::new(),
+        synced: (active.base_offset, m.size),
+        checkpointed: (active.base_offset, m.size),
+        last_checkpoint_ms: now,
+        last_sync_ms: now,
+        failed: None,
+        retry_at_ms: 0,
+        retry_backoff_ms: MIN_REOPEN_BACKOFF_MS,
+        journaled: false,
+        active,
+    };
+    let segments: BTreeMap<i64, Arc<Segment>> = rec.segments.into_iter().map(|s| (s.base_offset, s)).collect();
+    (View { segments, high_watermark: m.next_offset }, state)
+}
+
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -100,6 +128,9 @@ struct WriterState {
     last_sync_ms: i64,
     /// Set after an IO error the partition cannot safely continue from; cleared by reopening.
     failed: Option<String>,
+    /// While failed: when the next reopen may be tried, and the wait after that one fails.
+    retry_at_ms: i64,
+    retry_backoff_ms: i64,
     /// Bytes were acknowledged through the disk journal but not yet fsynced in the segment.
     journaled: bool,
 }
@@ -181,30 +212,14 @@ impl Partition {
     ) -> Result<Arc<Self>> {
         let started = std::time::Instant::now();
         let rec = recover(&fs, dir, config.index_interval_bytes, start_offset)?;
-        let active = rec.segments.last().expect("invariant: recovery yields an active segment").clone();
-        let m = active.meta();
-        let now = clock.now_ms();
-        let state = WriterState {
-            file: rec.active_file,
-            position: m.size,
-            next_offset: m.next_offset,
-            active_since_ms: (m.size > 0).then_some(now),
-            pending: Vec::new(),
-            synced: (active.base_offset, m.size),
-            checkpointed: (active.base_offset, m.size),
-            last_checkpoint_ms: now,
-            last_sync_ms: now,
-            failed: None,
-            journaled: false,
-            active,
-        };
-        let segments: BTreeMap<i64, Arc<Segment>> = rec.segments.into_iter().map(|s| (s.base_offset, s)).collect();
+        let truncated = rec.truncated_bytes;
+        let (view, state) = recovered_state(rec, clock.now_ms());
         tracing::debug!(
             topic,
             partition = id,
-            segments = segments.len(),
-            log_end = m.next_offset,
-            truncated = rec.truncated_bytes,
+            segments = view.segments.len(),
+            log_end = view.high_watermark,
+            truncated,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "partition recovered"
         );
@@ -218,9 +233,81 @@ impl Partition {
             fs,
             leader_epoch: AtomicI32::new(0),
             tiered: AtomicI64::new(i64::MIN),
-            view: RwLock::new(View { segments, high_watermark: m.next_offset }),
+            view: RwLock::new(view),
             writer: Mutex::new(state),
         }))
+    }
+
+    /// Reopens a failed partition from its files once its backoff has passed, without a process
+    /// restart. Called by the writer task on its ticks, with the disk journal's location.
+    ///
+    /// The log is first cut back to what is known durable (the last successful fsync): after a
+    /// failed fsync the page cache may hold bytes that never reached the disk, and must not be
+    /// trusted. Batches acknowledged through the journal are then appended again from it, and the
+    /// segment is fsynced. Any IO error leaves the partition failed and doubles the wait (100 ms
+    /// up to 30 s). Returns whether the partition was reopened.
+    pub(crate) fn reopen_if_due(&self, journal: Option<(&dyn Fs, &Path)>) -> Result<bool> {
+        let now = self.clock.now_ms();
+        {
+            let mut st = self.lock_writer();
+            if st.failed.is_none() || now < st.retry_at_ms {
+                return Ok(false);
+            }
+            let res = self.reopen_locked(&mut st, now);
+            if let Err(e) = res {
+                st.retry_backoff_ms = (st.retry_backoff_ms * 2).min(MAX_REOPEN_BACKOFF_MS);
+                st.retry_at_ms = now + st.retry_backoff_ms;
+                metrics::counter!(stats::PARTITION_REOPENS, "outcome" => "failed").increment(1);
+                tracing::warn!(topic = %self.topic, partition = self.id, error = %e, retry_in_ms = st.retry_backoff_ms, "reopening a failed partition failed");
+                return Err(e);
+            }
+        }
+        if let Some((fs, dir)) = journal {
+            let name = self.name.clone();
+            super::journal::replay(
+                fs,
+                dir,
+                |n, batch| if n == name { self.replay_batch(batch).map(|_| ()) } else { Ok(()) },
+            )
+            .inspect_err(|e| self.fail_io(&format!("replaying the journal after a reopen: {e}")))?;
+        }
+        let mut st = self.lock_writer();
+        if st.journaled
+            && let Err(e) = st.file.sync_data()
+        {
+            let e = Error::Io { op: "fsync segment", path: st.active.path().to_owned(), error: e };
+            self.fail(&mut st, &e.to_string());
+            return Err(e);
+        }
+        st.synced = (st.active.base_offset, st.position);
+        st.journaled = false;
+        self.write_checkpoint(&mut st)?;
+        metrics::counter!(stats::PARTITION_REOPENS, "outcome" => "reopened").increment(1);
+        tracing::info!(topic = %self.topic, partition = self.id, log_end = st.next_offset, "failed partition reopened");
+        Ok(true)
+    }
+
+    fn reopen_locked(&self, st: &mut WriterState, now: i64) -> Result<()> {
+        let fs = &*self.fs;
+        let (base, position) = st.synced;
+        // Segments past the durable one hold nothing known durable.
+        let later: Vec<i64> = self.view().segments.range(base + 1..).map(|(b, _)| *b).collect();
+        for b in later {
+            remove_segment_files(fs, &self.dir, b)?;
+        }
+        let path = segment_path(&self.dir, base, LOG_EXT);
+        let f = open_for_append(fs, &path)?;
+        if f.len().map_err(Error::io("stat segment", &path))? > position {
+            f.set_len(position).map_err(Error::io("truncate segment", &path))?;
+        }
+        f.sync_data().map_err(Error::io("fsync segment", &path))?;
+        sync_dir(fs, &self.dir)?;
+        let start = self.log_start_offset();
+        let rec = recover(&self.fs, &self.dir, self.config.index_interval_bytes, start)?;
+        let (view, state) = recovered_state(rec, now);
+        *st = state;
+        *self.view.write().expect("invariant: partition view lock not poisoned") = view;
+        Ok(())
     }
 
     pub fn topic(&self) -> &str {
@@ -446,6 +533,8 @@ impl Partition {
         st.position = published.0;
         st.next_offset = published.1;
         st.failed = Some(reason.to_owned());
+        st.retry_backoff_ms = MIN_REOPEN_BACKOFF_MS;
+        st.retry_at_ms = self.clock.now_ms() + MIN_REOPEN_BACKOFF_MS;
     }
 
     /// Makes written batches visible once they are durable as their durability asks (`how`).
@@ -777,11 +866,16 @@ impl Partition {
         if st.failed.is_some() {
             return Ok(());
         }
-        st.file.sync_data().map_err(Error::io("fsync segment", st.active.path()))?;
-        st.synced = (st.active.base_offset, st.position);
-        st.journaled = false;
-        self.publish_locked(&mut st);
-        self.write_checkpoint(&mut st)
+        let res = st.file.sync_data().map_err(Error::io("fsync segment", st.active.path())).and_then(|()| {
+            st.synced = (st.active.base_offset, st.position);
+            st.journaled = false;
+            self.publish_locked(&mut st);
+            self.write_checkpoint(&mut st)
+        });
+        if let Err(e) = &res {
+            self.fail(&mut st, &e.to_string());
+        }
+        res
     }
 }
 
