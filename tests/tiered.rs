@@ -166,6 +166,43 @@ async fn a_corrupt_object_is_an_error_never_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_local_batch_the_bucket_holds_is_read_from_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    engine.create_topic("t", topic(None)).await.unwrap();
+    let model = produce(&engine, "t", 300, 9).await;
+    engine.roll("t", 0).await.unwrap();
+    engine.tier_now("t", 0).await.unwrap();
+    let d = engine.describe_topic("t").unwrap();
+    let seg = d.partitions[0].segments[1].clone();
+    assert!(seg.sealed && seg.next_offset <= d.partitions[0].remote.next_offset);
+    engine.close().await.unwrap();
+    // Flip a byte in the middle of a sealed local segment that the bucket also holds.
+    let mut bytes = std::fs::read(&seg.path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x08;
+    std::fs::write(&seg.path, &bytes).unwrap();
+
+    let engine = Engine::open(cfg).await.unwrap();
+    let (mut off, mut got) = (0, Vec::new());
+    let hw = model.last().unwrap().0 + 1;
+    while off < hw {
+        let r = engine.read("t", 0, off, 4096).await.unwrap();
+        got.extend(
+            r.records()
+                .unwrap()
+                .into_iter()
+                .filter(|v| v.offset >= off)
+                .map(|v| (v.offset, v.timestamp, v.value.unwrap())),
+        );
+        off = r.next_offset().unwrap();
+    }
+    assert_eq!(got, model, "every record, the damaged ones from the bucket");
+    engine.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_retention_drops_then_deletes_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());

@@ -55,3 +55,5 @@ pub const REMOTE_DELETED_OBJECTS: &str = "tierlog_remote_deleted_objects_total";
 pub const CACHE_LOOKUPS: &str = "tierlog_remote_cache_lookups_total";
 /// Attempts to reopen a failed partition from its files; label `outcome` = `reopened` | `failed`.
 pub const PARTITION_REOPENS: &str = "tierlog_partition_reopens_total";
+/// Batches that failed their CRC check on a read; label `tier` = `local` | `remote`.
+pub const CORRUPT_BATCHES: &str = "tierlog_corrupt_batches_total";

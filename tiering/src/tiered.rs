@@ -94,6 +94,12 @@ impl TieredPartition {
             Err(Error::OffsetOutOfRange { .. }) if self.remote.is_some() && offset < local.log_start_offset() => {
                 self.read_remote(offset, max_bytes).await
             }
+            // A local batch that fails its check while the bucket holds its offset (a sealed,
+            // uploaded segment) is served from the bucket, whose copy is checked on its own.
+            Err(Error::Corrupt { path, position, reason }) if self.remote.is_some() && offset < self.remote_end() => {
+                tracing::error!(path = %path.display(), position, %reason, offset, "corrupt local batch; reading it from the bucket");
+                self.read_remote(offset, max_bytes).await
+            }
             Ok(mut r) => {
                 r.log_start_offset = self.log_start_offset();
                 Ok(r)

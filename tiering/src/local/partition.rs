@@ -619,12 +619,29 @@ impl Partition {
     fn publish_locked(&self, st: &mut WriterState) {
         let Some(last) = st.pending.last().map(|p| p.next_offset) else { return };
         let interval = self.config.index_interval_bytes;
+        // Bytes this process wrote were validated on append: their CRCs need no check on read.
+        let mut written: Option<(Arc<Segment>, u64, u64)> = None;
         for p in st.pending.drain(..) {
             let mut m = p.segment.meta.write().expect("invariant: segment meta lock not poisoned");
             let rel = (p.base_offset - p.segment.base_offset) as u32;
             m.index.on_append(rel, p.position as u32, p.len, p.max_ts, interval);
             m.size = p.position + p.len as u64;
             m.next_offset = p.next_offset;
+            drop(m);
+            match &mut written {
+                Some((seg, _, end)) if Arc::ptr_eq(seg, &p.segment) && *end == p.position => {
+                    *end = p.position + p.len as u64
+                }
+                _ => {
+                    if let Some((seg, a, b)) = written.take() {
+                        seg.mark_verified(a, b);
+                    }
+                    written = Some((p.segment.clone(), p.position, p.position + p.len as u64));
+                }
+            }
+        }
+        if let Some((seg, a, b)) = written {
+            seg.mark_verified(a, b);
         }
         self.view.write().expect("invariant: partition view lock not poisoned").high_watermark = last;
     }
@@ -834,6 +851,7 @@ impl Partition {
         old.file()?;
         let meta = SegmentMeta { index, size: data.len() as u64, next_offset: m.next_offset, sealed: true };
         let new = Arc::new(Segment::new(&self.fs, &self.dir, base, meta, Some(file)));
+        new.mark_verified(0, data.len() as u64);
         {
             let _st = self.lock_writer();
             let mut v = self.view.write().expect("invariant: partition view lock not poisoned");

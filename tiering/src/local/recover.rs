@@ -128,7 +128,9 @@ pub fn recover(fs: &Arc<dyn Fs>, dir: &Path, interval: u32, start_offset: i64) -
             end = tail.end;
         }
         let meta = SegmentMeta { index, size: end, next_offset: tail.next_offset, sealed: false };
-        segments.push(Arc::new(Segment::new(fs, dir, base, meta, None)));
+        let seg = Segment::new(fs, dir, base, meta, None);
+        seg.mark_verified(trusted, end);
+        segments.push(Arc::new(seg));
         expected = tail.next_offset;
         if tail.stopped.is_some() {
             cut_at = Some(i + 1);
@@ -188,7 +190,9 @@ pub fn recover(fs: &Arc<dyn Fs>, dir: &Path, interval: u32, start_offset: i64) -
     if truncated_bytes > 0 {
         metrics::counter!(stats::RECOVERY_TRUNCATED_BYTES).increment(truncated_bytes);
     }
-    let active = Arc::new(Segment::new(fs, dir, active.base_offset, m, Some(active_file.clone())));
+    let reopened = Segment::new(fs, dir, active.base_offset, m, Some(active_file.clone()));
+    reopened.copy_verified_from(active);
+    let active = Arc::new(reopened);
     segments.pop();
     segments.push(active);
     Ok(Recovered { segments, active_file, truncated_bytes })

@@ -6,7 +6,7 @@
 //! through the same file handle.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
 
@@ -45,6 +45,9 @@ pub struct Segment {
     fs: Arc<dyn Fs>,
     file: OnceLock<Arc<dyn LogFile>>,
     pub(crate) meta: RwLock<SegmentMeta>,
+    /// Byte ranges (sorted, merged) whose batches are known to pass their CRC: written by this
+    /// process, validated by recovery, or checked by an earlier read. Reads check the rest once.
+    verified: Mutex<Vec<(u64, u64)>>,
 }
 
 /// A summary of a segment for `describe` and `inspect`.
@@ -93,7 +96,67 @@ impl Segment {
             let _ = cell.set(f);
         }
         let path = segment_path(dir, base_offset, LOG_EXT);
-        Self { base_offset, path, fs: fs.clone(), file: cell, meta: RwLock::new(meta) }
+        Self { base_offset, path, fs: fs.clone(), file: cell, meta: RwLock::new(meta), verified: Mutex::default() }
+    }
+
+    /// Records that the batches in `start..end` pass their CRC.
+    pub(crate) fn mark_verified(&self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let mut v = self.verified.lock().expect("invariant: verified ranges lock not poisoned");
+        v.push((start, end));
+        v.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+        for &(a, b) in v.iter() {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        *v = merged;
+    }
+
+    pub(crate) fn copy_verified_from(&self, other: &Segment) {
+        let ranges = other.verified.lock().expect("invariant: verified ranges lock not poisoned").clone();
+        *self.verified.lock().expect("invariant: verified ranges lock not poisoned") = ranges;
+    }
+
+    fn is_verified(&self, start: u64, end: u64) -> bool {
+        let v = self.verified.lock().expect("invariant: verified ranges lock not poisoned");
+        // The last range starting at or before `start`.
+        let i = v.partition_point(|&(a, _)| a <= start);
+        i > 0 && v[i - 1].1 >= end
+    }
+
+    /// Checks the CRC of every batch of `buf` (read from file position `at`) not verified yet.
+    /// A bad first batch is a `Corrupt` error; a bad later one ends the result before it, so the
+    /// next read, starting there, gets the error and the intact batches before it stay readable.
+    fn verified_batches(&self, at: u64, buf: Bytes) -> Result<Bytes> {
+        if self.is_verified(at, at + buf.len() as u64) {
+            return Ok(buf);
+        }
+        let mut end = 0usize;
+        while end < buf.len() {
+            let checked = BatchHeader::parse(&buf[end..]).and_then(|h| {
+                let len = h.total_len();
+                let pos = at + end as u64;
+                if end + len <= buf.len() && !self.is_verified(pos, pos + len as u64) {
+                    verify_crc(&buf[end..end + len], &h)?;
+                }
+                Ok(len)
+            });
+            match checked {
+                Ok(len) => end += len,
+                Err(e) if end == 0 => {
+                    metrics::counter!(crate::stats::CORRUPT_BATCHES, "tier" => "local").increment(1);
+                    return Err(self.corrupt(at, e.to_string()));
+                }
+                Err(_) => break,
+            }
+        }
+        self.mark_verified(at, at + end as u64);
+        Ok(buf.slice(..end))
     }
 
     pub fn path(&self) -> &Path {
@@ -157,6 +220,9 @@ impl Segment {
             if h.last_offset() >= offset {
                 break h;
             }
+            if h.total_len() < HEADER_LEN {
+                return Err(self.corrupt(start + pos as u64, "batch length is shorter than a header".into()));
+            }
             pos += h.total_len();
             if pos >= chunk.len() {
                 if start + pos as u64 >= size {
@@ -168,7 +234,8 @@ impl Segment {
         if pos + first.total_len() > chunk.len() {
             return self.read_from(start + pos as u64, offset, max_bytes, size);
         }
-        Ok(Some(take_batches(chunk.slice(pos..), max_bytes)))
+        let at = start + pos as u64;
+        self.verified_batches(at, take_batches(chunk.slice(pos..), max_bytes)).map(Some)
     }
 
     /// The slow path of `read`: a batch at `pos` that the first chunk did not hold whole.
@@ -189,7 +256,7 @@ impl Segment {
                 return Err(self.corrupt(pos, "batch runs past the published size".into()));
             }
             let chunk = self.read_at(pos, len as usize)?;
-            return Ok(Some(take_batches(chunk, max_bytes)));
+            return self.verified_batches(pos, take_batches(chunk, max_bytes)).map(Some);
         }
     }
 
@@ -206,7 +273,10 @@ impl Segment {
             let hdr = self.read_at(pos, HEADER_LEN.min((size - pos) as usize))?;
             let h = BatchHeader::parse(&hdr).map_err(|e| self.corrupt(pos, e.to_string()))?;
             if h.max_timestamp >= t {
-                let batch = self.read_at(pos, h.total_len())?;
+                let batch = self.verified_batches(pos, self.read_at(pos, h.total_len())?)?;
+                if batch.is_empty() {
+                    return Err(self.corrupt(pos, "batch runs past the end of the segment".into()));
+                }
                 let records = decode_records(&h, &batch).map_err(|e| self.corrupt(pos, e.to_string()))?;
                 return Ok(records.iter().find(|r| r.timestamp >= t).map(|r| (r.offset, r.timestamp)));
             }
