@@ -6,14 +6,12 @@
 //! policy includes `compact`; merging and snapshots on every topic.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use compaction::local::{LocalState, compact_local};
 use compaction::remote::compact_remote;
 use compaction::{Progress, Report, Run};
 use tiering::local::Partition;
 use tiering::remote::{RemoteLog, SnapshotRef};
-use tokio::sync::Notify;
 
 use crate::config::TopicConfig;
 use crate::engine::{Engine, Inner};
@@ -21,7 +19,7 @@ use crate::error::{Error, Result};
 
 /// Partitions the background compactor found nothing to do in: (manifest head seq, tiered
 /// offset) then, and when.
-type Idle = std::collections::HashMap<(String, u32), ((u64, i64), i64)>;
+pub(crate) type Idle = std::collections::HashMap<(String, u32), ((u64, i64), i64)>;
 
 /// How long a partition with nothing to do is left alone if nothing changes in it.
 const RECHECK_MS: i64 = 600_000;
@@ -189,20 +187,23 @@ impl Engine {
     }
 }
 
-/// Starts the background compactor; it holds the engine only while a round runs, and stops when
-/// `stop` is notified (by `close`) or the engine is gone.
-pub(crate) fn spawn(inner: Weak<Inner>, interval_ms: u64, stop: Arc<Notify>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut idle = Idle::new();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(interval_ms)) => {}
-                _ = stop.notified() => return,
-            }
-            let Some(inner) = inner.upgrade() else { return };
-            // A round runs to its end (`close` waits for it): a rewrite is never cut in half. It
-            // stops early once the engine is closed (every call then fails with `Closed`).
-            Engine::from_inner(inner).background_round(&mut idle).await;
-        }
-    })
+/// The background compactor's work (a [`tiering::task`]): a round every `compactor.interval_ms`
+/// of the engine's clock. It holds the engine only while a round runs.
+pub(crate) struct Compactor {
+    pub(crate) inner: Weak<Inner>,
+    pub(crate) idle: Idle,
+}
+
+impl tiering::task::Worker for Compactor {
+    type Msg = ();
+    async fn tick(&mut self) -> tiering::Result<()> {
+        let Some(inner) = self.inner.upgrade() else { return Ok(()) };
+        // A round runs to its end (`close` waits for it): a rewrite is never cut in half. It
+        // stops early once the engine is closed (every call then fails with `Closed`).
+        Engine::from_inner(inner).background_round(&mut self.idle).await;
+        Ok(())
+    }
+    async fn message(&mut self, (): ()) -> tiering::Result<()> {
+        Ok(())
+    }
 }

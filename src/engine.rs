@@ -115,9 +115,9 @@ pub(crate) struct Inner {
     lock: std::sync::Mutex<Option<File>>,
     /// One compaction (or scheduled snapshot) at a time per engine.
     compacting: AsyncMutex<()>,
-    /// The background compactor, stopped by `close`.
-    compactor: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    compactor_stop: Arc<tokio::sync::Notify>,
+    /// Background tasks this engine started (the compactor, a replica's manifest poller), each
+    /// closed and joined by `close`.
+    tasks: std::sync::Mutex<Vec<tiering::task::Task<()>>>,
     /// Opened by [`Engine::open_reader`]: reads the local data dir and the bucket, writes
     /// neither the bucket nor the log.
     reader: bool,
@@ -233,7 +233,7 @@ impl Engine {
             Ok((out, journal))
         })
         .await??;
-        let writer = LogWriter::start(config.writer.clone(), Some(journal))?;
+        let writer = LogWriter::start(config.writer.clone(), Some(journal), clock.clone())?;
         let store = Arc::new(CountingStore::new(store));
         let cache_dir = config.cache_dir();
         if cache_dir.exists() {
@@ -257,8 +257,7 @@ impl Engine {
             closed: false.into(),
             lock: std::sync::Mutex::new(Some(lock)),
             compacting: AsyncMutex::new(()),
-            compactor: std::sync::Mutex::new(None),
-            compactor_stop: Arc::new(tokio::sync::Notify::new()),
+            tasks: std::sync::Mutex::new(Vec::new()),
             reader,
         });
         let engine = Engine { inner };
@@ -276,12 +275,9 @@ impl Engine {
             engine.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
         }
         if engine.inner.config.compactor.enabled && !reader {
-            let task = crate::compactor::spawn(
-                Arc::downgrade(&engine.inner),
-                engine.inner.config.compactor.interval_ms,
-                engine.inner.compactor_stop.clone(),
-            );
-            *engine.inner.compactor.lock().expect("invariant: lock not poisoned") = Some(task);
+            let work = crate::compactor::Compactor { inner: Arc::downgrade(&engine.inner), idle: Default::default() };
+            let every = engine.inner.config.compactor.interval_ms;
+            engine.start_task(tiering::task::spawn("compactor", engine.inner.clock.clone(), every, work));
         }
         tracing::info!(topics = engine.list_topics().len(), "engine open");
         Ok(engine)
@@ -308,22 +304,8 @@ impl Engine {
             let topic = Arc::new(Topic { config: cfg, tiers, owned: vec![None; n], refused: vec![None; n] });
             self.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
         }
-        let every = std::time::Duration::from_millis(self.inner.config.replica_poll_ms);
-        let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match weak.upgrade() {
-                    Some(inner) if !inner.closed.load(std::sync::atomic::Ordering::Acquire) => {}
-                    _ => return,
-                }
-                for m in &manifests {
-                    if let Err(e) = m.poll().await {
-                        tracing::warn!(error = %e, "replica: polling a manifest head failed; will retry");
-                    }
-                }
-            }
-        });
+        let every = self.inner.config.replica_poll_ms;
+        self.start_task(tiering::task::spawn("replica-poll", self.inner.clock.clone(), every, ReplicaPoll(manifests)));
         tracing::info!(topics = self.list_topics().len(), "read-only replica open");
         Ok(())
     }
@@ -533,6 +515,24 @@ impl Engine {
         Ok(t.tiers[self.index(&t, topic, partition)?].clone())
     }
 
+    /// Waits until the partition's high watermark passes `offset` (a read at `offset` has data) or
+    /// `timeout_ms` of the engine's clock passed; returns the high watermark. Woken by the append
+    /// path, or on a read-only replica by its manifest poll; never polls.
+    pub async fn wait_for(&self, topic: &str, partition: u32, offset: i64, timeout_ms: u64) -> Result<i64> {
+        let t = self.tiered(topic, partition)?;
+        Ok(t.wait_for(offset, &*self.inner.clock, timeout_ms).await)
+    }
+
+    /// [`Engine::wait_for`] over several `(topic, partition, offset)`: resolves when any of them
+    /// has data, with its index, or `None` after `timeout_ms`.
+    pub async fn wait_for_any(&self, targets: &[(&str, u32, i64)], timeout_ms: u64) -> Result<Option<usize>> {
+        let mut parts = Vec::with_capacity(targets.len());
+        for &(topic, partition, offset) in targets {
+            parts.push((self.tiered(topic, partition)?, offset));
+        }
+        Ok(tiering::tiered::wait_any(&parts, &*self.inner.clock, timeout_ms).await)
+    }
+
     fn remote(&self, topic: &str, partition: u32) -> Result<Arc<RemoteLog>> {
         Ok(self.owned_partition(topic, partition)?.1)
     }
@@ -551,6 +551,10 @@ impl Engine {
 
     pub(crate) fn compaction_lock(&self) -> &AsyncMutex<()> {
         &self.inner.compacting
+    }
+
+    fn start_task(&self, task: tiering::task::Task<()>) {
+        self.inner.tasks.lock().expect("invariant: lock not poisoned").push(task);
     }
 
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Engine {
@@ -809,10 +813,9 @@ impl Engine {
         if self.inner.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
             return Ok(());
         }
-        self.inner.compactor_stop.notify_one();
-        let task = self.inner.compactor.lock().expect("invariant: lock not poisoned").take();
-        if let Some(t) = task {
-            let _ = t.await;
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("invariant: lock not poisoned"));
+        for t in &tasks {
+            t.close().await;
         }
         self.inner.uploader.shutdown().await;
         let res = self.inner.writer.shutdown().await.map_err(Error::from);
@@ -820,6 +823,26 @@ impl Engine {
         // Released only once everything is flushed: another engine may now open the data dir.
         drop(self.inner.lock.lock().ok().and_then(|mut l| l.take()));
         res
+    }
+}
+
+/// A replica's manifest poller: every `replica_poll_ms`, one conditional GET per manifest head, so
+/// segments the writer commits show up.
+struct ReplicaPoll(Vec<Arc<Manifest>>);
+
+impl tiering::task::Worker for ReplicaPoll {
+    type Msg = ();
+    async fn tick(&mut self) -> tiering::Result<()> {
+        let mut first_err = None;
+        for m in &self.0 {
+            if let Err(e) = m.poll().await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+    async fn message(&mut self, (): ()) -> tiering::Result<()> {
+        Ok(())
     }
 }
 

@@ -13,7 +13,9 @@
 //! | `GET /topics/{topic}/state`                  | state at `?time=` or `?offset=` as JSON lines (streamed) |
 //!
 //! Record ranges take `partition`, `from_offset` | `from_time`, `to_offset` | `to_time`,
-//! `merge=time`, `max_records`, with the meanings of `tierlog replay`. Errors are
+//! `merge=time`, `max_records`, with the meanings of `tierlog replay`, and `wait_ms` (with
+//! `from_offset`: hold the request until a partition has a record there, at most that long, so a
+//! client tails a partition with one request per batch of new records). Errors are
 //! `{"code": "...", "message": "..."}` with a 4xx status for requests to fix (bad input, unknown
 //! topic or offset, writes to a replica) and 5xx for the server's own trouble. A produce body is
 //! checked whole before anything is appended: a bad line appends nothing.
@@ -265,7 +267,11 @@ struct RangeQuery {
     to_time: Option<String>,
     merge: Option<String>,
     max_records: Option<u64>,
+    wait_ms: Option<u64>,
 }
+
+/// The longest `wait_ms` a records request may ask for.
+const MAX_WAIT_MS: u64 = 300_000;
 
 fn time_param(name: &'static str, v: &Option<String>) -> ApiResult<Option<i64>> {
     v.as_deref()
@@ -316,6 +322,19 @@ async fn replay(State(engine): Shared, Path(topic): Path<String>, Query(q): Quer
         to_time: time_param("to_time", &q.to_time)?,
         max_records: q.max_records,
     };
+    if let Some(wait) = q.wait_ms {
+        // Tailing: hold the request until a partition has a record at or past `from_offset`.
+        let Some(from) = q.from_offset else {
+            return Err(ApiError::bad_request("invalid", "wait_ms needs from_offset (the offset to wait for)"));
+        };
+        if wait > MAX_WAIT_MS {
+            return Err(ApiError::bad_request("invalid", format!("wait_ms={wait}: at most {MAX_WAIT_MS}")));
+        }
+        let all = engine.describe_topic(&topic)?.partitions.len() as u32;
+        let parts: Vec<u32> = q.partition.map_or_else(|| (0..all).collect(), |p| vec![p]);
+        let targets: Vec<(&str, u32, i64)> = parts.iter().map(|&p| (topic.as_str(), p, from)).collect();
+        engine.wait_for_any(&targets, wait).await?;
+    }
     let mut spec = crate::cli::consume::replay_spec(&args);
     spec.merge = merge;
     // Errors in the request (unknown topic, offsets out of range) come back as a status.

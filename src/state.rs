@@ -196,7 +196,7 @@ pub(crate) async fn state_at(engine: &Engine, topic: &str, spec: StateSpec) -> R
     let scratch_dir = engine.config().data_dir.join("tmp").join(format!(
         "state-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+        tiering::clock::wall_clock_nanos()
     ));
     let mut fold = Fold {
         map: HashMap::new(),

@@ -405,6 +405,7 @@ fn a_replica_process_serves_what_a_writer_process_tiers() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while latest() < 500 {
         assert!(std::time::Instant::now() < deadline, "the replica did not follow the writer");
+        #[allow(clippy::disallowed_methods)] // waits on a real process
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let state = call("GET", "/topics/t/state?time=100000", "");

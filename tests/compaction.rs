@@ -10,6 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use common::eventually_advancing;
 use proptest::prelude::*;
 use tierlog::batch::{BatchBuilder, Compression, Record};
 use tierlog::{At, CleanupPolicy, CompactionConfig, Engine, EngineConfig, LogConfig, StateSpec, TopicConfig};
@@ -386,17 +387,6 @@ async fn remote_swaps_on_s3_lose_nothing_with_a_reader_running_and_failures_mid_
     engine.close().await.unwrap();
 }
 
-/// Polls `f` every 50 ms for up to 30 s.
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..600 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_background_compactor_compacts_and_writes_snapshots_on_schedule() {
     let dir = tempfile::tempdir().unwrap();
@@ -412,7 +402,9 @@ async fn the_background_compactor_compacts_and_writes_snapshots_on_schedule() {
     engine.roll("accounts", 0).await.unwrap();
     engine.tier_now("accounts", 0).await.unwrap();
     let end = engine.remote_head("accounts", 0).unwrap().next_offset;
-    eventually("a compaction pass and a first snapshot", || {
+    // The compactor runs on the engine's (manual) clock: nothing happens until it moves.
+    assert_eq!(engine.remote_head("accounts", 0).unwrap().compaction.cleaned_to, 0);
+    eventually_advancing(&clock, 100, "a compaction pass and a first snapshot", || {
         let h = engine.remote_head("accounts", 0).unwrap();
         h.compaction.cleaned_to == end && h.snapshots.len() == 1
     })
@@ -426,11 +418,19 @@ async fn the_background_compactor_compacts_and_writes_snapshots_on_schedule() {
     engine.roll("accounts", 0).await.unwrap();
     engine.tier_now("accounts", 0).await.unwrap();
     let end2 = engine.remote_head("accounts", 0).unwrap().next_offset;
-    eventually("the second pass", || engine.remote_head("accounts", 0).unwrap().compaction.cleaned_to == end2).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = tierlog::Clock::now_ms(&*clock);
+    eventually_advancing(&clock, 100, "the second pass", || {
+        engine.remote_head("accounts", 0).unwrap().compaction.cleaned_to == end2
+    })
+    .await;
+    // Rounds ran (the pass needed them), but well under the snapshot interval has passed.
+    assert!(tierlog::Clock::now_ms(&*clock) - before < 30_000);
     assert_eq!(engine.remote_head("accounts", 0).unwrap().snapshots.len(), 1, "not due yet");
     clock.advance(60_001);
-    eventually("the second snapshot", || engine.remote_head("accounts", 0).unwrap().snapshots.len() == 2).await;
+    eventually_advancing(&clock, 100, "the second snapshot", || {
+        engine.remote_head("accounts", 0).unwrap().snapshots.len() == 2
+    })
+    .await;
     assert_eq!(engine.remote_head("accounts", 0).unwrap().snapshots[1].offset, end2 - 1);
     // state_at from the snapshot agrees with the log.
     let spec = StateSpec::new(At::Offset(end2 - 1));
@@ -484,6 +484,7 @@ async fn compaction_killed_at_random_moments_loses_nothing() {
         // Kill times sweep from process start-up to past the end of a run (about a second here),
         // with jitter, so kills land in the local passes, the remote passes and the merges.
         let ms = 100 + round * 130 + rng.random_range(0..100);
+        #[allow(clippy::disallowed_methods)] // the kill lands at a real moment of a real process
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         if child.try_wait().unwrap().is_none() {
             kills += 1;

@@ -180,6 +180,7 @@ async fn acknowledged_appends_survive_sigkill() {
         let first_acks = Instant::now();
         let delay = Duration::from_millis(rng.random_range(1..400));
         while first_acks.elapsed() < delay {
+            #[allow(clippy::disallowed_methods)] // waits on a real process
             std::thread::sleep(Duration::from_millis(1));
         }
         child.kill().unwrap(); // SIGKILL

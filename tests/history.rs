@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{config, produce, s3_config, topic};
+use common::{config, eventually, produce, s3_config, topic};
 use tierlog::batch::{BatchBuilder, Compression, Record};
 use tierlog::{At, Engine, EngineConfig, Error, Merge, Position, ReplaySpec, StateSpec, TopicConfig};
 
@@ -369,7 +369,9 @@ async fn a_read_only_replica_follows_the_writer_through_the_bucket() {
     rcfg.data_dir = dir.path().join("replica");
     rcfg.read_only = true;
     rcfg.replica_poll_ms = 50;
-    let replica = Engine::open(rcfg).await.unwrap();
+    // The replica polls on its own manual clock: a poll happens when the test moves it.
+    let rclock = tierlog::ManualClock::new(T0);
+    let replica = Engine::open_with_clock(rcfg, rclock.clone()).await.unwrap();
     let t1 = T0 + 40 * DAY;
     let (got, _) = balances(&replica, StateSpec::new(At::Time(t1))).await;
     assert_eq!(got, expected_at(&first, t1));
@@ -381,13 +383,17 @@ async fn a_read_only_replica_follows_the_writer_through_the_bucket() {
         writer.tier_now("ledger", p).await.unwrap();
     }
     let ends: Vec<i64> = (0..2).map(|p| writer.remote_head("ledger", p).unwrap().next_offset).collect();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    for p in 0..2u32 {
-        while replica.describe_topic("ledger").unwrap().partitions[p as usize].high_watermark < ends[p as usize] {
-            assert!(std::time::Instant::now() < deadline, "the replica did not see the new segments");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
+    let hw = |p: usize| replica.describe_topic("ledger").unwrap().partitions[p].high_watermark;
+    assert!(hw(0) < ends[0] && hw(1) < ends[1], "no poll before the replica's clock moves");
+    // A reader waiting on the replica for the new offsets is woken by that poll.
+    let waiting = tokio::spawn({
+        let replica = replica.clone();
+        let want = ends[0] - 1;
+        async move { replica.wait_for("ledger", 0, want, 600_000).await }
+    });
+    rclock.advance(50);
+    eventually("the replica to see the new segments after one poll", || hw(0) == ends[0] && hw(1) == ends[1]).await;
+    assert_eq!(waiting.await.unwrap().unwrap(), ends[0]);
     let t2 = T0 + 110 * DAY;
     let (got, _) = balances(&replica, StateSpec::new(At::Time(t2))).await;
     assert_eq!(got, expected_at(&ledger, t2));
@@ -398,9 +404,12 @@ async fn a_read_only_replica_follows_the_writer_through_the_bucket() {
     }
     // While nothing changes, polling costs conditional GETs that transfer nothing, and no LIST.
     let before = replica.object_store_counts();
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    for round in 1..=4 {
+        rclock.advance(50);
+        eventually("a poll", || replica.object_store_counts().since(&before).gets() >= 2 * round).await;
+    }
     let quiet = replica.object_store_counts().since(&before);
-    assert!(quiet.gets() >= 2 && quiet.bytes_read == 0 && quiet.list == 0, "{quiet:?}");
+    assert!(quiet.gets() == 8 && quiet.bytes_read == 0 && quiet.list == 0, "one GET per head per poll: {quiet:?}");
     // Writes are refused, clearly.
     let rec = Record { key: None, value: Some("x".into()), headers: vec![], timestamp: 1 };
     let err = replica.append("ledger", 0, BatchBuilder::from_records(Compression::None, &[rec])).await.unwrap_err();

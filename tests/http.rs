@@ -173,3 +173,50 @@ async fn the_api_end_to_end() {
     assert_eq!(st, 400);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_with_wait_ms_tail_a_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = tierlog::ManualClock::new(1_700_000_000_000);
+    let engine = Engine::open_with_clock(config(dir.path()), clock.clone()).await.unwrap();
+    let s = std::sync::Arc::new(start(engine).await);
+    let (st, _) = s.post("/topics/tail", r#"{"partitions": 2}"#).await;
+    assert_eq!(st, 201);
+    let t0 = tierlog::Clock::now_ms(&*clock);
+
+    // A request for offset 0 of an empty partition waits (on the engine's clock) for data...
+    let tail = {
+        let s = s.clone();
+        tokio::spawn(async move { s.get("/topics/tail/records?partition=1&from_offset=0&wait_ms=61234").await })
+    };
+    clock.until_deadline(t0 + 61_234).await;
+    assert!(!tail.is_finished());
+    // ... and answers as soon as a produce lands there, with the new records.
+    let body: String = (0..3).map(|i| format!("{{\"key\":\"k\",\"value\":\"{i}\"}}\n")).collect();
+    let (st, out) = s.post("/topics/tail/records?partition=1", &body).await;
+    assert_eq!(st, 200, "{out}");
+    let (st, out) = tail.await.unwrap();
+    assert_eq!(st, 200);
+    let got = lines(&out);
+    assert_eq!(got.iter().map(|v| v["value"].as_str().unwrap()).collect::<Vec<_>>(), ["0", "1", "2"]);
+
+    // Nothing comes: the request answers empty once wait_ms has passed.
+    let quiet = {
+        let s = s.clone();
+        tokio::spawn(async move { s.get("/topics/tail/records?partition=1&from_offset=3&wait_ms=1234").await })
+    };
+    clock.until_deadline(t0 + 1234).await;
+    clock.advance(1233);
+    assert!(!quiet.is_finished());
+    clock.advance(1);
+    assert_eq!(quiet.await.unwrap(), (200, String::new()));
+
+    // Data already there: no wait at all. And wait_ms needs from_offset, within its bound.
+    let (st, out) = s.get("/topics/tail/records?partition=1&from_offset=1&wait_ms=60000").await;
+    assert_eq!((st, lines(&out).len()), (200, 2));
+    let (st, b) = s.get("/topics/tail/records?wait_ms=10").await;
+    assert_eq!(error_code(st, &b), (400, "invalid".into()));
+    let (st, b) = s.get("/topics/tail/records?from_offset=0&wait_ms=300001").await;
+    assert_eq!(error_code(st, &b), (400, "invalid".into()));
+    std::sync::Arc::into_inner(s).unwrap().stop().await;
+}

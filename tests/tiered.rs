@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{Model, config, produce, s3_config, topic};
+use common::{Model, config, eventually, eventually_advancing, produce, s3_config, topic};
 use tierlog::batch::{BatchBuilder, Compression, Record};
 use tierlog::object_store::{ObjectStore, ObjectStoreExt};
 use tierlog::{Engine, EngineConfig, Error, ManualClock, OffsetSpec, TopicConfig};
@@ -347,6 +347,7 @@ async fn the_topic_catalog_is_in_the_bucket() {
 }
 
 /// Waits until the engine's request count has not moved for a while: background read-ahead done.
+#[allow(clippy::disallowed_methods)] // waits for background requests to finish, in real time
 async fn settle(engine: &Engine) {
     let mut last = engine.object_store_counts();
     loop {
@@ -385,10 +386,7 @@ async fn sequential_readers_read_ahead_into_the_next_segment() {
     }
     // The read-ahead of segment 3 (its index and its window) runs in the background: wait for
     // those GETs (8 in all), however slow the machine, then for the requests to finish.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while engine.object_store_counts().since(&before).gets() < 8 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    eventually("the read-ahead GETs", || engine.object_store_counts().since(&before).gets() >= 8).await;
     settle(&engine).await;
     let gets = engine.object_store_counts().since(&before).gets();
     // One index and one window (the whole 64 KiB segment) each, for segments 0..=3; the first
@@ -459,11 +457,11 @@ async fn quiet_partitions_tier_by_segment_age() {
     assert_eq!(engine.remote_head("t", 0).unwrap().next_offset, 0, "nothing sealed yet");
     clock.advance(61_000);
     engine.tick().await.unwrap(); // seals the segment by age; the uploader takes it from there
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while engine.remote_head("t", 0).unwrap().next_offset < hw {
-        assert!(std::time::Instant::now() < deadline, "the aged segment was not uploaded");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // The uploader looks every poll_ms of the engine's clock.
+    eventually_advancing(&clock, 50, "the aged segment to be uploaded", || {
+        engine.remote_head("t", 0).unwrap().next_offset == hw
+    })
+    .await;
     let head = engine.remote_head("t", 0).unwrap();
     assert_eq!((head.segments.len(), head.totals.records), (1, hw as u64));
     engine.close().await.unwrap();

@@ -91,6 +91,8 @@ pub async fn drive(
             let mut next = Instant::now() + period.map_or(Duration::ZERO, |p| p.mul_f64(i as f64 / producers as f64));
             while sent.fetch_add(batch.len() as u64, Ordering::Relaxed) < total {
                 if let Some(p) = period {
+                    // A benchmark paces its producers in real time.
+                    #[allow(clippy::disallowed_methods)]
                     tokio::time::sleep_until(next.into()).await;
                     next += p;
                 }

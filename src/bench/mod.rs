@@ -65,7 +65,7 @@ pub struct BucketArgs {
 impl BucketArgs {
     /// The S3 bucket under a fresh prefix `<name>-<pid>-<nanos>`, or `<scratch>/bucket`.
     pub fn store_config(&self, name: &str, scratch: &std::path::Path) -> tiering::remote::ObjectStoreConfig {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nanos = tiering::clock::wall_clock_nanos();
         match &self.s3_endpoint {
             Some(endpoint) => tiering::remote::ObjectStoreConfig::S3 {
                 endpoint: endpoint.clone(),

@@ -57,7 +57,7 @@ pub async fn produce(engine: &Engine, topic: &str, batches: usize, seed: u64) ->
 /// A config whose bucket is the SeaweedFS of scripts/test.sh, under a fresh prefix. Fails (never
 /// skips) when the server is not there.
 pub fn s3_config(dir: &std::path::Path, name: &str) -> EngineConfig {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = tierlog::clock::wall_clock_nanos();
     let mut c = config(dir);
     c.object_store =
         Some(ObjectStoreConfig::s3_test_server(&format!("test-{name}-{}-{nanos}", std::process::id())).expect(
@@ -115,4 +115,28 @@ pub async fn bucket_matches_manifest(
         .filter(|k| !k.ends_with("manifest/head.json") && !head.pending_deletes.iter().any(|p| &p.key == k))
         .collect();
     assert_eq!(listed, referenced, "the bucket holds exactly what the manifest references");
+}
+
+/// Waits, in real time, until `f` holds: for the reaction of another task or process (never for a
+/// schedule: tests drive those with the manual clock). Looks every 10 ms, for up to 30 s.
+#[allow(clippy::disallowed_methods)]
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// [`eventually`] for a background loop on the manual clock: moves `clock` by `step_ms` before
+/// each look, so the loop's timer fires as often as it takes.
+pub async fn eventually_advancing(clock: &tierlog::ManualClock, step_ms: i64, what: &str, mut f: impl FnMut() -> bool) {
+    eventually(what, || {
+        if f() {
+            return true;
+        }
+        clock.advance(step_ms);
+        false
+    })
+    .await
 }

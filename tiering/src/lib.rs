@@ -23,6 +23,7 @@ pub mod error;
 pub mod local;
 pub mod remote;
 pub mod stats;
+pub mod task;
 pub mod tiered;
 pub mod topic;
 

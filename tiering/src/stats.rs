@@ -57,3 +57,6 @@ pub const CACHE_LOOKUPS: &str = "tierlog_remote_cache_lookups_total";
 pub const PARTITION_REOPENS: &str = "tierlog_partition_reopens_total";
 /// Batches that failed their CRC check on a read; label `tier` = `local` | `remote`.
 pub const CORRUPT_BATCHES: &str = "tierlog_corrupt_batches_total";
+/// Runs of a background task that failed; label `task` (`uploader`, `compactor`, `replica-poll`,
+/// `writer-ticker`).
+pub const TASK_FAILURES: &str = "tierlog_task_failures_total";

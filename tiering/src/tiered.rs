@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::local::{OffsetSpec, Partition, ReadResult, TimeOffset};
 use crate::remote::RemoteReader;
@@ -58,6 +59,24 @@ impl TieredPartition {
     /// Where the remote tier's reads stop: the local start, or everything without a local log.
     fn local_start(&self) -> i64 {
         self.local.as_ref().map_or(i64::MAX, |l| l.log_start_offset())
+    }
+
+    /// Follows this partition's end: the local high watermark, or (remote only) the end of the
+    /// bucket's log as the manifest poll sees it.
+    fn watch_end(&self) -> tokio::sync::watch::Receiver<i64> {
+        match (&self.local, &self.remote) {
+            (Some(l), _) => l.watch_high_watermark(),
+            (None, Some(r)) => r.manifest().watch_end(),
+            (None, None) => tokio::sync::watch::Sender::new(0).subscribe(),
+        }
+    }
+
+    /// Waits until the high watermark passes `offset` (a read at `offset` has data), woken by the
+    /// append path (or a replica's manifest poll), or until `timeout_ms` of `clock` passed.
+    /// Returns the high watermark then.
+    pub async fn wait_for(&self, offset: i64, clock: &dyn Clock, timeout_ms: u64) -> i64 {
+        wait_any(std::slice::from_ref(&(self.clone(), offset)), clock, timeout_ms).await;
+        self.high_watermark()
     }
 
     /// Whole batches from `offset` (at most `max_bytes`, at least one).
@@ -139,5 +158,35 @@ impl TieredPartition {
         tokio::task::spawn_blocking(move || local.offset_for_time(spec))
             .await
             .map_err(|e| Error::Closed { reason: Some(format!("blocking task failed: {e}")) })?
+    }
+}
+
+/// Waits until any of `targets` (a partition and an offset) has its high watermark past its
+/// offset, or until `timeout_ms` of `clock` passed. Returns the index of the first partition that
+/// has data, if any did. No polling: each partition's end is a watch channel that the append
+/// path (or the manifest poll) updates.
+pub async fn wait_any(targets: &[(TieredPartition, i64)], clock: &dyn Clock, timeout_ms: u64) -> Option<usize> {
+    if let Some(i) = targets.iter().position(|(p, o)| p.high_watermark() > *o) {
+        return Some(i);
+    }
+    if targets.is_empty() || timeout_ms == 0 {
+        return None;
+    }
+    let waits = targets.iter().enumerate().map(|(i, (p, offset))| {
+        let mut rx = p.watch_end();
+        let offset = *offset;
+        Box::pin(async move {
+            // The guard `wait_for` returns is dropped at once (it must not live across an await);
+            // a closed channel (its partition gone) never passes.
+            let passed = rx.wait_for(|end| *end > offset).await.is_ok();
+            if !passed {
+                std::future::pending::<()>().await;
+            }
+            i
+        })
+    });
+    tokio::select! {
+        (i, _, _) = futures::future::select_all(waits) => Some(i),
+        _ = clock.sleep(timeout_ms) => None,
     }
 }

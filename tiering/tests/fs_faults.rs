@@ -39,7 +39,7 @@ fn open(fs: &SimFs, n: u32, clock: &Arc<ManualClock>, wc: WriterConfig) -> (LogW
         })
         .collect();
     let journal = journal::recover(&dynfs, Path::new("/data/journal"), &parts).unwrap();
-    (LogWriter::start(wc, Some(journal)).unwrap(), parts)
+    (LogWriter::start(wc, Some(journal), clock.clone()).unwrap(), parts)
 }
 
 /// Every record value of a partition, in offset order, checking offsets are dense.

@@ -39,7 +39,7 @@ struct Harness {
 }
 
 async fn open(dir: &Path, config: LogConfig, clock: Arc<ManualClock>) -> Harness {
-    let writer = LogWriter::start(WriterConfig::default(), None).unwrap();
+    let writer = LogWriter::start(WriterConfig::default(), None, clock.clone()).unwrap();
     let partition = Partition::open("t", 0, dir, config, clock.clone()).unwrap();
     writer.register(partition.clone()).await.unwrap();
     Harness { clock, writer, partition }

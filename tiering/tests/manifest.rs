@@ -26,7 +26,7 @@ fn entry(i: i64, epoch: u64) -> SegmentEntry {
 }
 
 fn s3(name: &str) -> Arc<dyn ObjectStore> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = tiering::clock::wall_clock_nanos();
     ObjectStoreConfig::s3_test_server(&format!("test-{name}-{}-{nanos}", std::process::id()))
         .expect("TIERLOG_S3_ENDPOINT is not set: run the tests with `bash scripts/test.sh`, which starts SeaweedFS")
         .build()

@@ -15,7 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 use tiering::remote::{CountingStore, ObjectStoreConfig};
 
 fn unique_prefix(name: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = tiering::clock::wall_clock_nanos();
     format!("test-{name}-{}-{nanos}", std::process::id())
 }
 

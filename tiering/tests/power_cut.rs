@@ -73,7 +73,7 @@ fn open(fs: &SimFs, setup: &Setup, clock: Arc<ManualClock>) -> tiering::Result<(
         parts.push(p);
     }
     let journal = journal::recover(&dynfs, &data_dir().join("journal"), &parts)?;
-    let writer = LogWriter::start(setup.writer.clone(), Some(journal))?;
+    let writer = LogWriter::start(setup.writer.clone(), Some(journal), clock.clone())?;
     Ok((writer, parts))
 }
 

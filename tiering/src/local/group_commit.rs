@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
+use crate::task::Task;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -140,6 +143,23 @@ enum Command {
 pub struct LogWriter {
     tx: mpsc::Sender<Command>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    ticker: Task<()>,
+}
+
+/// Sends the writer its periodic `Tick`.
+struct Ticker(mpsc::WeakSender<Command>);
+
+impl crate::task::Worker for Ticker {
+    type Msg = ();
+    async fn tick(&mut self) -> Result<()> {
+        let Some(tx) = self.0.upgrade() else { return Ok(()) };
+        // A stopped writer is not an error of the ticker: the writer's owner closes both.
+        let _ = tx.send(Command::Tick { ack: None }).await;
+        Ok(())
+    }
+    async fn message(&mut self, (): ()) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for LogWriter {
@@ -153,10 +173,14 @@ fn closed() -> Error {
 }
 
 impl LogWriter {
-    /// Starts the writer thread and its ticker. `journal` is the disk journal (see
-    /// [`super::journal`]), already replayed; `None` runs without one.
-    pub fn start(config: WriterConfig, journal: Option<Journal>) -> Result<Self> {
+    /// Starts the writer thread and its ticker (a [`crate::task`] on `clock`, on the current tokio
+    /// runtime). `journal` is the disk journal (see [`super::journal`]), already replayed; `None`
+    /// runs without one.
+    pub fn start(config: WriterConfig, journal: Option<Journal>, clock: Arc<dyn Clock>) -> Result<Self> {
         config.validate()?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Closed { reason: Some("LogWriter::start must run on a tokio runtime".into()) });
+        }
         let journal = journal.filter(|_| config.journal);
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let thread = std::thread::Builder::new()
@@ -167,21 +191,8 @@ impl LogWriter {
             })
             .map_err(Error::io("spawn writer thread", "tierlog-writer"))?;
         // The ticker holds a weak sender, so dropping every `LogWriter` handle still stops the task.
-        let ticker = tx.downgrade();
-        let period = Duration::from_millis(config.tick_ms);
-        std::thread::Builder::new()
-            .name("tierlog-ticker".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(period);
-                    let Some(tx) = ticker.upgrade() else { break };
-                    if tx.blocking_send(Command::Tick { ack: None }).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(Error::io("spawn ticker thread", "tierlog-ticker"))?;
-        Ok(Self { tx, thread: Mutex::new(Some(thread)) })
+        let ticker = crate::task::spawn("writer-ticker", clock, config.tick_ms, Ticker(tx.downgrade()));
+        Ok(Self { tx, thread: Mutex::new(Some(thread)), ticker })
     }
 
     async fn send(&self, cmd: Command) -> Result<()> {
@@ -231,6 +242,7 @@ impl LogWriter {
 
     /// Finishes every queued append, fsyncs and checkpoints every partition, and stops the task.
     pub async fn shutdown(&self) -> Result<()> {
+        self.ticker.close().await;
         let (ack, rx) = oneshot::channel();
         if self.send(Command::Shutdown { ack }).await.is_err() {
             return Ok(()); // already stopped

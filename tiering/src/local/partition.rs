@@ -169,6 +169,8 @@ pub struct Partition {
     tiered: AtomicI64,
     view: RwLock<View>,
     writer: Mutex<WriterState>,
+    /// The high watermark, for [`Partition::watch_high_watermark`]: set with the view's.
+    hw: tokio::sync::watch::Sender<i64>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -233,6 +235,7 @@ impl Partition {
             fs,
             leader_epoch: AtomicI32::new(0),
             tiered: AtomicI64::new(i64::MIN),
+            hw: tokio::sync::watch::Sender::new(view.high_watermark),
             view: RwLock::new(view),
             writer: Mutex::new(state),
         }))
@@ -306,7 +309,9 @@ impl Partition {
         let rec = recover(&self.fs, &self.dir, self.config.index_interval_bytes, start)?;
         let (view, state) = recovered_state(rec, now);
         *st = state;
+        let hw = view.high_watermark;
         *self.view.write().expect("invariant: partition view lock not poisoned") = view;
+        self.hw.send_replace(hw);
         Ok(())
     }
 
@@ -355,6 +360,11 @@ impl Partition {
     /// The offset after the last acknowledged (and, under fsync durability, durable) batch.
     pub fn high_watermark(&self) -> i64 {
         self.view().high_watermark
+    }
+    /// Follows the high watermark: the receiver sees every change, as the append path publishes
+    /// it (for [`crate::tiered::TieredPartition::wait_for`]).
+    pub fn watch_high_watermark(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.hw.subscribe()
     }
     /// The first offset still held locally.
     pub fn log_start_offset(&self) -> i64 {
@@ -644,6 +654,7 @@ impl Partition {
             seg.mark_verified(a, b);
         }
         self.view.write().expect("invariant: partition view lock not poisoned").high_watermark = last;
+        self.hw.send_replace(last);
     }
 
     /// Seals the active segment (fsync, publish, index files) and starts a new one.

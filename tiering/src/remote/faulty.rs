@@ -6,7 +6,6 @@
 use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -69,7 +68,7 @@ impl FaultyStore {
             return Err(injected("error"));
         }
         if roll < f.error_rate + f.timeout_rate {
-            tokio::time::sleep(Duration::from_millis(f.timeout_ms)).await;
+            crate::clock::real_sleep(f.timeout_ms).await;
             return Err(injected("timeout"));
         }
         Ok(())

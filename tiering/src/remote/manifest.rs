@@ -303,9 +303,9 @@ const COMMIT_ATTEMPTS: u32 = 6;
 /// Attempts to take a manifest over before giving up (backing off between them: about 20 s in all).
 const ACQUIRE_ATTEMPTS: u32 = 24;
 
+/// Backoff between manifest attempts: 20 ms doubling to 2 s, with full jitter.
 async fn backoff(attempt: u32) {
-    let cap = (20u64 << attempt.min(10)).min(2_000);
-    tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(0..=cap))).await;
+    super::retry::pause(20, 2_000, attempt).await;
 }
 
 /// How many chunks a manifest keeps parsed in memory.
@@ -317,6 +317,8 @@ pub struct Manifest {
     store: Arc<dyn ObjectStore>,
     keys: PartitionKeys,
     head: RwLock<Arc<Head>>,
+    /// The head's `next_offset`, for [`Manifest::watch_end`]: set with the head.
+    end: tokio::sync::watch::Sender<i64>,
     /// The head's version as last read or written: the CAS condition of the next commit.
     version: Mutex<Option<UpdateVersion>>,
     chunks: Mutex<HashMap<String, Arc<Vec<SegmentEntry>>>>,
@@ -364,6 +366,7 @@ impl Manifest {
         Ok(Arc::new(Self {
             store,
             keys,
+            end: tokio::sync::watch::Sender::new(head.next_offset),
             head: RwLock::new(Arc::new(head)),
             version: Mutex::new(version),
             chunks: Mutex::new(HashMap::new()),
@@ -381,10 +384,22 @@ impl Manifest {
         self.head.read().expect("invariant: manifest lock not poisoned").clone()
     }
 
+    fn set_head(&self, head: Head) {
+        let end = head.next_offset;
+        *self.head.write().expect("invariant: manifest lock not poisoned") = Arc::new(head);
+        self.end.send_replace(end);
+    }
+
+    /// Follows the end of the bucket's log (the head's `next_offset`) as commits and polls
+    /// install new heads: what a replica waits on for new data.
+    pub fn watch_end(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.end.subscribe()
+    }
+
     /// Re-reads the head from the bucket (for readers that do not write).
     pub async fn refresh(&self) -> Result<()> {
         if let Some((h, v)) = read_head(&self.store, &self.keys).await? {
-            *self.head.write().expect("invariant: manifest lock not poisoned") = Arc::new(h);
+            self.set_head(h);
             *self.version.lock().expect("invariant: manifest lock not poisoned") = Some(v);
         }
         Ok(())
@@ -400,7 +415,7 @@ impl Manifest {
             Ok(None) | Err(Error::Remote { error: object_store::Error::NotFound { .. }, .. }) => return Ok(false),
             Err(e) => return Err(e),
         };
-        *self.head.write().expect("invariant: manifest lock not poisoned") = Arc::new(head);
+        self.set_head(head);
         *self.version.lock().expect("invariant: manifest lock not poisoned") = Some(version);
         Ok(true)
     }
@@ -473,7 +488,7 @@ impl Manifest {
     }
 
     fn install(&self, head: Head, r: object_store::PutResult) {
-        *self.head.write().expect("invariant: manifest lock not poisoned") = Arc::new(head);
+        self.set_head(head);
         *self.version.lock().expect("invariant: manifest lock not poisoned") =
             Some(UpdateVersion { e_tag: r.e_tag, version: r.version });
     }
@@ -572,7 +587,7 @@ impl Manifest {
                     return match read_head(&self.store, &self.keys).await? {
                         Some((h, v)) if h.epoch == epoch && h == head => {
                             *self.version.lock().expect("invariant: manifest lock not poisoned") = Some(v);
-                            *self.head.write().expect("invariant: manifest lock not poisoned") = Arc::new(h);
+                            self.set_head(h);
                             Ok(self.head())
                         }
                         Some((h, _)) => Err(self.fenced(epoch, h.epoch)),

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod owner;
 mod parquet_io;
 pub mod reader;
+pub mod retry;
 pub mod store;
 pub mod upload;
 

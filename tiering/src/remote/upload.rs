@@ -17,14 +17,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::config::TieringConfig;
 use super::index::{Scanner, SegmentIndex};
@@ -35,6 +34,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result, remote};
 use crate::local::{Partition, SegmentInfo};
 use crate::stats;
+use crate::task::Task;
 
 /// One partition's remote tier as its writer holds it.
 pub struct RemoteLog {
@@ -165,14 +165,14 @@ struct Inner {
     store: Arc<dyn ObjectStore>,
     permits: Arc<Semaphore>,
     partitions: Mutex<Vec<Arc<RemoteLog>>>,
-    wake: Notify,
     stopping: AtomicBool,
 }
 
-/// The background uploader of an engine.
+/// The background uploader of an engine: a [`crate::task`] that looks for work every `poll_ms`
+/// and whenever it is woken (after a roll or a registration).
 pub struct Uploader {
     inner: Arc<Inner>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    task: Task<()>,
 }
 
 impl std::fmt::Debug for Uploader {
@@ -190,21 +190,27 @@ impl Uploader {
             clock,
             store,
             partitions: Mutex::new(Vec::new()),
-            wake: Notify::new(),
             stopping: AtomicBool::new(false),
         });
-        let task = tokio::spawn(run(inner.clone()));
-        Self { inner, task: Mutex::new(Some(task)) }
+        let (clock, poll) = (inner.clock.clone(), inner.config.poll_ms);
+        let task =
+            crate::task::spawn("uploader", clock, poll, Passes { inner: inner.clone(), running: Default::default() });
+        Self { inner, task }
     }
 
     pub fn register(&self, log: Arc<RemoteLog>) {
         self.inner.partitions.lock().expect("invariant: lock not poisoned").push(log);
-        self.inner.wake.notify_one();
+        self.wake();
     }
 
     /// Asks the loop to look for work now (after a roll).
     pub fn wake(&self) {
-        self.inner.wake.notify_one();
+        self.task.send(());
+    }
+
+    /// The uploader task's state (its last error, its runs).
+    pub fn status(&self) -> &crate::task::TaskStatus {
+        self.task.status()
     }
 
     /// Runs one pass over `log` now and waits for it: uploads everything sealed, commits,
@@ -305,41 +311,53 @@ impl Uploader {
     /// Stops the loop; a pass in progress finishes its current request and stops.
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
-        self.inner.wake.notify_one();
-        let task = self.task.lock().expect("invariant: lock not poisoned").take();
-        if let Some(t) = task {
-            let _ = t.await;
-        }
+        self.task.close().await;
     }
 }
 
-async fn run(inner: Arc<Inner>) {
-    let mut running: FuturesUnordered<tokio::task::JoinHandle<()>> = FuturesUnordered::new();
-    while !inner.stopping.load(Ordering::SeqCst) {
-        let parts = if inner.config.auto_upload {
-            inner.partitions.lock().expect("invariant: lock not poisoned").clone()
-        } else {
-            Vec::new()
-        };
+/// The uploader's work: on every tick or wake-up, a pass for each partition that has none running
+/// (passes of different partitions run concurrently, bounded by `upload_concurrency` permits).
+struct Passes {
+    inner: Arc<Inner>,
+    running: FuturesUnordered<tokio::task::JoinHandle<()>>,
+}
+
+impl Passes {
+    fn round(&mut self) {
+        // Reap the passes that finished.
+        while let Some(Some(_)) = futures::FutureExt::now_or_never(self.running.next()) {}
+        let inner = &self.inner;
+        if inner.stopping.load(Ordering::SeqCst) || !inner.config.auto_upload {
+            return;
+        }
+        let parts = inner.partitions.lock().expect("invariant: lock not poisoned").clone();
         for log in parts {
             if log.fenced().is_some() || log.work.try_lock().is_err() {
                 continue;
             }
             let inner = inner.clone();
-            running.push(tokio::spawn(async move {
+            self.running.push(tokio::spawn(async move {
                 if let Err(e) = pass(&inner, &log, false).await {
                     tracing::warn!(partition = %log.local.name(), error = %e, "tiering pass failed; will retry");
                 }
             }));
         }
-        let poll = Duration::from_millis(inner.config.poll_ms);
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = inner.wake.notified() => {}
-        }
-        while let Some(Some(_)) = futures::FutureExt::now_or_never(running.next()) {}
     }
-    while running.next().await.is_some() {}
+}
+
+impl crate::task::Worker for Passes {
+    type Msg = ();
+    async fn tick(&mut self) -> Result<()> {
+        self.round();
+        Ok(())
+    }
+    async fn message(&mut self, (): ()) -> Result<()> {
+        self.round();
+        Ok(())
+    }
+    async fn drain(&mut self) {
+        while self.running.next().await.is_some() {}
+    }
 }
 
 async fn pass(inner: &Arc<Inner>, log: &Arc<RemoteLog>, wait: bool) -> Result<PassReport> {
@@ -423,37 +441,18 @@ async fn pass_locked(inner: &Arc<Inner>, log: &Arc<RemoteLog>) -> Result<PassRep
     Ok(report)
 }
 
-/// Retries `f` with exponential backoff and full jitter.
-async fn retry<T, F, Fut>(config: &TieringConfig, op: &'static str, key: &Path, mut f: F) -> Result<T>
+/// Retries `f` under the tiering config's policy (see [`super::retry`]).
+async fn retry<T, F, Fut>(config: &TieringConfig, op: &'static str, key: &Path, f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = object_store::Result<T>>,
 {
-    let mut attempt = 0u32;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) => {
-                attempt += 1;
-                let permanent = matches!(
-                    e,
-                    object_store::Error::Precondition { .. }
-                        | object_store::Error::AlreadyExists { .. }
-                        | object_store::Error::NotImplemented { .. }
-                        | object_store::Error::PermissionDenied { .. }
-                        | object_store::Error::Unauthenticated { .. }
-                );
-                if permanent || attempt >= config.upload_attempts {
-                    return Err(remote(op, key)(e));
-                }
-                let cap = config.retry_base_ms.saturating_mul(1 << attempt.min(20)).min(config.retry_max_ms);
-                let sleep = rand::random_range(0..=cap);
-                tracing::debug!(%key, op, attempt, error = %e, sleep_ms = sleep, "retrying");
-                metrics::counter!(stats::UPLOAD_RETRIES, "op" => op).increment(1);
-                tokio::time::sleep(Duration::from_millis(sleep)).await;
-            }
-        }
-    }
+    let on_retry = |attempt, e: &object_store::Error, sleep_ms| {
+        tracing::debug!(%key, op, attempt, error = %e, sleep_ms, "retrying");
+        metrics::counter!(stats::UPLOAD_RETRIES, "op" => op).increment(1);
+    };
+    let policy = (config.retry_base_ms, config.retry_max_ms);
+    super::retry::retry(config.upload_attempts, policy, on_retry, f).await.map_err(remote(op, key))
 }
 
 fn read_file(path: &std::path::Path, pos: u64, len: usize) -> Result<Bytes> {
@@ -504,8 +503,7 @@ async fn upload_segment(inner: &Arc<Inner>, log: &RemoteLog, s: &SegmentInfo) ->
                 Err(e) if attempt < config.upload_attempts => {
                     tracing::debug!(%key, attempt, error = %e, "multipart upload failed; retrying");
                     metrics::counter!(stats::UPLOAD_RETRIES, "op" => "multipart upload").increment(1);
-                    let cap = config.retry_base_ms.saturating_mul(1 << attempt.min(20)).min(config.retry_max_ms);
-                    tokio::time::sleep(Duration::from_millis(rand::random_range(0..=cap))).await;
+                    super::retry::pause(config.retry_base_ms, config.retry_max_ms, attempt).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -690,10 +688,8 @@ async fn sweep(inner: &Arc<Inner>, log: &RemoteLog) -> Result<u64> {
     let manifest = log.manifest();
     let keys = manifest.keys();
     let head = manifest.head();
-    let now_wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(i64::MAX);
+    // Compared with the objects' last-modified times, which the store's wall clock wrote.
+    let now_wall = (crate::clock::wall_clock_nanos() / 1_000_000) as i64;
     let mut deleted = 0;
     for dir in [keys.segments_dir(), Path::from(format!("{}/manifest/chunks", keys.root())), keys.snapshots_dir()] {
         let mut listing = inner.store.list(Some(&dir));
