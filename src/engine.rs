@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use tiering::batch::ValidatedBatch;
 use tiering::clock::{Clock, system_clock};
+pub use tiering::local::recover::Repaired;
 use tiering::local::{AppendInfo, LogWriter, OffsetSpec, Partition, ReadResult, SegmentInfo, TimeOffset};
 use tiering::object_store::ObjectStore;
 use tiering::remote::{
@@ -38,7 +39,25 @@ const JOURNAL_DIR: &str = "journal";
 
 /// A topic opened from disk or restored: name, settings, partitions, and their manifests when a
 /// restore already loaded them.
-type Loaded = (String, TopicConfig, Vec<Arc<Partition>>, Vec<Arc<Manifest>>);
+type Loaded = (String, TopicConfig, Vec<Opened>, Vec<Arc<Manifest>>);
+
+/// A partition folder as opened: its log, or the damage recovery found in it (acknowledged
+/// records gone: truncated below its checkpoint, a missing segment, a corrupt batch below the
+/// checkpoint). A damaged partition is served from the bucket alone and refuses appends until
+/// `tierlog repair` cuts it back; the other partitions are not affected.
+pub(crate) enum Opened {
+    Log(Arc<Partition>),
+    Damaged { id: u32, reason: String },
+}
+
+impl Opened {
+    fn log(&self) -> Option<&Arc<Partition>> {
+        match self {
+            Opened::Log(p) => Some(p),
+            Opened::Damaged { .. } => None,
+        }
+    }
+}
 
 /// A partition this engine writes: its local log and its remote log.
 pub(crate) type Owned = (Arc<Partition>, Arc<RemoteLog>);
@@ -55,7 +74,9 @@ struct Topic {
     config: TopicConfig,
     tiers: Vec<TieredPartition>,
     owned: Vec<Option<Owned>>,
-    refused: Vec<Option<String>>,
+    /// Why this engine does not write the partition, when it does not: `refused` (ownership) or
+    /// `damaged` (recovery), and the reason.
+    refused: Vec<Option<(&'static str, String)>>,
 }
 
 /// What `describe_topic` tells about a partition.
@@ -200,18 +221,7 @@ impl Engine {
         let dir = config.data_dir.clone();
         let topics_dir = dir.join(TOPICS_DIR);
         std::fs::create_dir_all(&topics_dir).map_err(io("create data dir", &topics_dir))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io("open lock file", &lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::DataDirLocked { path: dir }),
-            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock data dir", &lock_path)(e)),
-        }
+        let lock = lock_data_dir(&dir)?;
         let (topic_list, clock2) = (load_topic_configs(&topics_dir)?, clock.clone());
         if config.read_only && !topic_list.is_empty() {
             return Err(Error::InvalidConfig {
@@ -228,7 +238,8 @@ impl Engine {
                 out.push((name, cfg, partitions));
             }
             // Acknowledged batches that only the journal holds go back into their segments.
-            let all: Vec<Arc<Partition>> = out.iter().flat_map(|(_, _, p)| p.iter().cloned()).collect();
+            let all: Vec<Arc<Partition>> =
+                out.iter().flat_map(|(_, _, p)| p.iter().filter_map(|o: &Opened| o.log().cloned())).collect();
             let journal = tiering::local::journal::recover(&tiering::local::std_fs(), &journal_dir, &all)?;
             Ok((out, journal))
         })
@@ -329,7 +340,7 @@ impl Engine {
             }
             let (dir, name2, cfg2, clock) =
                 (self.inner.config.data_dir.clone(), name.clone(), cfg.clone(), self.inner.clock.clone());
-            let partitions = blocking(move || -> Result<Vec<Arc<Partition>>> {
+            let partitions = blocking(move || -> Result<Vec<Opened>> {
                 let partitions = starts
                     .iter()
                     .enumerate()
@@ -337,6 +348,7 @@ impl Engine {
                         let i = i as u32;
                         let dir = partition_dir(&dir, &name2, i);
                         Partition::open_at(&name2, i, &dir, cfg2.log.clone(), clock.clone(), start)
+                            .map(Opened::Log)
                             .map_err(|e| Error::storage(&name2, i, e))
                     })
                     .collect::<Result<Vec<_>>>()?;
@@ -360,7 +372,7 @@ impl Engine {
         &self,
         name: &str,
         config: TopicConfig,
-        partitions: Vec<Arc<Partition>>,
+        partitions: Vec<Opened>,
         mut manifests: Vec<Arc<Manifest>>,
         restoring: bool,
     ) -> Result<Arc<Topic>> {
@@ -370,8 +382,11 @@ impl Engine {
         let (mut tiers, mut owned, mut refused) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         let chunk_segments = self.inner.config.tiering.manifest_chunk_segments;
         let read_ahead = self.inner.config.tiering.cache.read_ahead_bytes;
-        for p in partitions {
-            let id = p.id();
+        for opened in partitions {
+            let id = match &opened {
+                Opened::Log(p) => p.id(),
+                Opened::Damaged { id, .. } => *id,
+            };
             let manifest = match manifests.pop() {
                 Some(m) => m,
                 None => Manifest::load(self.inner.store.clone(), name, id, chunk_segments)
@@ -379,6 +394,19 @@ impl Engine {
                     .map_err(|e| Error::storage(name, id, e))?,
             };
             let reader = RemoteReader::new(manifest.clone(), self.inner.cache.clone(), read_ahead);
+            let p = match opened {
+                Opened::Log(p) => p,
+                Opened::Damaged { reason, .. } => {
+                    let reason = format!(
+                        "{reason}; served from the bucket, appends refused: stop the engine and run `tierlog repair --topic {name} --partition {id}` to cut the local log back to its last intact batch"
+                    );
+                    tracing::error!(topic = name, partition = id, %reason, "partition damaged");
+                    tiers.push(TieredPartition { local: None, remote: Some(reader) });
+                    owned.push(None);
+                    refused.push(Some(("damaged", reason)));
+                    continue;
+                }
+            };
             if self.inner.reader {
                 // Registered so that closing syncs what journal recovery wrote into it.
                 self.inner.writer.register(p.clone()).await?;
@@ -402,7 +430,7 @@ impl Engine {
                     metrics::gauge!(tiering::stats::REFUSED_PARTITIONS, "topic" => name.to_owned()).increment(1.0);
                     tiers.push(TieredPartition { local: None, remote: Some(reader) });
                     owned.push(None);
-                    refused.push(Some(reason));
+                    refused.push(Some(("refused", reason)));
                     continue;
                 }
                 Ownership::Reset { next_offset, reason } => {
@@ -475,7 +503,7 @@ impl Engine {
             (None, reason) => Err(Error::PartitionUnavailable {
                 topic: topic.to_owned(),
                 partition,
-                reason: reason.clone().unwrap_or_else(|| "this engine does not write it".into()),
+                reason: reason.clone().map_or_else(|| "this engine does not write it".into(), |(_, r)| r),
             }),
         }
     }
@@ -583,7 +611,7 @@ impl Engine {
         tiering::remote::catalog::put(&store, name, json.into()).await?;
         let (dir, name2, cfg, clock) =
             (self.inner.config.data_dir.clone(), name.to_owned(), config.clone(), self.inner.clock.clone());
-        let partitions = blocking(move || -> Result<Vec<Arc<Partition>>> {
+        let partitions = blocking(move || -> Result<Vec<Opened>> {
             let partitions = open_partitions(&dir, &name2, &cfg, &clock)?;
             // The metadata is written last: a crash before it leaves only empty folders, which a
             // later create of the same name reuses.
@@ -610,7 +638,7 @@ impl Engine {
         for (name, t) in topics {
             for (i, (owned, refused)) in t.owned.iter().zip(&t.refused).enumerate() {
                 let problem = match (owned, refused) {
-                    (_, Some(reason)) => Some(("refused", reason.clone())),
+                    (_, Some((state, reason))) => Some((*state, reason.clone())),
                     (Some((local, remote)), None) => {
                         remote.fenced().map(|r| ("fenced", r)).or_else(|| local.failure().map(|r| ("failed", r)))
                     }
@@ -641,7 +669,7 @@ impl Engine {
                     segments: tp.local.as_ref().map_or_else(Vec::new, |l| l.segments()),
                     remote: tp.remote.as_ref().expect("invariant: every partition has a remote tier").manifest().head(),
                     fenced: r.and_then(|r| r.fenced()),
-                    refused: t.refused.get(i).cloned().flatten(),
+                    refused: t.refused.get(i).cloned().flatten().map(|(_, r)| r),
                     tiering_error: r.and_then(|r| r.last_error()),
                 }
             })
@@ -871,16 +899,57 @@ fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
 }
 
-fn open_partitions(
-    data_dir: &Path,
-    name: &str,
-    cfg: &TopicConfig,
-    clock: &Arc<dyn Clock>,
-) -> Result<Vec<Arc<Partition>>> {
+/// Takes the data dir's lock: one engine (or repair) per data dir.
+fn lock_data_dir(dir: &Path) -> Result<File> {
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io("open lock file", &lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::DataDirLocked { path: dir.to_owned() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io("lock data dir", &lock_path)(e)),
+    }
+}
+
+impl Engine {
+    /// Cuts a damaged partition's local log back to its last intact batch (see
+    /// [`tiering::local::recover::repair`]) on a data dir no engine has open, and says what was
+    /// dropped. The bucket is not touched: at the next open the partition continues from the
+    /// bucket's end if that is further.
+    pub fn repair_partition(config: &EngineConfig, topic: &str, partition: u32) -> Result<Repaired> {
+        validate_topic_name(topic)?;
+        let topics_dir = config.data_dir.join(TOPICS_DIR);
+        let _lock = lock_data_dir(&config.data_dir)?;
+        let cfg = load_topic_configs(&topics_dir)?
+            .into_iter()
+            .find_map(|(n, c)| (n == topic).then_some(c))
+            .ok_or_else(|| Error::UnknownTopic { topic: topic.to_owned() })?;
+        if partition >= cfg.partitions {
+            return Err(Error::UnknownPartition { topic: topic.into(), partition, partitions: cfg.partitions });
+        }
+        let dir = partition_dir(&config.data_dir, topic, partition);
+        let repaired = tiering::local::recover::repair(&tiering::local::std_fs(), &dir, cfg.log.index_interval_bytes)
+            .map_err(|e| Error::storage(topic, partition, e))?;
+        tracing::warn!(topic, partition, ?repaired, "partition repaired");
+        Ok(repaired)
+    }
+}
+
+/// Opens (recovering) every partition folder of a topic. Damage that recovery will not repair
+/// silently makes that partition [`Opened::Damaged`]; any other error fails the open.
+fn open_partitions(data_dir: &Path, name: &str, cfg: &TopicConfig, clock: &Arc<dyn Clock>) -> Result<Vec<Opened>> {
     (0..cfg.partitions)
-        .map(|i| {
-            Partition::open(name, i, &partition_dir(data_dir, name, i), cfg.log.clone(), clock.clone())
-                .map_err(|e| Error::storage(name, i, e))
+        .map(|i| match Partition::open(name, i, &partition_dir(data_dir, name, i), cfg.log.clone(), clock.clone()) {
+            Ok(p) => Ok(Opened::Log(p)),
+            Err(e @ tiering::Error::Corrupt { .. }) => {
+                metrics::counter!(tiering::stats::DAMAGED_PARTITIONS).increment(1);
+                Ok(Opened::Damaged { id: i, reason: e.to_string() })
+            }
+            Err(e) => Err(Error::storage(name, i, e)),
         })
         .collect()
 }

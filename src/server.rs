@@ -173,7 +173,8 @@ async fn metrics_text(State(engine): Shared) -> Response {
             metrics::gauge!("tierlog_upload_lag_bytes", &labels).set(lag_bytes as f64);
         }
     }
-    let mut by_state = std::collections::BTreeMap::from([("refused", 0u32), ("fenced", 0), ("failed", 0)]);
+    let mut by_state =
+        std::collections::BTreeMap::from([("refused", 0u32), ("damaged", 0), ("fenced", 0), ("failed", 0)]);
     for p in engine.problems() {
         *by_state.entry(p.state).or_default() += 1;
     }

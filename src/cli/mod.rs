@@ -14,6 +14,7 @@ pub mod demo;
 pub mod history;
 pub mod inspect;
 pub mod produce;
+pub mod repair;
 pub mod restore;
 pub mod serve;
 pub mod topic;
@@ -88,6 +89,9 @@ pub enum Command {
     /// continuing where its manifest ends. Prints one JSON line per partition with its last
     /// restorable offset. Only what was committed to the bucket comes back.
     Restore(restore::RestoreArgs),
+    /// Cut a damaged partition's local log back to its last intact batch (on a stopped data dir)
+    /// and print what was kept and what was dropped, as one JSON line.
+    Repair(repair::RepairArgs),
     /// Create a topic, produce a realistic order stream spread over days, read it back, look up
     /// offsets by time, and print a summary.
     Demo(demo::DemoArgs),
@@ -134,6 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Serve(args) => serve::run(&cli, args).await,
         Command::Restore(args) => restore::run(&cli, args).await,
+        Command::Repair(args) => repair::run(&cli, args).await,
         Command::Demo(args) => demo::run(args).await,
     }
 }

@@ -60,3 +60,6 @@ pub const CORRUPT_BATCHES: &str = "tierlog_corrupt_batches_total";
 /// Runs of a background task that failed; label `task` (`uploader`, `compactor`, `replica-poll`,
 /// `writer-ticker`).
 pub const TASK_FAILURES: &str = "tierlog_task_failures_total";
+/// Partitions that opened damaged (acknowledged records missing or corrupt below the recovery
+/// checkpoint); they refuse appends until `tierlog repair`.
+pub const DAMAGED_PARTITIONS: &str = "tierlog_damaged_partitions_total";

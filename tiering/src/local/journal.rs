@@ -78,7 +78,8 @@ impl Journal {
                 super::segment::sync_dir(&**fs, parent)?;
             }
         }
-        let seq = list(&**fs, dir)?.last().map_or(0, |(s, _)| s + 1);
+        let last = list(&**fs, dir)?.last().map(|(s, _)| *s).max(list_kept(&**fs, dir)?.last().map(|(s, _)| *s));
+        let seq = last.map_or(0, |s| s + 1);
         let path = file_path(dir, seq);
         let file = fs.create_new(&path).map_err(Error::io("create journal", &path))?;
         super::segment::sync_dir(&**fs, dir)?;
@@ -170,54 +171,103 @@ pub fn remove_before(fs: &dyn Fs, dir: &Path, seq: u64) -> Result<()> {
 pub fn replay(fs: &dyn Fs, dir: &Path, mut apply: impl FnMut(&str, &[u8]) -> Result<()>) -> Result<u64> {
     let mut applied = 0u64;
     for (_, path) in list(fs, dir)? {
-        let data = fs.read(&path).map_err(Error::io("read journal", &path))?;
-        let mut pos = 0usize;
-        while data.len() - pos >= FRAME_HEADER + 2 {
-            let len = u32::from_be_bytes(data[pos..pos + 4].try_into().expect("invariant: 4 bytes")) as usize;
-            let crc = u32::from_be_bytes(data[pos + 4..pos + 8].try_into().expect("invariant: 4 bytes"));
-            let body = &data[pos + FRAME_HEADER..];
-            if len > body.len() || len < 2 + HEADER_LEN {
-                break;
-            }
-            let body = &body[..len];
-            let name_len = u16::from_be_bytes([body[0], body[1]]) as usize;
-            if 2 + name_len + HEADER_LEN > len {
-                break;
-            }
-            let (name, batch) = body[2..].split_at(name_len);
-            let mut want = crc32c::crc32c(&body[..2]);
-            want = crc32c::crc32c_append(want, name);
-            want = crc32c::crc32c_append(want, &batch[..ATTRIBUTES]);
-            let (Ok(name), true, Ok(_)) = (std::str::from_utf8(name), want == crc, check_batch(batch)) else {
-                tracing::warn!(journal = %path.display(), position = pos, "journal ends in a torn or bad frame");
-                break;
-            };
-            apply(name, batch)?;
-            applied += 1;
-            pos += FRAME_HEADER + len;
+        applied += replay_file(fs, &path, &mut apply)?;
+    }
+    Ok(applied)
+}
+
+/// The journal files kept for partitions that could not take their entries (damaged at open):
+/// `kept-<seq:020>.wal`, oldest first. Rotation never deletes them; each start replays them again
+/// and deletes them once every partition they name took its entries.
+pub fn list_kept(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for path in list_paths(fs, dir).map_err(Error::io("list journal", dir))? {
+        let seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("kept-"))
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|s| s.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            out.push((seq, path));
         }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn replay_file(fs: &dyn Fs, path: &Path, apply: &mut impl FnMut(&str, &[u8]) -> Result<()>) -> Result<u64> {
+    let mut applied = 0u64;
+    let data = fs.read(path).map_err(Error::io("read journal", path))?;
+    let mut pos = 0usize;
+    while data.len() - pos >= FRAME_HEADER + 2 {
+        let len = u32::from_be_bytes(data[pos..pos + 4].try_into().expect("invariant: 4 bytes")) as usize;
+        let crc = u32::from_be_bytes(data[pos + 4..pos + 8].try_into().expect("invariant: 4 bytes"));
+        let body = &data[pos + FRAME_HEADER..];
+        if len > body.len() || len < 2 + HEADER_LEN {
+            break;
+        }
+        let body = &body[..len];
+        let name_len = u16::from_be_bytes([body[0], body[1]]) as usize;
+        if 2 + name_len + HEADER_LEN > len {
+            break;
+        }
+        let (name, batch) = body[2..].split_at(name_len);
+        let mut want = crc32c::crc32c(&body[..2]);
+        want = crc32c::crc32c_append(want, name);
+        want = crc32c::crc32c_append(want, &batch[..ATTRIBUTES]);
+        let (Ok(name), true, Ok(_)) = (std::str::from_utf8(name), want == crc, check_batch(batch)) else {
+            tracing::warn!(journal = %path.display(), position = pos, "journal ends in a torn or bad frame");
+            break;
+        };
+        apply(name, batch)?;
+        applied += 1;
+        pos += FRAME_HEADER + len;
     }
     Ok(applied)
 }
 
 /// Recovery of a data dir's journal: replays it into `partitions` (already recovered from their
 /// segments), fsyncs what it appended, and starts a fresh journal, deleting the replayed files.
+/// A file with entries for a partition that is not in `partitions` (one that opened damaged, or
+/// whose folder is gone) is kept, as `kept-<seq>.wal`, and replayed again at the next start:
+/// acknowledged batches are never dropped silently.
 pub fn recover(fs: &Arc<dyn Fs>, dir: &Path, partitions: &[Arc<super::Partition>]) -> Result<Journal> {
     let by_name: std::collections::HashMap<&str, &Arc<super::Partition>> =
         partitions.iter().map(|p| (p.name(), p)).collect();
     let mut touched = std::collections::BTreeSet::new();
-    let mut appended = 0u64;
-    let entries = replay(&**fs, dir, |name, batch| {
-        let Some(p) = by_name.get(name) else {
-            tracing::error!(partition = name, "journal names a partition that does not exist; entry skipped");
-            return Ok(());
-        };
-        if p.replay_batch(batch)? {
-            appended += 1;
-            touched.insert(name.to_owned());
+    let (mut appended, mut entries) = (0u64, 0u64);
+    let mut files = list(&**fs, dir)?;
+    files.extend(list_kept(&**fs, dir)?);
+    files.sort();
+    let mut keep = Vec::new();
+    for (seq, path) in &files {
+        let mut orphaned = std::collections::BTreeSet::new();
+        entries += replay_file(&**fs, path, &mut |name, batch| {
+            let Some(p) = by_name.get(name) else {
+                orphaned.insert(name.to_owned());
+                return Ok(());
+            };
+            match p.replay_batch(batch) {
+                Ok(true) => {
+                    appended += 1;
+                    touched.insert(name.to_owned());
+                }
+                Ok(false) => {}
+                // The log ends before this entry (it was cut by a repair): the entry is kept.
+                Err(e @ Error::Corrupt { .. }) => {
+                    tracing::error!(partition = name, error = %e, "journal entry past the end of its partition's log");
+                    orphaned.insert(name.to_owned());
+                }
+                Err(e) => return Err(e),
+            }
+            Ok(())
+        })?;
+        if !orphaned.is_empty() {
+            tracing::error!(journal = %path.display(), partitions = ?orphaned, "journal holds acknowledged batches of partitions that did not open; the file is kept");
+            keep.push((*seq, path.clone()));
         }
-        Ok(())
-    })?;
+    }
     for name in &touched {
         let p = by_name[name.as_str()];
         if let Some((f, base, position)) = p.journaled_file() {
@@ -227,6 +277,17 @@ pub fn recover(fs: &Arc<dyn Fs>, dir: &Path, partitions: &[Arc<super::Partition>
     }
     if entries > 0 {
         tracing::info!(entries, appended, partitions = touched.len(), "journal replayed");
+    }
+    for (seq, path) in &keep {
+        let kept = dir.join(format!("kept-{seq:020}.{EXT}"));
+        if *path != kept {
+            fs.rename(path, &kept).map_err(Error::io("keep journal", path))?;
+        }
+    }
+    for (_, path) in list_kept(&**fs, dir)? {
+        if !keep.iter().any(|(s, _)| path.ends_with(format!("kept-{s:020}.{EXT}"))) {
+            fs.remove_file(&path).map_err(Error::io("delete journal", &path))?;
+        }
     }
     let journal = Journal::create(fs, dir)?;
     remove_before(&**fs, dir, journal.seq)?;

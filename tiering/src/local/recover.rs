@@ -76,6 +76,31 @@ pub fn recover(fs: &Arc<dyn Fs>, dir: &Path, interval: u32, start_offset: i64) -
     let bases = list_segments(fsd, dir)?;
     let cp = checkpoint::read(fsd, dir);
     let corrupt = |path: PathBuf, position, reason| Error::Corrupt { path, position, reason };
+    // The checkpoint vouches for bytes that were durable: if they are gone, acknowledged records
+    // were lost, and recovery must say so rather than start over from what is left.
+    if let Some(c) = cp {
+        let path = segment_path(dir, c.segment_base, LOG_EXT);
+        // Retention never deletes the segment a checkpoint names (the active one, or a later one).
+        if bases.binary_search(&c.segment_base).is_err() {
+            return Err(corrupt(
+                path,
+                c.position,
+                format!(
+                    "segment {} that the recovery checkpoint names (up to offset {}) is missing",
+                    c.segment_base, c.next_offset
+                ),
+            ));
+        }
+        if let Ok(size) = fs.len(&path)
+            && size < c.position
+        {
+            return Err(corrupt(
+                path,
+                size,
+                format!("segment is {size} bytes, shorter than the {} the recovery checkpoint vouches for", c.position),
+            ));
+        }
+    }
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
     let mut truncated_bytes = 0u64;
     let mut expected = bases.first().copied().unwrap_or(start_offset);
@@ -196,6 +221,43 @@ pub fn recover(fs: &Arc<dyn Fs>, dir: &Path, interval: u32, start_offset: i64) -
     segments.pop();
     segments.push(active);
     Ok(Recovered { segments, active_file, truncated_bytes })
+}
+
+/// What [`repair`] did to a partition folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repaired {
+    /// The offsets the log holds after the repair: `[log_start_offset, log_end_offset)`.
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    /// How far the recovery checkpoint said the log reached before the repair, if it was readable.
+    pub checkpoint_end_offset: Option<i64>,
+    pub dropped_bytes: u64,
+    /// Segment files removed whole (they followed the cut).
+    pub dropped_segments: Vec<i64>,
+}
+
+/// Cuts a damaged partition folder back to its last intact batch: every batch is checked (length,
+/// magic, CRC, dense offsets) from the first segment, the log ends before the first bad one, and
+/// later segments are removed. For a partition that opens as damaged; the caller makes sure no
+/// engine has the folder open. Records past the cut are lost locally (the bucket may still hold
+/// them: the next open continues from the bucket's end if it is further).
+pub fn repair(fs: &Arc<dyn Fs>, dir: &Path, interval: u32) -> Result<Repaired> {
+    let fsd = &**fs;
+    let before = list_segments(fsd, dir)?;
+    let checkpoint_end_offset = checkpoint::read(fsd, dir).map(|c| c.next_offset);
+    remove_if_present(fsd, &checkpoint::path(dir)).map_err(Error::io("remove checkpoint", checkpoint::path(dir)))?;
+    sync_dir(fsd, dir)?;
+    let start = before.first().copied().unwrap_or(0);
+    let rec = recover(fs, dir, interval, start)?;
+    let after: Vec<i64> = rec.segments.iter().map(|s| s.base_offset).collect();
+    let end = rec.segments.last().map_or(start, |s| s.meta().next_offset);
+    Ok(Repaired {
+        log_start_offset: after.first().copied().unwrap_or(start),
+        log_end_offset: end,
+        checkpoint_end_offset,
+        dropped_bytes: rec.truncated_bytes,
+        dropped_segments: before.into_iter().filter(|b| !after.contains(b)).collect(),
+    })
 }
 
 /// Deletes a partition folder's whole local log (segments, indexes, checkpoint), for a partition
