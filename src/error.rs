@@ -64,6 +64,18 @@ pub enum Error {
     ReadOnly { op: &'static str },
     #[error("tierlog is closed{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed { reason: Option<String> },
+    /// An idempotent producer's batch is not the next in its sequence (Kafka's
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER); nothing was written.
+    #[error(
+        "out-of-order sequence on {partition}: producer {producer_id} (epoch {epoch}) sent sequence {got}, expected {expected}"
+    )]
+    OutOfOrderSequence { partition: String, producer_id: i64, epoch: i16, expected: i32, got: i32 },
+    /// An idempotent producer's epoch is older than the partition's (a newer instance took over:
+    /// Kafka's INVALID_PRODUCER_EPOCH); nothing was written.
+    #[error(
+        "invalid producer epoch on {partition}: producer {producer_id} sent epoch {epoch}, the partition is at {current}"
+    )]
+    InvalidProducerEpoch { partition: String, producer_id: i64, epoch: i16, current: i16 },
     /// Compaction found the segments it planned on changed (retention ran meanwhile); nothing was
     /// changed, and the next run plans again.
     #[error("conflict: {reason}")]
@@ -77,7 +89,9 @@ impl Error {
             | Error::TopicExists { .. }
             | Error::InvalidBatch { .. }
             | Error::OffsetOutOfRange { .. }
-            | Error::InvalidConfig { .. } => ErrorKind::Invalid,
+            | Error::InvalidConfig { .. }
+            | Error::OutOfOrderSequence { .. }
+            | Error::InvalidProducerEpoch { .. } => ErrorKind::Invalid,
             Error::UnknownTopic { .. } | Error::UnknownPartition { .. } => ErrorKind::NotFound,
             Error::Corrupt { .. } | Error::CorruptBatch { .. } => ErrorKind::Data,
             Error::Closed { .. } | Error::Fenced { .. } | Error::PartitionUnavailable { .. } => ErrorKind::Closed,
@@ -117,6 +131,12 @@ impl From<tiering::Error> for Error {
             T::Remote { op, key, error } => Error::Remote { op, key, error },
             T::Fenced { partition, epoch, current } => Error::Fenced { partition, epoch, current },
             T::Conflict { reason } => Error::Conflict { reason },
+            T::OutOfOrderSequence { partition, producer_id, epoch, expected, got } => {
+                Error::OutOfOrderSequence { partition, producer_id, epoch, expected, got }
+            }
+            T::InvalidProducerEpoch { partition, producer_id, epoch, current } => {
+                Error::InvalidProducerEpoch { partition, producer_id, epoch, current }
+            }
         }
     }
 }

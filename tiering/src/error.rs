@@ -57,6 +57,18 @@ pub enum Error {
     Fenced { partition: String, epoch: u64, current: u64 },
     #[error("the log writer has stopped{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed { reason: Option<String> },
+    /// An idempotent producer's batch does not follow its last one (a gap, or a new epoch that
+    /// does not start at 0): Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER. Nothing was written.
+    #[error(
+        "out-of-order sequence on {partition}: producer {producer_id} (epoch {epoch}) sent sequence {got}, expected {expected}"
+    )]
+    OutOfOrderSequence { partition: String, producer_id: i64, epoch: i16, expected: i32, got: i32 },
+    /// An idempotent producer's epoch is older than the one the partition has seen: a newer
+    /// instance of the producer took over (Kafka's INVALID_PRODUCER_EPOCH). Nothing was written.
+    #[error(
+        "invalid producer epoch on {partition}: producer {producer_id} sent epoch {epoch}, the partition is at {current}"
+    )]
+    InvalidProducerEpoch { partition: String, producer_id: i64, epoch: i16, current: i16 },
     /// A rewrite (compaction, merging) was planned on segments that changed before its commit
     /// (retention, another rewrite): nothing was changed; plan again.
     #[error("conflict: {reason}")]

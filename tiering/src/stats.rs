@@ -63,3 +63,5 @@ pub const TASK_FAILURES: &str = "tierlog_task_failures_total";
 /// Partitions that opened damaged (acknowledged records missing or corrupt below the recovery
 /// checkpoint); they refuse appends until `tierlog repair`.
 pub const DAMAGED_PARTITIONS: &str = "tierlog_damaged_partitions_total";
+/// Batches of idempotent producers answered as duplicates (original offsets, nothing written).
+pub const DUPLICATE_BATCHES: &str = "tierlog_duplicate_batches_total";

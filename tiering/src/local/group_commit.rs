@@ -461,10 +461,8 @@ fn commit_group(
         let mut entries = Vec::new();
         for &i in &fsync_now {
             let (p, w, batches, _, _) = &work[i];
-            for ((r, h), b) in w.results.iter().zip(&w.headers).zip(batches) {
-                if r.is_ok() {
-                    entries.push(Entry { partition: p.name(), header: h, rest: &b.bytes()[HEADER_LEN..] });
-                }
+            for (b, h) in &w.headers {
+                entries.push(Entry { partition: p.name(), header: h, rest: &batches[*b].bytes()[HEADER_LEN..] });
             }
         }
         let res = j.append(&entries);

@@ -11,6 +11,7 @@ pub mod group_commit;
 pub mod index;
 pub mod journal;
 pub mod partition;
+pub mod producers;
 pub mod recover;
 pub mod segment;
 pub mod sim_fs;

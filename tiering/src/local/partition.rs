@@ -19,6 +19,7 @@ use tracing::instrument;
 use super::checkpoint::{self, Checkpoint};
 use super::fs::{Fs, LogFile, remove_if_present, std_fs};
 use super::index::SegmentIndex;
+use super::producers::{self, Producers, Verdict};
 use super::recover::recover;
 use super::segment::{
     INDEX_EXT, LOG_EXT, ScanMode, ScanOutcome, Segment, SegmentInfo, SegmentMeta, TIME_INDEX_EXT, open_for_append,
@@ -57,6 +58,8 @@ fn recovered_state(rec: super::recover::Recovered, now: i64) -> (View, WriterSta
         retry_at_ms: 0,
         retry_backoff_ms: MIN_REOPEN_BACKOFF_MS,
         journaled: false,
+        producers: Producers::default(),
+        producers_dirty: false,
         active,
     };
     let segments: BTreeMap<i64, Arc<Segment>> = rec.segments.into_iter().map(|s| (s.base_offset, s)).collect();
@@ -133,6 +136,10 @@ struct WriterState {
     retry_backoff_ms: i64,
     /// Bytes were acknowledged through the disk journal but not yet fsynced in the segment.
     journaled: bool,
+    /// Idempotent producers' state, as of `next_offset` (batches written, durable or not).
+    producers: Producers,
+    /// Changed since the last snapshot written with a checkpoint.
+    producers_dirty: bool,
 }
 
 /// How a written group was made durable, as `publish` is told.
@@ -150,7 +157,8 @@ pub(crate) enum Durable {
 pub(crate) struct Written {
     pub results: Vec<Result<AppendInfo>>,
     pub sync: Option<Arc<dyn LogFile>>,
-    pub headers: Vec<[u8; HEADER_LEN]>,
+    /// The batches written (by index in the group) and their headers as written.
+    pub headers: Vec<(usize, [u8; HEADER_LEN])>,
 }
 
 /// A partition's local log. See the module docs for who calls what.
@@ -225,7 +233,7 @@ impl Partition {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "partition recovered"
         );
-        Ok(Arc::new(Self {
+        let p = Arc::new(Self {
             topic: topic.to_owned(),
             id,
             name: format!("{topic}-{id}"),
@@ -238,7 +246,37 @@ impl Partition {
             hw: tokio::sync::watch::Sender::new(view.high_watermark),
             view: RwLock::new(view),
             writer: Mutex::new(state),
-        }))
+        });
+        p.load_producers()?;
+        Ok(p)
+    }
+
+    /// Rebuilds the idempotent producers' state: the snapshot written with the last checkpoint,
+    /// then the headers of every batch after it (all of the local log without a usable snapshot).
+    fn load_producers(&self) -> Result<()> {
+        let (start, end) = (self.log_start_offset(), self.high_watermark());
+        let (mut producers, from) = match producers::read_snapshot(&*self.fs, &self.dir) {
+            Some((p, covered)) if covered <= end => (p, covered.max(start)),
+            _ => (Producers::default(), start),
+        };
+        let segments: Vec<Arc<Segment>> = self.view().segments.values().cloned().collect();
+        let now = self.clock.now_ms();
+        for seg in segments.iter().filter(|s| s.meta().next_offset > from) {
+            seg.for_each_header(from, |h| {
+                if h.base_offset >= from {
+                    producers.record(h, h.base_offset, h.last_offset(), now);
+                }
+            })?;
+        }
+        let mut st = self.lock_writer();
+        st.producers_dirty = from < end && !producers.is_empty();
+        st.producers = producers;
+        Ok(())
+    }
+
+    /// The idempotent producers' state (for tests and `inspect`).
+    pub fn producers(&self) -> Producers {
+        self.lock_writer().producers.clone()
     }
 
     /// Reopens a failed partition from its files once its backoff has passed, without a process
@@ -308,7 +346,11 @@ impl Partition {
         let start = self.log_start_offset();
         let rec = recover(&self.fs, &self.dir, self.config.index_interval_bytes, start)?;
         let (view, state) = recovered_state(rec, now);
+        // The producers' state stays: it covers what is written, and the cut dropped only
+        // batches that were never acknowledged.
+        let producers = std::mem::take(&mut st.producers);
         *st = state;
+        st.producers = producers;
         let hw = view.high_watermark;
         *self.view.write().expect("invariant: partition view lock not poisoned") = view;
         self.hw.send_replace(hw);
@@ -454,21 +496,37 @@ impl Partition {
         let log_append = (self.config.timestamp_type == TimestampType::LogAppendTime).then_some(now);
         let epoch = self.leader_epoch.load(Ordering::Relaxed);
         let mut results: Vec<Result<AppendInfo>> = Vec::with_capacity(batches.len());
-        let mut headers: Vec<[u8; HEADER_LEN]> = Vec::with_capacity(batches.len());
-        let mut run_start = 0usize;
+        // The batches written, by index, with their headers as written.
+        let mut headers: Vec<(usize, [u8; HEADER_LEN])> = Vec::with_capacity(batches.len());
+        // Where the current run (one vectored write) starts: in `headers`, and in `batches`.
+        let (mut run_start, mut run_from) = (0usize, 0usize);
         for (i, b) in batches.iter().enumerate() {
+            // Idempotent producers: duplicates are answered with their original offsets, and
+            // batches out of sequence are refused, before anything is written.
+            match st.producers.check(&self.name, b.header()) {
+                Ok(Verdict::Append) => {}
+                Ok(Verdict::Duplicate { base_offset, last_offset }) => {
+                    metrics::counter!(stats::DUPLICATE_BATCHES).increment(1);
+                    results.push(Ok(AppendInfo { base_offset, last_offset, log_append_time: None }));
+                    continue;
+                }
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+            }
             let len = b.len() as u64;
             let too_old = st.active_since_ms.is_some_and(|t| now - t >= self.config.segment_ms as i64);
             if st.position > 0 && (st.position + len > self.config.segment_bytes || too_old) {
                 let reason = if too_old { "age" } else { "size" };
                 let step = self
-                    .write_run(&st, &headers[run_start..i], &batches[run_start..i])
+                    .write_run(&st, &headers[run_start..], batches)
                     .and_then(|()| self.roll_locked(&mut st, reason));
                 if let Err(e) = step {
-                    let results = self.fail_rest(&mut st, results, batches.len(), run_start, e);
+                    let results = self.fail_rest(&mut st, results, batches.len(), run_from, e);
                     return Written { results, sync: None, headers };
                 }
-                run_start = i;
+                (run_start, run_from) = (headers.len(), i);
             }
             let base = st.next_offset;
             let mut hdr: [u8; HEADER_LEN] =
@@ -476,7 +534,7 @@ impl Partition {
             if patch_header(&mut hdr, base, epoch, log_append) {
                 set_crc(&mut hdr, &b.bytes()[HEADER_LEN..]);
             }
-            headers.push(hdr);
+            headers.push((i, hdr));
             let next = base + b.offset_span();
             let pending = Pending {
                 segment: st.active.clone(),
@@ -490,10 +548,14 @@ impl Partition {
             st.position += len;
             st.next_offset = next;
             st.active_since_ms.get_or_insert(now);
+            if b.header().producer_id >= 0 {
+                st.producers.record(b.header(), base, next - 1, now);
+                st.producers_dirty = true;
+            }
             results.push(Ok(AppendInfo { base_offset: base, last_offset: next - 1, log_append_time: log_append }));
         }
-        if let Err(e) = self.write_run(&st, &headers[run_start..], &batches[run_start..]) {
-            let results = self.fail_rest(&mut st, results, batches.len(), run_start, e);
+        if let Err(e) = self.write_run(&st, &headers[run_start..], batches) {
+            let results = self.fail_rest(&mut st, results, batches.len(), run_from, e);
             return Written { results, sync: None, headers };
         }
         let sync = match self.config.durability {
@@ -505,14 +567,14 @@ impl Partition {
         Written { results, sync, headers }
     }
 
-    fn write_run(&self, st: &WriterState, headers: &[[u8; HEADER_LEN]], batches: &[ValidatedBatch]) -> Result<()> {
-        if batches.is_empty() {
+    fn write_run(&self, st: &WriterState, run: &[(usize, [u8; HEADER_LEN])], batches: &[ValidatedBatch]) -> Result<()> {
+        if run.is_empty() {
             return Ok(());
         }
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batches.len() * 2);
-        for (h, b) in headers.iter().zip(batches) {
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(run.len() * 2);
+        for (i, h) in run {
             slices.push(IoSlice::new(h));
-            slices.push(IoSlice::new(&b.bytes()[HEADER_LEN..]));
+            slices.push(IoSlice::new(&batches[*i].bytes()[HEADER_LEN..]));
         }
         st.file.append(&slices).map_err(Error::io("write segment", st.active.path()))
     }
@@ -622,6 +684,9 @@ impl Partition {
         st.position += batch.len() as u64;
         st.next_offset = h.next_offset();
         st.journaled = true;
+        let now = self.clock.now_ms();
+        st.producers.record(&h, h.base_offset, h.last_offset(), now);
+        st.producers_dirty |= h.producer_id >= 0;
         self.publish_locked(&mut st);
         Ok(true)
     }
@@ -691,6 +756,13 @@ impl Partition {
         } else {
             st.active.meta.read().map(|m| m.next_offset).unwrap_or(0)
         };
+        // The producers' snapshot first, when it matches the checkpoint exactly (everything
+        // written is synced); a checkpoint without a fresh snapshot only costs a longer rebuild.
+        if st.producers_dirty && position == st.position {
+            st.producers.expire(self.clock.now_ms());
+            producers::write_snapshot(&*self.fs, &self.dir, &st.producers, st.next_offset)?;
+            st.producers_dirty = false;
+        }
         checkpoint::write(&*self.fs, &self.dir, &Checkpoint { segment_base, position, next_offset })?;
         st.checkpointed = st.synced;
         st.last_checkpoint_ms = self.clock.now_ms();

@@ -271,6 +271,9 @@ pub fn discard_log(fs: &dyn Fs, dir: &Path) -> Result<u64> {
         remove_segment_files(fs, dir, base)?;
     }
     remove_if_present(fs, &checkpoint::path(dir)).map_err(Error::io("remove checkpoint", checkpoint::path(dir)))?;
+    // The producers' state of the dropped history must not outlive it.
+    let snapshot = super::producers::snapshot_path(dir);
+    remove_if_present(fs, &snapshot).map_err(Error::io("remove producer state", &snapshot))?;
     sync_dir(fs, dir)?;
     Ok(dropped)
 }

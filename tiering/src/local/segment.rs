@@ -260,6 +260,28 @@ impl Segment {
         }
     }
 
+    /// Calls `f` with the header of every published batch that ends at or after `offset`, in
+    /// order (headers only: a chunked read of the segment from the index entry before `offset`).
+    pub(crate) fn for_each_header(&self, offset: i64, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        let (start, size) = {
+            let m = self.meta.read().expect("invariant: segment meta lock not poisoned");
+            let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
+            (m.index.lookup_offset(rel) as u64, m.size)
+        };
+        let file = self.file()?;
+        let mut reader = ChunkReader { file: &**file, end: size, buf: Vec::new(), at: start };
+        let mut pos = start;
+        while pos + HEADER_LEN as u64 <= size {
+            let h = BatchHeader::parse(reader.get(pos, HEADER_LEN).map_err(Error::io("read segment", &self.path))?)
+                .map_err(|e| self.corrupt(pos, e.to_string()))?;
+            if h.last_offset() >= offset {
+                f(&h);
+            }
+            pos += h.total_len() as u64;
+        }
+        Ok(())
+    }
+
     /// The first record with timestamp >= `t` in this segment: `(offset, timestamp)`.
     pub fn find_time(&self, t: i64) -> Result<Option<(i64, i64)>> {
         let (mut pos, size) = {
