@@ -142,6 +142,8 @@ pub(crate) struct Inner {
     /// Opened by [`Engine::open_reader`]: reads the local data dir and the bucket, writes
     /// neither the bucket nor the log.
     reader: bool,
+    /// Idempotent producer ids, reserved in blocks in the bucket.
+    producer_ids: tiering::remote::producer_ids::ProducerIds,
 }
 
 /// A tierlog engine over one data dir. Cheap to clone; every clone is the same engine.
@@ -255,6 +257,7 @@ impl Engine {
         let uploader = Uploader::start(config.tiering.clone(), store.clone(), clock.clone());
         let node = tiering::remote::owner::node_id(&dir)?;
         let writer_id = tiering::remote::owner::writer_name(&node, &dir);
+        let producer_ids = tiering::remote::producer_ids::ProducerIds::new(store.clone());
         let inner = Arc::new(Inner {
             config,
             clock,
@@ -270,6 +273,7 @@ impl Engine {
             compacting: AsyncMutex::new(()),
             tasks: std::sync::Mutex::new(Vec::new()),
             reader,
+            producer_ids,
         });
         let engine = Engine { inner };
         if engine.inner.config.read_only {
@@ -423,6 +427,8 @@ impl Engine {
                 restoring,
                 take_over: self.inner.config.take_over,
             };
+            // Set when the local log starts afresh at the bucket's end.
+            let mut fresh = restoring;
             let p = match decide(&local, &manifest.head()) {
                 Ownership::Continue => p,
                 Ownership::Refuse { reason } => {
@@ -444,9 +450,18 @@ impl Engine {
                     .await?
                     .map_err(|e| Error::storage(name, id, e))?;
                     tracing::warn!(topic = name, partition = id, dropped_bytes = dropped, next_offset, %reason, "local log dropped");
+                    fresh = true;
                     p
                 }
             };
+            // A log that starts where the bucket's ends (restored, or reset to the bucket's end)
+            // learns its idempotent producers from the bucket's newest segment indexes.
+            let head = manifest.head();
+            if fresh && !head.is_empty() && p.high_watermark() == head.next_offset {
+                let producers =
+                    reader.producer_state(self.inner.clock.now_ms()).await.map_err(|e| Error::storage(name, id, e))?;
+                p.seed_producers(producers);
+            }
             self.inner.writer.register(p.clone()).await?;
             let now = self.inner.clock.now_ms();
             let remote = RemoteLog::acquire(p.clone(), reader.clone(), &self.inner.writer_id, now)
@@ -559,6 +574,15 @@ impl Engine {
             parts.push((self.tiered(topic, partition)?, offset));
         }
         Ok(tiering::tiered::wait_any(&parts, &*self.inner.clock, timeout_ms).await)
+    }
+
+    /// A producer id for an idempotent producer (Kafka's InitProducerId): never handed out twice,
+    /// across restarts, restores and nodes sharing the bucket (see
+    /// [`tiering::remote::producer_ids`]). Costs one conditional write per 1000 ids.
+    pub async fn init_producer_id(&self) -> Result<i64> {
+        self.check_open()?;
+        self.check_writable("allocating a producer id")?;
+        Ok(self.inner.producer_ids.next().await?)
     }
 
     fn remote(&self, topic: &str, partition: u32) -> Result<Arc<RemoteLog>> {

@@ -274,6 +274,18 @@ impl Partition {
         Ok(())
     }
 
+    /// Seeds the idempotent producers' state of a partition that starts where the bucket's log
+    /// ends (a restore, or a local log dropped for the bucket's): from
+    /// [`crate::remote::RemoteReader::producer_state`]. Producers the local log already knows
+    /// keep their state.
+    pub fn seed_producers(&self, from_bucket: Producers) {
+        let mut st = self.lock_writer();
+        let mut merged = from_bucket;
+        merged.absorb(std::mem::take(&mut st.producers));
+        st.producers = merged;
+        st.producers_dirty = true;
+    }
+
     /// The idempotent producers' state (for tests and `inspect`).
     pub fn producers(&self) -> Producers {
         self.lock_writer().producers.clone()

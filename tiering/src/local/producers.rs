@@ -122,22 +122,36 @@ impl Producers {
     /// Records a batch appended at `base_offset..=last_offset` (its header has the producer
     /// fields). Batches without a producer id are ignored.
     pub fn record(&mut self, h: &BatchHeader, base_offset: i64, last_offset: i64, now_ms: i64) {
-        if h.producer_id < 0 {
+        let (pid, epoch, seq, count) = (h.producer_id, h.producer_epoch, h.base_sequence, h.record_count);
+        self.record_parts(pid, epoch, seq, count, (base_offset, last_offset), now_ms);
+    }
+
+    /// [`Producers::record`] from the producer fields alone (a remote segment index's row).
+    pub fn record_parts(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        base_sequence: i32,
+        record_count: i32,
+        (base_offset, last_offset): (i64, i64),
+        now_ms: i64,
+    ) {
+        if producer_id < 0 {
             return;
         }
         let batch = KeptBatch {
-            first_seq: h.base_sequence,
-            last_seq: last_sequence(h.base_sequence, h.record_count),
+            first_seq: base_sequence,
+            last_seq: last_sequence(base_sequence, record_count),
             base_offset,
             last_offset,
         };
-        let e = self.entries.entry(h.producer_id).or_insert_with(|| ProducerEntry {
-            epoch: h.producer_epoch,
+        let e = self.entries.entry(producer_id).or_insert_with(|| ProducerEntry {
+            epoch,
             batches: VecDeque::new(),
             last_append_ms: now_ms,
         });
-        if h.producer_epoch != e.epoch {
-            e.epoch = h.producer_epoch;
+        if epoch != e.epoch {
+            e.epoch = epoch;
             e.batches.clear();
         }
         if e.batches.len() == KEPT_BATCHES {
@@ -145,6 +159,11 @@ impl Producers {
         }
         e.batches.push_back(batch);
         e.last_append_ms = e.last_append_ms.max(now_ms);
+    }
+
+    /// Takes every producer of `newer` over this state's entry for it.
+    pub fn absorb(&mut self, newer: Producers) {
+        self.entries.extend(newer.entries);
     }
 
     /// Forgets producers idle for [`PRODUCER_EXPIRY_MS`].

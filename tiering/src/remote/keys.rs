@@ -6,6 +6,7 @@
 //! <hh>/<topic>/<partition>/manifest/head.json                                the manifest head (CAS)
 //! <hh>/<topic>/<partition>/manifest/chunks/<base:020>-<epoch>-<id>.parquet   older entries, immutable
 //! catalog/topics/<topic>.json                                                 topic configuration
+//! catalog/producer-ids.json                                                   next producer-id block (CAS)
 //! ```
 //!
 //! `<hh>` is two hex digits of a hash of `<topic>/<partition>`: stores that partition their key
@@ -61,6 +62,11 @@ pub fn catalog_topic(topic: &str) -> Path {
 /// `catalog/topics/`.
 pub fn catalog_dir() -> Path {
     Path::from("catalog/topics")
+}
+
+/// `catalog/producer-ids.json`: the next block of idempotent producer ids to hand out.
+pub fn producer_ids() -> Path {
+    Path::from("catalog/producer-ids.json")
 }
 
 /// A fresh 16-hex-digit id for object keys.

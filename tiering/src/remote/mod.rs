@@ -21,6 +21,7 @@ pub mod local_cas;
 pub mod manifest;
 pub mod owner;
 mod parquet_io;
+pub mod producer_ids;
 pub mod reader;
 pub mod retry;
 pub mod store;

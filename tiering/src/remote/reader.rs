@@ -21,10 +21,14 @@ use super::manifest::{Manifest, SegmentEntry};
 use crate::batch::records::decode_records;
 use crate::error::{Error, Result, remote};
 use crate::local::TimeOffset;
+use crate::local::producers::{PRODUCER_EXPIRY_MS, Producers};
 use crate::stats;
 
 /// Parsed segment indexes kept in memory per partition.
 const INDEX_CACHE: usize = 64;
+
+/// The most segment indexes a restore reads to rebuild the idempotent producers' state.
+pub const RESTORE_PRODUCER_SEGMENTS: usize = 32;
 /// Streams remembered per partition for read-ahead.
 const STREAMS: usize = 16;
 /// Bytes per read-ahead GET: large enough that a replay costs well under one GET per 8 MiB and
@@ -63,6 +67,42 @@ impl RemoteReader {
             index_load: tokio::sync::Mutex::new(()),
             streams: Mutex::new(VecDeque::new()),
         })
+    }
+
+    /// The idempotent producers' state as the bucket's newest segments give it (the producer
+    /// columns of their indexes): for a partition restored from the bucket, so that a producer's
+    /// retry of a batch that reached the bucket is still recognised. Reads the indexes of the
+    /// segments uploaded within the producer expiry, at most [`RESTORE_PRODUCER_SEGMENTS`].
+    pub async fn producer_state(&self, now_ms: i64) -> Result<Producers> {
+        let head = self.manifest.head();
+        let mut entries: Vec<SegmentEntry> = Vec::new();
+        if head.segments.len() < RESTORE_PRODUCER_SEGMENTS
+            && let Some(last) = head.chunks.last()
+        {
+            entries.extend(self.manifest.chunk(last).await?.iter().cloned());
+        }
+        entries.extend(head.segments.iter().cloned());
+        let recent: Vec<&SegmentEntry> = entries
+            .iter()
+            .rev()
+            .take_while(|e| now_ms - e.uploaded_ms < PRODUCER_EXPIRY_MS)
+            .take(RESTORE_PRODUCER_SEGMENTS)
+            .collect();
+        let mut producers = Producers::default();
+        for e in recent.into_iter().rev() {
+            for r in &self.index(e).await?.rows {
+                let offsets = (r.base_offset, r.last_offset);
+                producers.record_parts(
+                    r.producer_id,
+                    r.producer_epoch,
+                    r.base_sequence,
+                    r.record_count,
+                    offsets,
+                    now_ms,
+                );
+            }
+        }
+        Ok(producers)
     }
 
     pub fn manifest(&self) -> &Arc<Manifest> {
