@@ -1,8 +1,14 @@
 //! `tierlog bench append`: the append and read paths against the raw disk, in one run.
 //!
+//! The disk here swings severalfold between seconds, so the throughput scenarios (1, 2, 4) run
+//! both sides in short alternating slices (16 MiB each by default, at least 16 rounds per
+//! trial, the order alternating each round) and report the median and interquartile range of
+//! the per-round ratios: both sides of a round see the same disk.
+//!
 //! 1. One producer, groups of 64 KiB and 1 MiB, against write + fdatasync of the same size.
 //! 2. 64 producers of 16 KiB batches (1 KiB records) on one partition, then on 64 partitions,
-//!    against 1 MiB write + fdatasync.
+//!    against 1 MiB write + fdatasync; and the same with idempotent producers (a producer id and
+//!    sequence in every batch), against the plain producers (the cost of dedup).
 //! 3. p50/p99 append-to-ack latency at half the throughput of (2), against raw write + fdatasync
 //!    latency of one 16 KiB batch.
 //! 4. 100-byte records in 16 KiB batches: records per second.
@@ -31,9 +37,12 @@ pub struct AppendBenchArgs {
     /// Trials per scenario; medians are reported.
     #[arg(long, default_value_t = 3)]
     pub trials: usize,
-    /// MiB written per throughput trial.
+    /// MiB written per side per throughput trial (in slices of `--slice-mib`).
     #[arg(long, default_value_t = 256)]
     pub mib: u64,
+    /// MiB per slice of the alternating throughput runs.
+    #[arg(long, default_value_t = 16)]
+    pub slice_mib: u64,
     /// A directory on the disk to measure. Default ./tierlog-bench (removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -79,12 +88,54 @@ pub async fn drive(
     total: u64,
     rate: Option<f64>,
 ) -> anyhow::Result<(Throughput, Vec<Duration>)> {
+    drive_as(engine, producers, partitions, batch, total, rate, None).await
+}
+
+/// Idempotent producers for [`drive_as`]: producer `i` has id `ids[i]` and its next sequence in
+/// `next[i]`, kept across calls.
+pub struct Idempotent {
+    pub ids: Vec<i64>,
+    pub next: Vec<std::sync::atomic::AtomicI32>,
+}
+
+impl Idempotent {
+    pub async fn new(engine: &Engine, producers: usize) -> anyhow::Result<Arc<Self>> {
+        let mut ids = Vec::with_capacity(producers);
+        for _ in 0..producers {
+            ids.push(engine.init_producer_id().await?);
+        }
+        Ok(Arc::new(Self { ids, next: (0..producers).map(|_| 0.into()).collect() }))
+    }
+}
+
+/// `batch` as producer `id` sends it with base sequence `seq`: the producer fields set and the
+/// CRC recomputed, as a client does for each batch.
+pub fn with_sequence(batch: &Bytes, id: i64, seq: i32) -> Bytes {
+    let mut b = batch.to_vec();
+    b[43..51].copy_from_slice(&id.to_be_bytes());
+    b[51..53].copy_from_slice(&0i16.to_be_bytes());
+    b[53..57].copy_from_slice(&seq.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(b)
+}
+
+/// [`drive`], optionally as idempotent producers.
+pub async fn drive_as(
+    engine: &Engine,
+    producers: usize,
+    partitions: u32,
+    batch: Bytes,
+    total: u64,
+    rate: Option<f64>,
+    idempotent: Option<Arc<Idempotent>>,
+) -> anyhow::Result<(Throughput, Vec<Duration>)> {
     let sent = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(producers);
     let records = tiering::batch::BatchHeader::parse(&batch)?.record_count as u64;
     for i in 0..producers {
-        let (engine, batch, sent) = (engine.clone(), batch.clone(), sent.clone());
+        let (engine, batch, sent, idem) = (engine.clone(), batch.clone(), sent.clone(), idempotent.clone());
         let period = rate.map(|r| Duration::from_secs_f64(batch.len() as f64 * producers as f64 / r));
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -96,8 +147,12 @@ pub async fn drive(
                     tokio::time::sleep_until(next.into()).await;
                     next += p;
                 }
+                let b = match &idem {
+                    Some(x) => with_sequence(&batch, x.ids[i], x.next[i].fetch_add(records as i32, Ordering::Relaxed)),
+                    None => batch.clone(),
+                };
                 let t = Instant::now();
-                engine.append("bench", (i as u32) % partitions, batch.clone()).await?;
+                engine.append("bench", (i as u32) % partitions, b).await?;
                 lat.push(t.elapsed());
             }
             anyhow::Ok(lat)
@@ -144,23 +199,83 @@ pub(crate) fn ratio_line(name: &str, ours: &[f64], raw: &[f64], unit: &str, targ
     );
 }
 
+/// Prints the median and interquartile range of per-round ratios `ours[i] / theirs[i]`, with the
+/// medians of both sides.
+pub(crate) fn rounds_line(name: &str, ours: &[f64], theirs: &[f64], unit: &str, target: Option<f64>) {
+    let mut pairs: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a / b).collect();
+    pairs.sort_by(|a, b| a.total_cmp(b));
+    let q = |f: f64| pairs.get(((pairs.len() as f64 - 1.0) * f).round() as usize).copied().unwrap_or(f64::NAN);
+    let r = median(pairs.clone());
+    let t = target
+        .map(|t| format!(" (target >= {t:.1}{})", if r >= t { ", met" } else { ", NOT met" }))
+        .unwrap_or_default();
+    println!(
+        "{name:<48} tierlog {:>8.1} {unit}  vs {:>8.1} {unit}  ratio median {r:.2} IQR {:.2}-{:.2} over {} rounds{t}",
+        median(ours.to_vec()),
+        median(theirs.to_vec()),
+        q(0.25),
+        q(0.75),
+        pairs.len()
+    );
+}
+
+/// One side of an alternating run.
+enum Side<'a> {
+    /// Plain appends of `chunk` bytes, each followed by fdatasync, in `dir`.
+    Raw { dir: &'a Path, chunk: usize },
+    /// Producers appending through an engine.
+    Engine { engine: &'a Engine, producers: usize, partitions: u32, batch: Bytes, idempotent: Option<Arc<Idempotent>> },
+}
+
+impl Side<'_> {
+    /// Runs one slice of `bytes`; returns MB/s.
+    async fn slice(&self, bytes: u64) -> anyhow::Result<f64> {
+        let th = match self {
+            Side::Raw { dir, chunk } => raw::append_fdatasync(dir, bytes, *chunk)?.0,
+            Side::Engine { engine, producers, partitions, batch, idempotent } => {
+                let b = batch.clone();
+                drive_as(engine, *producers, *partitions, b, bytes, None, idempotent.clone()).await?.0
+            }
+        };
+        Ok(th.mb_per_s())
+    }
+}
+
+/// Runs the sides in alternating slices of `slice` bytes, `rounds` times (the order rotating each
+/// round); returns each side's figure per round.
+async fn alternate(sides: &[Side<'_>], slice: u64, rounds: usize) -> anyhow::Result<Vec<Vec<f64>>> {
+    let mut out = vec![Vec::with_capacity(rounds); sides.len()];
+    for round in 0..rounds {
+        for k in 0..sides.len() {
+            let i = (round + k) % sides.len();
+            out[i].push(sides[i].slice(slice).await?);
+        }
+    }
+    Ok(out)
+}
+
 struct Plan {
     total: u64,
     trials: usize,
     reopen_segments: u32,
+    slice: u64,
+    rounds: usize,
 }
 
 pub async fn run(args: &AppendBenchArgs) -> anyhow::Result<()> {
     let plan = if args.smoke {
-        Plan { total: 4 << 20, trials: 1, reopen_segments: 50 }
+        Plan { total: 4 << 20, trials: 1, reopen_segments: 50, slice: 1 << 20, rounds: 2 }
     } else {
-        Plan { total: args.mib << 20, trials: args.trials.max(1), reopen_segments: 1000 }
+        let slice = args.slice_mib.max(1) << 20;
+        let rounds = ((args.mib << 20) / slice).max(16) as usize;
+        Plan { total: args.mib << 20, trials: args.trials.max(1), reopen_segments: 1000, slice, rounds }
     };
     let root = Scratch::new(args.dir.as_deref(), "append")?;
     println!(
-        "tierlog bench append: {} MiB per trial, {} trials, medians; dir {}",
-        plan.total >> 20,
+        "tierlog bench append: {} trials; throughput in alternating slices of {} MiB, {} rounds per trial; dir {}",
         plan.trials,
+        plan.slice >> 20,
+        plan.rounds,
         root.path.display()
     );
     if args.smoke {
@@ -174,33 +289,56 @@ pub async fn run(args: &AppendBenchArgs) -> anyhow::Result<()> {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for t in 0..plan.trials {
             let d = Scratch::new(Some(&root.path), &format!("s1-{label}-{t}"))?;
-            theirs.push(raw::append_fdatasync(&d.path, plan.total, batch.len())?.0.mb_per_s());
             let engine = bench_engine(&d.path, 1, Durability::Fsync).await?;
-            ours.push(drive(&engine, 1, 1, batch.clone(), plan.total, None).await?.0.mb_per_s());
+            let sides = [
+                Side::Engine { engine: &engine, producers: 1, partitions: 1, batch: batch.clone(), idempotent: None },
+                Side::Raw { dir: &d.path, chunk: batch.len() },
+            ];
+            let r = alternate(&sides, plan.slice, plan.rounds).await?;
             engine.close().await?;
+            ours.extend(&r[0]);
+            theirs.extend(&r[1]);
         }
-        ratio_line(&format!("1. durable append, 1 producer, {label} groups"), &ours, &theirs, "MB/s", Some(0.9));
+        rounds_line(&format!("1. durable append, 1 producer, {label} groups"), &ours, &theirs, "MB/s", Some(0.9));
     }
 
-    // 2. 64 producers of 16 KiB batches: one partition, then 64 partitions.
+    // 2. 64 producers of 16 KiB batches: one partition, then 64 partitions; plain and idempotent.
     let batch16 = make_batch(16 << 10, 1024);
     let mut raw_lat16 = Vec::new();
     let mut best_64 = 0f64;
     for (label, partitions) in [("1 partition", 1u32), ("64 partitions", 64)] {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut plain, mut idem, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
         for t in 0..plan.trials {
             let d = Scratch::new(Some(&root.path), &format!("s2-{partitions}-{t}"))?;
-            theirs.push(raw::append_fdatasync(&d.path, plan.total, 1 << 20)?.0.mb_per_s());
+            let d2 = Scratch::new(Some(&root.path), &format!("s2i-{partitions}-{t}"))?;
             let engine = bench_engine(&d.path, partitions, Durability::Fsync).await?;
-            let (th, _) = drive(&engine, 64, partitions, batch16.clone(), plan.total, None).await?;
+            let engine2 = bench_engine(&d2.path, partitions, Durability::Fsync).await?;
+            let ids = Idempotent::new(&engine2, 64).await?;
+            let sides = [
+                Side::Engine { engine: &engine, producers: 64, partitions, batch: batch16.clone(), idempotent: None },
+                Side::Raw { dir: &d.path, chunk: 1 << 20 },
+                Side::Engine {
+                    engine: &engine2,
+                    producers: 64,
+                    partitions,
+                    batch: batch16.clone(),
+                    idempotent: Some(ids),
+                },
+            ];
+            let r = alternate(&sides, plan.slice, plan.rounds).await?;
             engine.close().await?;
-            ours.push(th.mb_per_s());
+            engine2.close().await?;
             if partitions == 1 {
-                best_64 = best_64.max(th.bytes as f64 / th.elapsed.as_secs_f64());
+                best_64 = best_64.max(r[0].iter().cloned().fold(0.0, f64::max) * 1e6);
             }
+            plain.extend(&r[0]);
+            theirs.extend(&r[1]);
+            idem.extend(&r[2]);
         }
         let target = if partitions == 1 { 0.8 } else { 0.6 };
-        ratio_line(&format!("2. 64 producers x 16KiB, {label}"), &ours, &theirs, "MB/s", Some(target));
+        rounds_line(&format!("2. 64 producers x 16KiB, {label}"), &plain, &theirs, "MB/s", Some(target));
+        rounds_line(&format!("2. ... idempotent, {label} (vs raw)"), &idem, &theirs, "MB/s", None);
+        rounds_line(&format!("2. ... idempotent, {label} (vs plain)"), &idem, &plain, "MB/s", None);
     }
 
     // 3. Latency at half the maximum throughput of (2).
@@ -221,21 +359,27 @@ pub async fn run(args: &AppendBenchArgs) -> anyhow::Result<()> {
         );
     }
 
-    // 4. Small records.
+    // 4. Small records: records per second, against the raw limit in records (1 MiB write +
+    // fdatasync of batches of these records).
     {
         let batch = make_batch(16 << 10, 100);
         let per_batch = tiering::batch::BatchHeader::parse(&batch)?.record_count as f64;
+        let rec_bytes = batch.len() as f64 / per_batch;
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for t in 0..plan.trials {
             let d = Scratch::new(Some(&root.path), &format!("s4-{t}"))?;
-            // The raw limit in records: 1 MiB write + fdatasync of batches of these records.
-            let raw_mb = raw::append_fdatasync(&d.path, plan.total, 1 << 20)?.0.mb_per_s();
-            theirs.push(raw_mb * 1e6 / (batch.len() as f64 / per_batch) / 1e3);
             let engine = bench_engine(&d.path, 1, Durability::Fsync).await?;
-            ours.push(drive(&engine, 64, 1, batch.clone(), plan.total, None).await?.0.items_per_s() / 1e3);
+            let sides = [
+                Side::Engine { engine: &engine, producers: 64, partitions: 1, batch: batch.clone(), idempotent: None },
+                Side::Raw { dir: &d.path, chunk: 1 << 20 },
+            ];
+            let r = alternate(&sides, plan.slice, plan.rounds).await?;
             engine.close().await?;
+            // MB/s to thousand records/s, the same conversion for both sides.
+            ours.extend(r[0].iter().map(|mb| mb * 1e6 / rec_bytes / 1e3));
+            theirs.extend(r[1].iter().map(|mb| mb * 1e6 / rec_bytes / 1e3));
         }
-        ratio_line("4. 100-byte records in 16KiB batches", &ours, &theirs, "k rec/s", None);
+        rounds_line("4. 100-byte records in 16KiB batches", &ours, &theirs, "k rec/s", None);
     }
 
     // 5. Sequential read of a hot partition.
