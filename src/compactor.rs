@@ -5,7 +5,7 @@
 //! One compaction runs at a time per engine. Key compaction runs only on topics whose cleanup
 //! policy includes `compact`; merging and snapshots on every topic.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use compaction::local::{LocalState, compact_local};
 use compaction::remote::compact_remote;
@@ -14,12 +14,12 @@ use tiering::local::Partition;
 use tiering::remote::{RemoteLog, SnapshotRef};
 
 use crate::config::TopicConfig;
-use crate::engine::{Engine, Inner};
+use crate::engine::{Engine, WeakEngine};
 use crate::error::{Error, Result};
 
 /// Partitions the background compactor found nothing to do in: (manifest head seq, tiered
 /// offset) then, and when.
-pub(crate) type Idle = std::collections::HashMap<(String, u32), ((u64, i64), i64)>;
+type Idle = std::collections::HashMap<(String, u32), ((u64, i64), i64)>;
 
 /// How long a partition with nothing to do is left alone if nothing changes in it.
 const RECHECK_MS: i64 = 600_000;
@@ -190,17 +190,24 @@ impl Engine {
 /// The background compactor's work (a [`tiering::task`]): a round every `compactor.interval_ms`
 /// of the engine's clock. It holds the engine only while a round runs.
 pub(crate) struct Compactor {
-    pub(crate) inner: Weak<Inner>,
-    pub(crate) idle: Idle,
+    engine: WeakEngine,
+    idle: Idle,
+}
+
+impl Engine {
+    /// The background compactor's work, for the task the engine starts at open.
+    pub(crate) fn compactor_worker(&self) -> Compactor {
+        Compactor { engine: self.downgrade(), idle: Idle::new() }
+    }
 }
 
 impl tiering::task::Worker for Compactor {
     type Msg = ();
     async fn tick(&mut self) -> tiering::Result<()> {
-        let Some(inner) = self.inner.upgrade() else { return Ok(()) };
+        let Some(engine) = self.engine.upgrade() else { return Ok(()) };
         // A round runs to its end (`close` waits for it): a rewrite is never cut in half. It
         // stops early once the engine is closed (every call then fails with `Closed`).
-        Engine::from_inner(inner).background_round(&mut self.idle).await;
+        engine.background_round(&mut self.idle).await;
         Ok(())
     }
     async fn message(&mut self, (): ()) -> tiering::Result<()> {

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use bytes::Bytes;
 use tiering::batch::ValidatedBatch;
@@ -20,8 +20,7 @@ pub use tiering::local::recover::Repaired;
 use tiering::local::{AppendInfo, LogWriter, OffsetSpec, Partition, ReadResult, SegmentInfo, TimeOffset};
 use tiering::object_store::ObjectStore;
 use tiering::remote::{
-    ChunkCache, CountingStore, Head, Manifest, PassReport, RemoteLog, RemoteReader, RequestCounts, SnapshotRef,
-    Uploader,
+    ChunkCache, CountingStore, Head, Manifest, PassReport, RemoteLog, RemoteReader, RequestCounts, Uploader,
 };
 use tiering::tiered::TieredPartition;
 use tiering::topic::validate_topic_name;
@@ -30,8 +29,6 @@ use tracing::instrument;
 
 use crate::config::{EngineConfig, TopicConfig};
 use crate::error::{Error, Result};
-use crate::replay::{Replay, ReplaySpec};
-use crate::state::{At, StateSpec, StateStream};
 
 const TOPICS_DIR: &str = "topics";
 const LOCK_FILE: &str = ".lock";
@@ -152,16 +149,30 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// An [`Engine`] that background work holds without keeping it alive: see [`Engine::downgrade`].
+#[derive(Clone)]
+pub struct WeakEngine(Weak<Inner>);
+
+impl WeakEngine {
+    /// The engine, while anything else still holds it.
+    pub fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(|inner| Engine { inner })
+    }
+}
+
+impl std::fmt::Debug for WeakEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakEngine").finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").field("data_dir", &self.inner.config.data_dir).finish()
     }
 }
 
-pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-    let path = path.to_owned();
-    move |error| Error::Io { op, path, error }
-}
+use crate::error::io;
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
@@ -290,7 +301,7 @@ impl Engine {
             engine.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
         }
         if engine.inner.config.compactor.enabled && !reader {
-            let work = crate::compactor::Compactor { inner: Arc::downgrade(&engine.inner), idle: Default::default() };
+            let work = engine.compactor_worker();
             let every = engine.inner.config.compactor.interval_ms;
             engine.start_task(tiering::task::spawn("compactor", engine.inner.clock.clone(), every, work));
         }
@@ -490,7 +501,7 @@ impl Engine {
         Ok(())
     }
 
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(Error::Closed { reason: None });
         }
@@ -585,7 +596,8 @@ impl Engine {
         Ok(self.inner.producer_ids.next().await?)
     }
 
-    fn remote(&self, topic: &str, partition: u32) -> Result<Arc<RemoteLog>> {
+    /// The remote log of a partition this engine writes (its upload and manifest side).
+    pub(crate) fn remote_log(&self, topic: &str, partition: u32) -> Result<Arc<RemoteLog>> {
         Ok(self.owned_partition(topic, partition)?.1)
     }
 
@@ -609,8 +621,9 @@ impl Engine {
         self.inner.tasks.lock().expect("invariant: lock not poisoned").push(task);
     }
 
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Engine {
-        Engine { inner }
+    /// A handle that does not keep the engine open (for background work it started).
+    pub fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.inner))
     }
 
     /// Creates a topic with its partitions; its settings are stored durably first.
@@ -754,31 +767,17 @@ impl Engine {
         p.offset_for_time(spec).await.map_err(|e| Error::storage(topic, partition, e))
     }
 
-    /// The latest value of every key as of a time or an offset, tombstones applied, streamed in
-    /// key order with bounded memory (see [`crate::state`]).
-    pub async fn state_at(&self, topic: &str, spec: StateSpec) -> Result<StateStream> {
-        self.check_open()?;
-        crate::state::state_at(self, topic, spec).await
-    }
-
-    /// Replays the records of an offset or time range of a partition or a whole topic, across
-    /// both tiers, as a pull stream with bounded memory (see [`crate::replay`]).
-    pub async fn replay(&self, topic: &str, spec: ReplaySpec) -> Result<Replay> {
-        self.check_open()?;
-        Replay::start(self, topic, spec).await
-    }
-
     /// Uploads every sealed segment of the partition now and waits for the manifest commit, then
     /// applies remote retention, due deletes and local retention (the background uploader does
     /// the same on its own schedule).
     pub async fn tier_now(&self, topic: &str, partition: u32) -> Result<PassReport> {
-        let r = self.remote(topic, partition)?;
+        let r = self.remote_log(topic, partition)?;
         self.inner.uploader.pass(&r).await.map_err(|e| Error::storage(topic, partition, e))
     }
 
     /// Runs the orphan sweep of the partition now; returns how many objects it deleted.
     pub async fn sweep_orphans(&self, topic: &str, partition: u32) -> Result<u64> {
-        let r = self.remote(topic, partition)?;
+        let r = self.remote_log(topic, partition)?;
         self.inner.uploader.sweep(&r).await.map_err(|e| Error::storage(topic, partition, e))
     }
 
@@ -786,44 +785,6 @@ impl Engine {
     pub fn remote_head(&self, topic: &str, partition: u32) -> Result<Arc<Head>> {
         let t = self.tiered(topic, partition)?;
         Ok(t.remote.as_ref().expect("invariant: every partition has a remote tier").manifest().head())
-    }
-
-    /// Writes a state snapshot of the partition as of the end of what the bucket holds (its
-    /// manifest's `next_offset - 1`) and records it in the manifest; `state_at` then starts from
-    /// it. `None` when there is nothing new to snapshot.
-    pub async fn snapshot(&self, topic: &str, partition: u32) -> Result<Option<SnapshotRef>> {
-        let remote = self.remote(topic, partition)?;
-        let head = remote.manifest().head();
-        if head.next_offset <= head.log_start_offset
-            || head.snapshots.last().is_some_and(|s| s.offset >= head.next_offset - 1)
-        {
-            return Ok(None);
-        }
-        let offset = head.next_offset - 1;
-        let spec = StateSpec { partitions: Some(vec![partition]), ..StateSpec::new(At::Offset(offset)) };
-        let mut state = self.state_at(topic, spec).await?;
-        let encode = |reason: String| Error::Closed {
-            reason: Some(format!("encoding a snapshot of {topic}-{partition}: {reason}")),
-        };
-        let mut writer = compaction::snapshot::SnapshotWriter::new(partition).map_err(encode)?;
-        while let Some(e) = state.next().await? {
-            let row = compaction::snapshot::SnapshotRow {
-                key: e.key,
-                value: e.value,
-                offset: e.offset,
-                timestamp: e.timestamp,
-            };
-            writer.push(row).map_err(encode)?;
-        }
-        let (bytes, keys) = blocking(move || writer.finish()).await?.map_err(encode)?;
-        let snap = self
-            .inner
-            .uploader
-            .commit_snapshot(&remote, offset, bytes, keys)
-            .await
-            .map_err(|e| Error::storage(topic, partition, e))?;
-        tracing::info!(topic, partition, offset, keys, size = snap.size, "state snapshot written");
-        Ok(Some(snap))
     }
 
     /// Requests this engine made to the bucket so far, by kind.

@@ -142,3 +142,9 @@ impl From<tiering::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Wraps an IO error with the operation and the path it concerned.
+pub(crate) fn io(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_owned();
+    move |error| Error::Io { op, path, error }
+}

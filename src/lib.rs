@@ -40,6 +40,7 @@ pub mod compactor;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod ingest;
 pub mod records;
 pub mod replay;
 pub mod server;

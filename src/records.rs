@@ -1,4 +1,5 @@
-//! The JSON-lines record format of the CLI (and later the HTTP API), in both directions.
+//! The JSON-lines record format of the CLI and the HTTP API, in both directions, and the other
+//! JSON views they share (a topic's description, a compaction report, a range of a topic).
 //!
 //! In: `{"key": "k", "value": "v", "headers": {"h": "x"}, "timestamp": 1700000000000}`. Strings
 //! are taken as UTF-8. Binary data is given base64-encoded in `key_b64` / `value_b64` (and
@@ -13,9 +14,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tiering::batch::{Header, Record};
 
+use crate::CompactionReport;
+use crate::engine::Engine;
 use crate::replay::ReplayRecord;
 
 /// Why a JSON line could not become a record.
@@ -271,4 +274,74 @@ mod tests {
         assert!(matches!(record_from_json(r#"{"valeu":"x"}"#, 0), Err(JsonRecordError::Json(_))));
         assert_eq!(record_from_json("{}", 42).unwrap().timestamp, 42);
     }
+}
+
+/// An offset or time range of a topic (`tierlog consume`, `GET /topics/{t}/records`): half-open,
+/// each end an offset or a time (the first offset stamped at or after it).
+#[derive(Debug, Clone, Default)]
+pub struct Range {
+    pub partition: Option<u32>,
+    pub from_offset: Option<i64>,
+    pub from_time: Option<i64>,
+    pub to_offset: Option<i64>,
+    pub to_time: Option<i64>,
+}
+
+impl Range {
+    pub fn replay_spec(&self) -> crate::replay::ReplaySpec {
+        use crate::replay::Position;
+        crate::replay::ReplaySpec {
+            partitions: self.partition.map(|p| vec![p]),
+            from: match (self.from_offset, self.from_time) {
+                (Some(o), _) => Position::Offset(o),
+                (None, Some(t)) => Position::Time(t),
+                (None, None) => Position::Earliest,
+            },
+            to: match (self.to_offset, self.to_time) {
+                (Some(o), _) => Position::Offset(o),
+                (None, Some(t)) => Position::Time(t),
+                (None, None) => Position::Latest,
+            },
+            ..Default::default()
+        }
+    }
+}
+
+/// The JSON printed by `topic describe`.
+pub fn describe_json(engine: &Engine, name: &str) -> crate::Result<serde_json::Value> {
+    let d = engine.describe_topic(name)?;
+    let partitions: Vec<_> = d
+        .partitions
+        .iter()
+        .map(|p| {
+            json!({
+                "partition": p.partition,
+                "log_start_offset": p.log_start_offset,
+                "high_watermark": p.high_watermark,
+                "size_bytes": p.size_bytes,
+                "segments": p.segments.len(),
+                "newest_timestamp": p.segments.iter().map(|s| s.max_timestamp).max().filter(|&t| t >= 0).map(format_time),
+                "remote": crate::records::remote_head_json(&p.remote),
+                "local_compaction": engine.compaction_status(name, p.partition).ok().map(|s| s.local),
+                "fenced": p.fenced,
+                "tiering_error": p.tiering_error,
+            })
+        })
+        .collect();
+    Ok(json!({ "name": d.name, "config": d.config, "partitions": partitions }))
+}
+
+pub fn report_json(r: &CompactionReport) -> serde_json::Value {
+    json!({
+        "passes": r.passes,
+        "bytes_in": r.bytes_in,
+        "bytes_out": r.bytes_out,
+        "bytes_indexed": r.bytes_indexed,
+        "records_removed": r.records_removed,
+        "segments_rewritten": r.segments_rewritten,
+        "segments_merged": r.segments_merged,
+        "cleaned_to": r.cleaned_to,
+        "seconds": r.duration.as_secs_f64(),
+        "mb_per_s_in": r.mb_per_s_in(),
+    })
 }

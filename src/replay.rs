@@ -240,3 +240,12 @@ impl Replay {
         futures::stream::try_unfold(self, |mut r| async move { Ok(r.next().await?.map(|rec| (rec, r))) })
     }
 }
+
+impl Engine {
+    /// Replays the records of an offset or time range of a partition or a whole topic, across
+    /// both tiers, as a pull stream with bounded memory (see [`crate::replay`]).
+    pub async fn replay(&self, topic: &str, spec: ReplaySpec) -> Result<Replay> {
+        self.check_open()?;
+        Replay::start(self, topic, spec).await
+    }
+}

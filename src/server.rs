@@ -35,11 +35,10 @@ use serde_json::json;
 use tiering::batch::Compression;
 use tiering::local::OffsetSpec;
 
-use crate::cli::consume::ConsumeArgs;
-use crate::cli::produce::{ProduceArgs, produce};
 use crate::config::TopicConfig;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind};
+use crate::ingest::{ProduceOptions, parse_compression, produce};
 use crate::records::{parse_time, record_from_json, record_to_json, state_entry_to_json};
 use crate::replay::Merge;
 use crate::state::{At, StateSpec};
@@ -191,7 +190,7 @@ async fn topics(State(engine): Shared) -> Json<Vec<String>> {
 }
 
 async fn describe(State(engine): Shared, Path(topic): Path<String>) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(crate::cli::topic::describe_json(&engine, &topic)?))
+    Ok(Json(crate::records::describe_json(&engine, &topic)?))
 }
 
 /// Compacts the topic now (as `tierlog compact`): one object per partition with what the local
@@ -203,8 +202,8 @@ async fn compact(State(engine): Shared, Path(topic): Path<String>) -> ApiResult<
         .map(|d| {
             json!({
                 "partition": d.partition,
-                "local": crate::cli::compact::report_json(&d.local),
-                "remote": crate::cli::compact::report_json(&d.remote),
+                "local": crate::records::report_json(&d.local),
+                "remote": crate::records::report_json(&d.remote),
             })
         })
         .collect();
@@ -245,9 +244,9 @@ async fn produce_records(
     }
     let compression = match q.compression.as_deref() {
         None => Compression::None,
-        Some(c) => crate::cli::produce::parse_compression(c).map_err(|e| ApiError::bad_request("invalid", e))?,
+        Some(c) => parse_compression(c).map_err(|e| ApiError::bad_request("invalid", e))?,
     };
-    let args = ProduceArgs {
+    let args = ProduceOptions {
         topic,
         partition: q.partition,
         batch_records: 1000,
@@ -314,14 +313,12 @@ async fn replay(State(engine): Shared, Path(topic): Path<String>, Query(q): Quer
         Some("time") => Merge::ByTime,
         Some(m) => return Err(ApiError::bad_request("invalid", format!("merge={m:?}: use `time` or `sequential`"))),
     };
-    let args = ConsumeArgs {
-        topic: topic.clone(),
+    let range = crate::records::Range {
         partition: q.partition,
         from_offset: q.from_offset,
         from_time: time_param("from_time", &q.from_time)?,
         to_offset: q.to_offset,
         to_time: time_param("to_time", &q.to_time)?,
-        max_records: q.max_records,
     };
     if let Some(wait) = q.wait_ms {
         // Tailing: hold the request until a partition has a record at or past `from_offset`.
@@ -336,7 +333,7 @@ async fn replay(State(engine): Shared, Path(topic): Path<String>, Query(q): Quer
         let targets: Vec<(&str, u32, i64)> = parts.iter().map(|&p| (topic.as_str(), p, from)).collect();
         engine.wait_for_any(&targets, wait).await?;
     }
-    let mut spec = crate::cli::consume::replay_spec(&args);
+    let mut spec = range.replay_spec();
     spec.merge = merge;
     // Errors in the request (unknown topic, offsets out of range) come back as a status.
     let replay = engine.replay(&topic, spec).await?;

@@ -24,10 +24,12 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::engine::{Engine, io};
+use crate::engine::Engine;
+use crate::error::io;
 use crate::error::{Error, Result};
 use crate::replay::{Merge, Position, ReplaySpec, resolve_range};
 use tiering::object_store::ObjectStoreExt;
+use tiering::remote::SnapshotRef;
 
 /// The point of a state query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,4 +390,53 @@ fn merge_runs(runs: &[PathBuf], budget: usize, tx: &mpsc::Sender<Result<StateEnt
         }
     }
     Ok(())
+}
+
+impl Engine {
+    /// Writes a state snapshot of the partition as of the end of what the bucket holds (its
+    /// manifest's `next_offset - 1`) and records it in the manifest; `state_at` then starts from
+    /// it. `None` when there is nothing new to snapshot.
+    pub async fn snapshot(&self, topic: &str, partition: u32) -> Result<Option<SnapshotRef>> {
+        let remote = self.remote_log(topic, partition)?;
+        let head = remote.manifest().head();
+        if head.next_offset <= head.log_start_offset
+            || head.snapshots.last().is_some_and(|s| s.offset >= head.next_offset - 1)
+        {
+            return Ok(None);
+        }
+        let offset = head.next_offset - 1;
+        let spec = StateSpec { partitions: Some(vec![partition]), ..StateSpec::new(At::Offset(offset)) };
+        let mut state = self.state_at(topic, spec).await?;
+        let encode = |reason: String| Error::Closed {
+            reason: Some(format!("encoding a snapshot of {topic}-{partition}: {reason}")),
+        };
+        let mut writer = compaction::snapshot::SnapshotWriter::new(partition).map_err(encode)?;
+        while let Some(e) = state.next().await? {
+            let row = compaction::snapshot::SnapshotRow {
+                key: e.key,
+                value: e.value,
+                offset: e.offset,
+                timestamp: e.timestamp,
+            };
+            writer.push(row).map_err(encode)?;
+        }
+        let (bytes, keys) = tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .map_err(|e| Error::Closed { reason: Some(format!("blocking task failed: {e}")) })?
+            .map_err(encode)?;
+        let snap = self
+            .uploader()
+            .commit_snapshot(&remote, offset, bytes, keys)
+            .await
+            .map_err(|e| Error::storage(topic, partition, e))?;
+        tracing::info!(topic, partition, offset, keys, size = snap.size, "state snapshot written");
+        Ok(Some(snap))
+    }
+
+    /// The latest value of every key as of a time or an offset, tombstones applied, streamed in
+    /// key order with bounded memory (see [`crate::state`]).
+    pub async fn state_at(&self, topic: &str, spec: StateSpec) -> Result<StateStream> {
+        self.check_open()?;
+        state_at(self, topic, spec).await
+    }
 }

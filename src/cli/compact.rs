@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::Cli;
-use crate::{CompactionReport, Engine, Progress};
+use crate::{Engine, Progress};
 
 #[derive(Debug, Args)]
 pub struct CompactArgs {
@@ -22,20 +22,7 @@ pub struct CompactArgs {
     pub snapshot: bool,
 }
 
-pub fn report_json(r: &CompactionReport) -> serde_json::Value {
-    json!({
-        "passes": r.passes,
-        "bytes_in": r.bytes_in,
-        "bytes_out": r.bytes_out,
-        "bytes_indexed": r.bytes_indexed,
-        "records_removed": r.records_removed,
-        "segments_rewritten": r.segments_rewritten,
-        "segments_merged": r.segments_merged,
-        "cleaned_to": r.cleaned_to,
-        "seconds": r.duration.as_secs_f64(),
-        "mb_per_s_in": r.mb_per_s_in(),
-    })
-}
+pub use crate::records::report_json;
 
 pub async fn run(cli: &Cli, args: &CompactArgs) -> anyhow::Result<()> {
     let mut cfg = cli.engine_config()?;

@@ -10,7 +10,7 @@ use tiering::local::{OffsetSpec, TimeOffset};
 use super::Cli;
 use crate::engine::Engine;
 use crate::records::{parse_time, record_to_json};
-use crate::replay::{Position, ReplaySpec};
+use crate::replay::ReplaySpec;
 
 /// Arguments of `tierlog consume` (ranges are described on the subcommand).
 #[derive(Debug, Args)]
@@ -84,20 +84,14 @@ pub async fn run(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
 
 /// The replay `args` select.
 pub fn replay_spec(args: &ConsumeArgs) -> ReplaySpec {
-    ReplaySpec {
-        partitions: args.partition.map(|p| vec![p]),
-        from: match (args.from_offset, args.from_time) {
-            (Some(o), _) => Position::Offset(o),
-            (None, Some(t)) => Position::Time(t),
-            (None, None) => Position::Earliest,
-        },
-        to: match (args.to_offset, args.to_time) {
-            (Some(o), _) => Position::Offset(o),
-            (None, Some(t)) => Position::Time(t),
-            (None, None) => Position::Latest,
-        },
-        ..Default::default()
+    crate::records::Range {
+        partition: args.partition,
+        from_offset: args.from_offset,
+        from_time: args.from_time,
+        to_offset: args.to_offset,
+        to_time: args.to_time,
     }
+    .replay_spec()
 }
 
 /// Writes the selected records as JSON lines; returns how many.

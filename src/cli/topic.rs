@@ -6,7 +6,6 @@ use serde_json::json;
 use super::Cli;
 use crate::config::{CleanupPolicy, TopicConfig};
 use crate::engine::Engine;
-use crate::records::format_time;
 use tiering::Durability;
 use tiering::batch::TimestampType;
 
@@ -133,29 +132,7 @@ impl CreateArgs {
     }
 }
 
-/// The JSON printed by `topic describe`.
-pub fn describe_json(engine: &Engine, name: &str) -> crate::Result<serde_json::Value> {
-    let d = engine.describe_topic(name)?;
-    let partitions: Vec<_> = d
-        .partitions
-        .iter()
-        .map(|p| {
-            json!({
-                "partition": p.partition,
-                "log_start_offset": p.log_start_offset,
-                "high_watermark": p.high_watermark,
-                "size_bytes": p.size_bytes,
-                "segments": p.segments.len(),
-                "newest_timestamp": p.segments.iter().map(|s| s.max_timestamp).max().filter(|&t| t >= 0).map(format_time),
-                "remote": crate::records::remote_head_json(&p.remote),
-                "local_compaction": engine.compaction_status(name, p.partition).ok().map(|s| s.local),
-                "fenced": p.fenced,
-                "tiering_error": p.tiering_error,
-            })
-        })
-        .collect();
-    Ok(json!({ "name": d.name, "config": d.config, "partitions": partitions }))
-}
+pub use crate::records::describe_json;
 
 pub async fn run(cli: &Cli, cmd: &TopicCommand) -> anyhow::Result<()> {
     let cfg = cli.engine_config()?;

@@ -5,6 +5,7 @@
 //!
 //! - [`header`]: the fixed 61-byte header, parsing and validation (the append path's fast check).
 //! - [`records`]: decoding the records section, zero-copy.
+//! - [`validate`]: the append path's full check of a producer's batch ([`ValidatedBatch`]).
 //! - [`compression`]: gzip, snappy (xerial framing or raw), lz4 (frame) and zstd codecs.
 //! - [`builder`]: encoding records into a batch.
 //! - [`varint`]: the zigzag varints of the records section.
@@ -13,9 +14,11 @@ pub mod builder;
 pub mod compression;
 pub mod header;
 pub mod records;
+pub mod validate;
 pub mod varint;
 
 pub use builder::BatchBuilder;
 pub use compression::Compression;
-pub use header::{BatchHeader, HEADER_LEN, TimestampType, ValidatedBatch, batches_in};
+pub use header::{BatchHeader, HEADER_LEN, TimestampType, batches_in};
 pub use records::{Header, Record, RecordView};
+pub use validate::ValidatedBatch;
