@@ -158,3 +158,54 @@ async fn batches_acknowledged_through_the_journal_survive_a_failed_segment_fsync
     assert_eq!(values(&reopened[1]), (0..i).map(|i| format!("k{i}")).collect::<Vec<_>>());
     writer.shutdown().await.ok();
 }
+
+#[tokio::test]
+async fn journal_entries_of_a_partition_that_did_not_open_are_kept_until_it_does() {
+    let fs = new_fs();
+    let clock = ManualClock::new(T0);
+    let wc = WriterConfig { journal_min_partitions: 2, ..Default::default() };
+    let (writer, parts) = open(&fs, 2, &clock, wc.clone());
+    for p in &parts {
+        writer.register(p.clone()).await.unwrap();
+    }
+    // Appends to both partitions until t-0 has entries only the journal made durable.
+    let journaled = |fs: &SimFs| {
+        let mut n = 0;
+        journal::replay(fs, Path::new("/data/journal"), |name, _| {
+            n += usize::from(name == "t-0");
+            Ok(())
+        })
+        .unwrap();
+        n
+    };
+    let mut acked = Vec::new();
+    let mut i = 0;
+    while journaled(&fs) < 3 {
+        let t0 = writer.enqueue(&parts[0], batch(&format!("j{i}"))).await.unwrap();
+        let t1 = writer.enqueue(&parts[1], batch(&format!("k{i}"))).await.unwrap();
+        t0.await.unwrap();
+        t1.await.unwrap();
+        acked.push(format!("j{i}"));
+        i += 1;
+        assert!(i < 10_000, "no group ever held both partitions");
+    }
+    // The power goes: the segments' unsynced bytes may be lost, the journal's are not.
+    let after = fs.power_cut(3);
+    drop((writer, parts));
+
+    // t-0 does not open this time (as a damaged partition would not): its entries are kept.
+    let dynfs: Arc<dyn Fs> = Arc::new(after.clone());
+    let config = LogConfig { segment_bytes: 1 << 20, ..Default::default() };
+    let only_t1 = vec![Partition::open_on(dynfs.clone(), "t", 1, &dir(1), config.clone(), clock.clone(), 0).unwrap()];
+    let j = journal::recover(&dynfs, Path::new("/data/journal"), &only_t1).unwrap();
+    drop(j);
+    drop(only_t1);
+    let kept = journal::list_kept(&after, Path::new("/data/journal")).unwrap();
+    assert!(!kept.is_empty(), "the journal file with t-0's entries is kept");
+
+    // Next start, both open: t-0 gets every acknowledged batch back, and the kept file goes.
+    let (w, reopened) = open(&after, 2, &clock, wc);
+    assert_eq!(values(&reopened[0]), acked);
+    assert!(journal::list_kept(&after, Path::new("/data/journal")).unwrap().is_empty());
+    w.shutdown().await.ok();
+}

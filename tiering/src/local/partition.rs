@@ -474,6 +474,20 @@ impl Partition {
         Ok(result(Bytes::new()))
     }
 
+    /// `len` bytes at `pos` of the segment at `base` (the uploader reads sealed segments this
+    /// way, through the partition's filesystem). Blocking file IO.
+    pub fn read_segment_bytes(&self, base: i64, pos: u64, len: usize) -> Result<Bytes> {
+        // The view's guard must be gone before the error is built: taking the read lock twice in
+        // one statement deadlocks once a writer waits between the two.
+        let seg = self.view().segments.get(&base).cloned();
+        let seg = seg.ok_or_else(|| Error::OffsetOutOfRange {
+            offset: base,
+            start: self.log_start_offset(),
+            end: self.high_watermark(),
+        })?;
+        seg.read_at(pos, len)
+    }
+
     /// Kafka ListOffsets: the first offset whose record timestamp is >= `t` (None when there is
     /// none), or the earliest / latest offset. Blocking file IO.
     #[instrument(skip_all, fields(topic = %self.topic, partition = self.id))]
