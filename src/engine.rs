@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, Weak};
 
 use bytes::Bytes;
-use tiering::batch::ValidatedBatch;
 use tiering::clock::{Clock, system_clock};
 pub use tiering::local::recover::Repaired;
 use tiering::local::{AppendInfo, LogWriter, OffsetSpec, Partition, ReadResult, SegmentInfo, TimeOffset};
+use tiering::log::{PartitionLog, Writing};
 use tiering::object_store::ObjectStore;
 use tiering::remote::{
     ChunkCache, CountingStore, Head, Manifest, PassReport, RemoteLog, RemoteReader, RequestCounts, Uploader,
@@ -63,17 +63,13 @@ pub(crate) type Owned = (Arc<Partition>, Arc<RemoteLog>);
 /// as compaction works on them.
 pub(crate) type CompactionTargets = (TopicConfig, Vec<Option<Owned>>);
 
-/// One topic: its settings and its partitions. Every partition has a tiered view for reads; a
-/// partition this engine writes also has its local and remote logs, and one it refused to write
-/// (see [`tiering::remote::owner`]) has the reason instead and is read from the bucket.
+/// One topic: its settings and its partitions' logs ([`PartitionLog`]): each reads from both
+/// tiers; one this engine writes also appends, and one it refused to write (see
+/// [`tiering::remote::owner`]) or found damaged has the reason instead and is read from the bucket.
 #[derive(Debug)]
 struct Topic {
     config: TopicConfig,
-    tiers: Vec<TieredPartition>,
-    owned: Vec<Option<Owned>>,
-    /// Why this engine does not write the partition, when it does not: `refused` (ownership) or
-    /// `damaged` (recovery), and the reason.
-    refused: Vec<Option<(&'static str, String)>>,
+    logs: Vec<Arc<PartitionLog>>,
 }
 
 /// What `describe_topic` tells about a partition.
@@ -118,7 +114,7 @@ pub struct TopicDescription {
 pub(crate) struct Inner {
     config: EngineConfig,
     clock: Arc<dyn Clock>,
-    writer: LogWriter,
+    writer: Arc<LogWriter>,
     /// The bucket, behind the request counter.
     store: Arc<CountingStore>,
     cache: Arc<ChunkCache>,
@@ -257,7 +253,7 @@ impl Engine {
             Ok((out, journal))
         })
         .await??;
-        let writer = LogWriter::start(config.writer.clone(), Some(journal), clock.clone())?;
+        let writer = Arc::new(LogWriter::start(config.writer.clone(), Some(journal), clock.clone())?);
         let store = Arc::new(CountingStore::new(store));
         let cache_dir = config.cache_dir();
         if cache_dir.exists() {
@@ -317,17 +313,17 @@ impl Engine {
         let read_ahead = self.inner.config.tiering.cache.read_ahead_bytes;
         let mut manifests = Vec::new();
         for (name, cfg) in catalog_topics(&store).await? {
-            let mut tiers = Vec::with_capacity(cfg.partitions as usize);
+            let mut logs = Vec::with_capacity(cfg.partitions as usize);
             for p in 0..cfg.partitions {
                 let manifest = Manifest::load(store.clone(), &name, p, chunk_segments)
                     .await
                     .map_err(|e| Error::storage(&name, p, e))?;
                 manifests.push(manifest.clone());
                 let reader = RemoteReader::new(manifest, self.inner.cache.clone(), read_ahead);
-                tiers.push(TieredPartition { local: None, remote: Some(reader) });
+                let tiers = TieredPartition { local: None, remote: Some(reader) };
+                logs.push(Arc::new(PartitionLog::reading(&name, p, tiers, None)));
             }
-            let n = tiers.len();
-            let topic = Arc::new(Topic { config: cfg, tiers, owned: vec![None; n], refused: vec![None; n] });
+            let topic = Arc::new(Topic { config: cfg, logs });
             self.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
         }
         let every = self.inner.config.replica_poll_ms;
@@ -394,7 +390,7 @@ impl Engine {
         use tiering::remote::owner::{LocalLog, Ownership, decide};
         manifests.reverse();
         let n = partitions.len();
-        let (mut tiers, mut owned, mut refused) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut logs = Vec::with_capacity(n);
         let chunk_segments = self.inner.config.tiering.manifest_chunk_segments;
         let read_ahead = self.inner.config.tiering.cache.read_ahead_bytes;
         for opened in partitions {
@@ -416,18 +412,16 @@ impl Engine {
                         "{reason}; served from the bucket, appends refused: stop the engine and run `tierlog repair --topic {name} --partition {id}` to cut the local log back to its last intact batch"
                     );
                     tracing::error!(topic = name, partition = id, %reason, "partition damaged");
-                    tiers.push(TieredPartition { local: None, remote: Some(reader) });
-                    owned.push(None);
-                    refused.push(Some(("damaged", reason)));
+                    let tiers = TieredPartition { local: None, remote: Some(reader) };
+                    logs.push(Arc::new(PartitionLog::reading(name, id, tiers, Some(("damaged", reason)))));
                     continue;
                 }
             };
             if self.inner.reader {
                 // Registered so that closing syncs what journal recovery wrote into it.
                 self.inner.writer.register(p.clone()).await?;
-                tiers.push(TieredPartition { local: Some(p), remote: Some(reader) });
-                owned.push(None);
-                refused.push(None);
+                let tiers = TieredPartition { local: Some(p), remote: Some(reader) };
+                logs.push(Arc::new(PartitionLog::reading(name, id, tiers, None)));
                 continue;
             }
             let local = LocalLog {
@@ -445,9 +439,8 @@ impl Engine {
                 Ownership::Refuse { reason } => {
                     tracing::error!(topic = name, partition = id, %reason, "partition refused: served from the bucket, appends fail");
                     metrics::gauge!(tiering::stats::REFUSED_PARTITIONS, "topic" => name.to_owned()).increment(1.0);
-                    tiers.push(TieredPartition { local: None, remote: Some(reader) });
-                    owned.push(None);
-                    refused.push(Some(("refused", reason)));
+                    let tiers = TieredPartition { local: None, remote: Some(reader) };
+                    logs.push(Arc::new(PartitionLog::reading(name, id, tiers, Some(("refused", reason)))));
                     continue;
                 }
                 Ownership::Reset { next_offset, reason } => {
@@ -479,11 +472,17 @@ impl Engine {
                 .await
                 .map_err(|e| Error::storage(name, id, e))?;
             self.inner.uploader.register(remote.clone());
-            tiers.push(TieredPartition { local: Some(p.clone()), remote: Some(reader) });
-            owned.push(Some((p, remote)));
-            refused.push(None);
+            let tiers = TieredPartition { local: Some(p.clone()), remote: Some(reader) };
+            let writing = Writing {
+                local: p,
+                remote,
+                writer: self.inner.writer.clone(),
+                clock: self.inner.clock.clone(),
+                lease_ms: self.inner.config.lease_ms,
+            };
+            logs.push(Arc::new(PartitionLog::writing(name, id, tiers, writing)));
         }
-        Ok(Arc::new(Topic { config, tiers, owned, refused }))
+        Ok(Arc::new(Topic { config, logs }))
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -522,27 +521,29 @@ impl Engine {
     fn owned_partition(&self, topic: &str, partition: u32) -> Result<Owned> {
         self.check_open()?;
         self.check_writable("a write")?;
-        let t = self.topic(topic)?;
-        let i = self.index(&t, topic, partition)?;
-        match (&t.owned[i], &t.refused[i]) {
-            (Some(o), _) => Ok(o.clone()),
-            (None, reason) => Err(Error::PartitionUnavailable {
+        let log = self.log(topic, partition)?;
+        match log.owned() {
+            Some((local, remote)) => Ok((local.clone(), remote.clone())),
+            None => Err(Error::PartitionUnavailable {
                 topic: topic.to_owned(),
                 partition,
-                reason: reason.clone().map_or_else(|| "this engine does not write it".into(), |(_, r)| r),
+                reason: log.unavailable().map_or_else(|| "this engine does not write it".into(), |(_, r)| r.clone()),
             }),
         }
     }
 
-    /// The local log of a partition this engine writes, for an append: refused once the partition
-    /// is fenced, and only while the bucket confirmed this writer's epoch within `lease_ms`.
-    async fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
-        let (local, remote) = self.owned_partition(topic, partition)?;
-        remote
-            .check_lease(self.inner.clock.now_ms(), self.inner.config.lease_ms)
-            .await
-            .map_err(|e| Error::storage(topic, partition, e))?;
-        Ok(local)
+    /// The log of a partition for an append: refused on a read-only engine.
+    fn writable_log(&self, topic: &str, partition: u32) -> Result<Arc<PartitionLog>> {
+        self.check_open()?;
+        self.check_writable("a write")?;
+        self.log(topic, partition)
+    }
+
+    /// The log of a partition: the handle every read, append and status query goes through.
+    pub fn log(&self, topic: &str, partition: u32) -> Result<Arc<PartitionLog>> {
+        self.check_open()?;
+        let t = self.topic(topic)?;
+        Ok(t.logs[self.index(&t, topic, partition)?].clone())
     }
 
     /// The local and remote logs of partition `p` of `owned` (from [`Engine::compaction_targets`]),
@@ -556,25 +557,24 @@ impl Engine {
     }
 
     fn index(&self, t: &Topic, topic: &str, partition: u32) -> Result<usize> {
-        if (partition as usize) < t.tiers.len() {
+        if (partition as usize) < t.logs.len() {
             return Ok(partition as usize);
         }
-        Err(Error::UnknownPartition { topic: topic.to_owned(), partition, partitions: t.tiers.len() as u32 })
+        Err(Error::UnknownPartition { topic: topic.to_owned(), partition, partitions: t.logs.len() as u32 })
     }
 
     /// A partition's view across both tiers (for reads and status).
     pub(crate) fn tiered(&self, topic: &str, partition: u32) -> Result<TieredPartition> {
         self.check_open()?;
-        let t = self.topic(topic)?;
-        Ok(t.tiers[self.index(&t, topic, partition)?].clone())
+        Ok(self.log(topic, partition)?.tiers().clone())
     }
 
     /// Waits until the partition's high watermark passes `offset` (a read at `offset` has data) or
     /// `timeout_ms` of the engine's clock passed; returns the high watermark. Woken by the append
     /// path, or on a read-only replica by its manifest poll; never polls.
     pub async fn wait_for(&self, topic: &str, partition: u32, offset: i64, timeout_ms: u64) -> Result<i64> {
-        let t = self.tiered(topic, partition)?;
-        Ok(t.wait_for(offset, &*self.inner.clock, timeout_ms).await)
+        let log = self.log(topic, partition)?;
+        Ok(log.wait_for(offset, &*self.inner.clock, timeout_ms).await)
     }
 
     /// [`Engine::wait_for`] over several `(topic, partition, offset)`: resolves when any of them
@@ -606,7 +606,8 @@ impl Engine {
         self.check_open()?;
         self.check_writable("compaction")?;
         let t = self.topic(topic)?;
-        Ok((t.config.clone(), t.owned.clone()))
+        let owned = t.logs.iter().map(|l| l.owned().map(|(a, b)| (a.clone(), b.clone()))).collect();
+        Ok((t.config.clone(), owned))
     }
 
     pub(crate) fn uploader(&self) -> &Uploader {
@@ -673,15 +674,8 @@ impl Engine {
         let topics = self.inner.topics.read().expect("invariant: topics lock not poisoned").clone();
         let mut out = Vec::new();
         for (name, t) in topics {
-            for (i, (owned, refused)) in t.owned.iter().zip(&t.refused).enumerate() {
-                let problem = match (owned, refused) {
-                    (_, Some((state, reason))) => Some((*state, reason.clone())),
-                    (Some((local, remote)), None) => {
-                        remote.fenced().map(|r| ("fenced", r)).or_else(|| local.failure().map(|r| ("failed", r)))
-                    }
-                    (None, None) => None,
-                };
-                if let Some((state, reason)) = problem {
+            for (i, log) in t.logs.iter().enumerate() {
+                if let Some((state, reason)) = log.problem() {
                     out.push(PartitionProblem { topic: name.clone(), partition: i as u32, state, reason });
                 }
             }
@@ -693,11 +687,12 @@ impl Engine {
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
         let t = self.topic(name)?;
         let partitions = t
-            .tiers
+            .logs
             .iter()
             .enumerate()
-            .map(|(i, tp)| {
-                let r = t.owned.get(i).and_then(|o| o.as_ref()).map(|(_, r)| r);
+            .map(|(i, log)| {
+                let tp = log.tiers();
+                let r = log.owned().map(|(_, r)| r);
                 PartitionDescription {
                     partition: i as u32,
                     log_start_offset: tp.log_start_offset(),
@@ -706,7 +701,7 @@ impl Engine {
                     segments: tp.local.as_ref().map_or_else(Vec::new, |l| l.segments()),
                     remote: tp.remote.as_ref().expect("invariant: every partition has a remote tier").manifest().head(),
                     fenced: r.and_then(|r| r.fenced()),
-                    refused: t.refused.get(i).cloned().flatten().map(|(_, r)| r),
+                    refused: log.unavailable().map(|(_, r)| r.clone()),
                     tiering_error: r.and_then(|r| r.last_error()),
                 }
             })
@@ -720,10 +715,8 @@ impl Engine {
     #[instrument(skip_all, fields(topic, partition))]
     pub async fn append(&self, topic: &str, partition: u32, batch: Bytes) -> Result<AppendInfo> {
         let started = std::time::Instant::now();
-        let p = self.partition(topic, partition).await?;
-        let batch = ValidatedBatch::validate(batch, p.config().batch_limit())
-            .map_err(|reason| Error::InvalidBatch { topic: topic.to_owned(), partition, reason })?;
-        let info = self.inner.writer.append(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))?;
+        let log = self.writable_log(topic, partition)?;
+        let info = log.append(batch).await.map_err(|e| Error::storage(topic, partition, e))?;
         metrics::histogram!(tiering::stats::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(info)
     }
@@ -738,10 +731,8 @@ impl Engine {
         batch: Bytes,
     ) -> Result<impl std::future::Future<Output = Result<AppendInfo>> + use<>> {
         let started = std::time::Instant::now();
-        let p = self.partition(topic, partition).await?;
-        let batch = ValidatedBatch::validate(batch, p.config().batch_limit())
-            .map_err(|reason| Error::InvalidBatch { topic: topic.to_owned(), partition, reason })?;
-        let ticket = self.inner.writer.enqueue(&p, batch).await.map_err(|e| Error::storage(topic, partition, e))?;
+        let log = self.writable_log(topic, partition)?;
+        let ticket = log.enqueue(batch).await.map_err(|e| Error::storage(topic, partition, e))?;
         let topic = topic.to_owned();
         Ok(async move {
             let info = ticket.await.map_err(|e| Error::storage(&topic, partition, e))?;
@@ -755,16 +746,16 @@ impl Engine {
     /// `OffsetOutOfRange`.
     #[instrument(skip_all, fields(topic, partition, offset))]
     pub async fn read(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> Result<ReadResult> {
-        let p = self.tiered(topic, partition)?;
-        p.read(offset, max_bytes).await.map_err(|e| Error::storage(topic, partition, e))
+        let log = self.log(topic, partition)?;
+        log.read(offset, max_bytes).await.map_err(|e| Error::storage(topic, partition, e))
     }
 
     /// Kafka ListOffsets: the first offset whose timestamp is >= t, or the earliest or latest
     /// offset. `None` when no record has a timestamp >= t.
     #[instrument(skip_all, fields(topic, partition))]
     pub async fn offset_for_time(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<Option<TimeOffset>> {
-        let p = self.tiered(topic, partition)?;
-        p.offset_for_time(spec).await.map_err(|e| Error::storage(topic, partition, e))
+        let log = self.log(topic, partition)?;
+        log.offset_for_time(spec).await.map_err(|e| Error::storage(topic, partition, e))
     }
 
     /// Uploads every sealed segment of the partition now and waits for the manifest commit, then

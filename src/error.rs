@@ -110,6 +110,7 @@ impl Error {
             T::OffsetOutOfRange { offset, start, end } => {
                 Error::OffsetOutOfRange { topic: topic.into(), partition, offset, start, end }
             }
+            T::Unavailable { reason, .. } => Error::PartitionUnavailable { topic: topic.into(), partition, reason },
             other => Error::from(other),
         }
     }
@@ -131,6 +132,9 @@ impl From<tiering::Error> for Error {
             T::Remote { op, key, error } => Error::Remote { op, key, error },
             T::Fenced { partition, epoch, current } => Error::Fenced { partition, epoch, current },
             T::Conflict { reason } => Error::Conflict { reason },
+            T::Unavailable { partition, reason } => {
+                Error::PartitionUnavailable { topic: partition, partition: 0, reason }
+            }
             T::OutOfOrderSequence { partition, producer_id, epoch, expected, got } => {
                 Error::OutOfOrderSequence { partition, producer_id, epoch, expected, got }
             }

@@ -69,6 +69,10 @@ pub enum Error {
         "invalid producer epoch on {partition}: producer {producer_id} sent epoch {epoch}, the partition is at {current}"
     )]
     InvalidProducerEpoch { partition: String, producer_id: i64, epoch: i16, current: i16 },
+    /// This node takes no appends for the partition (another writer owns it, or its local log is
+    /// damaged); the reason says what to do. Reads are served from the bucket.
+    #[error("partition {partition} takes no appends here: {reason}")]
+    Unavailable { partition: String, reason: String },
     /// A rewrite (compaction, merging) was planned on segments that changed before its commit
     /// (retention, another rewrite): nothing was changed; plan again.
     #[error("conflict: {reason}")]

@@ -13,6 +13,8 @@
 //!   - recovery: [`local::recover`] (checkpoint, tail validation, truncation) and
 //!     [`local::checkpoint`];
 //!   - retention: [`local::partition`] `apply_retention`, driven by the writer's ticks.
+//! - [`log`]: [`log::PartitionLog`], one partition across both tiers as the node that serves it
+//!   holds it: append (with the lease), reads, the high watermark and waiting on it, its state.
 //! - [`config`]: the per-topic log settings ([`LogConfig`]).
 //! - [`clock`], [`topic`], [`error`], [`stats`]: time, names, errors, metric names.
 
@@ -21,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod local;
+pub mod log;
 pub mod remote;
 pub mod stats;
 pub mod task;
