@@ -466,12 +466,10 @@ impl Engine {
                     reader.producer_state(self.inner.clock.now_ms()).await.map_err(|e| Error::storage(name, id, e))?;
                 p.seed_producers(producers);
             }
-            self.inner.writer.register(p.clone()).await?;
             let now = self.inner.clock.now_ms();
             let remote = RemoteLog::acquire(p.clone(), reader.clone(), &self.inner.writer_id, now)
                 .await
                 .map_err(|e| Error::storage(name, id, e))?;
-            self.inner.uploader.register(remote.clone());
             let tiers = TieredPartition { local: Some(p.clone()), remote: Some(reader) };
             let writing = Writing {
                 local: p,
@@ -480,7 +478,9 @@ impl Engine {
                 clock: self.inner.clock.clone(),
                 lease_ms: self.inner.config.lease_ms,
             };
-            logs.push(Arc::new(PartitionLog::writing(name, id, tiers, writing)));
+            let log = Arc::new(PartitionLog::writing(name, id, tiers, writing));
+            log.start(&self.inner.uploader).await.map_err(|e| Error::storage(name, id, e))?;
+            logs.push(log);
         }
         Ok(Arc::new(Topic { config, logs }))
     }

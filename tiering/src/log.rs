@@ -52,6 +52,17 @@ impl PartitionLog {
         Self { topic: topic.to_owned(), id, tiers, writing: None, unavailable }
     }
 
+    /// Starts the partition's background work: the writer's periodic work on its local log (seal
+    /// by age, interval fsync, checkpoints, retention, reopening after IO errors) and the
+    /// uploader's passes over its remote log. A log this node only reads has none.
+    pub async fn start(&self, uploader: &crate::remote::Uploader) -> Result<()> {
+        if let Some(w) = &self.writing {
+            w.writer.register(w.local.clone()).await?;
+            uploader.register(w.remote.clone());
+        }
+        Ok(())
+    }
+
     pub fn topic(&self) -> &str {
         &self.topic
     }
