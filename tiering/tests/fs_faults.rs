@@ -61,6 +61,39 @@ fn values(p: &Partition) -> Vec<String> {
     out
 }
 
+/// Appends pairs of batches (`j<i>` to t-0, `k<i>` to t-1) until t-0 has at least `entries`
+/// entries in the disk journal (a group that held both partitions went through it; the writer may
+/// take a pair's first append alone, and then fsyncs it in its segment). Returns the values
+/// acknowledged on t-0, and the number of pairs.
+async fn append_until_journaled(
+    fs: &SimFs,
+    writer: &LogWriter,
+    parts: &[Arc<Partition>],
+    entries: usize,
+) -> (Vec<String>, usize) {
+    let journaled = || {
+        let mut n = 0;
+        journal::replay(fs, Path::new("/data/journal"), |name, _| {
+            n += usize::from(name == "t-0");
+            Ok(())
+        })
+        .unwrap();
+        n
+    };
+    let mut acked = Vec::new();
+    let mut i = 0;
+    while journaled() < entries {
+        let t0 = writer.enqueue(&parts[0], batch(&format!("j{i}"))).await.unwrap();
+        let t1 = writer.enqueue(&parts[1], batch(&format!("k{i}"))).await.unwrap();
+        t0.await.unwrap();
+        t1.await.unwrap();
+        acked.push(format!("j{i}"));
+        i += 1;
+        assert!(i < 10_000, "no group ever held both partitions");
+    }
+    (acked, i)
+}
+
 #[tokio::test]
 async fn a_failed_fsync_fails_the_partition_which_reopens_itself_once_io_works() {
     let fs = new_fs();
@@ -115,28 +148,7 @@ async fn batches_acknowledged_through_the_journal_survive_a_failed_segment_fsync
     for p in &parts {
         writer.register(p.clone()).await.unwrap();
     }
-    // Pairs of appends until one group held both partitions and went through the journal (the
-    // writer may take a pair's first append alone; then it is fsynced in its segment).
-    let journaled = |fs: &SimFs| {
-        let mut n = 0;
-        journal::replay(fs, Path::new("/data/journal"), |name, _| {
-            n += usize::from(name == "t-0");
-            Ok(())
-        })
-        .unwrap();
-        n
-    };
-    let mut acked = Vec::new();
-    let mut i = 0;
-    while journaled(&fs) == 0 {
-        let t0 = writer.enqueue(&parts[0], batch(&format!("j{i}"))).await.unwrap();
-        let t1 = writer.enqueue(&parts[1], batch(&format!("k{i}"))).await.unwrap();
-        t0.await.unwrap();
-        t1.await.unwrap();
-        acked.push(format!("j{i}"));
-        i += 1;
-        assert!(i < 10_000, "no group ever held both partitions");
-    }
+    let (acked, i) = append_until_journaled(&fs, &writer, &parts, 1).await;
     // Segment fsyncs of t-0 fail from now on; the journal (under /data/journal) still works.
     fs.fail_sync(Some("/data/t-0/"));
     // Syncing the segments (as a journal rotation or a flush does) fails t-0.
@@ -169,26 +181,7 @@ async fn journal_entries_of_a_partition_that_did_not_open_are_kept_until_it_does
         writer.register(p.clone()).await.unwrap();
     }
     // Appends to both partitions until t-0 has entries only the journal made durable.
-    let journaled = |fs: &SimFs| {
-        let mut n = 0;
-        journal::replay(fs, Path::new("/data/journal"), |name, _| {
-            n += usize::from(name == "t-0");
-            Ok(())
-        })
-        .unwrap();
-        n
-    };
-    let mut acked = Vec::new();
-    let mut i = 0;
-    while journaled(&fs) < 3 {
-        let t0 = writer.enqueue(&parts[0], batch(&format!("j{i}"))).await.unwrap();
-        let t1 = writer.enqueue(&parts[1], batch(&format!("k{i}"))).await.unwrap();
-        t0.await.unwrap();
-        t1.await.unwrap();
-        acked.push(format!("j{i}"));
-        i += 1;
-        assert!(i < 10_000, "no group ever held both partitions");
-    }
+    let (acked, _) = append_until_journaled(&fs, &writer, &parts, 3).await;
     // The power goes: the segments' unsynced bytes may be lost, the journal's are not.
     let after = fs.power_cut(3);
     drop((writer, parts));

@@ -54,11 +54,17 @@ fn file_path(dir: &Path, seq: u64) -> PathBuf {
 
 /// The journal files in `dir`, oldest first.
 pub fn list(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    list_named(fs, dir, "")
+}
+
+/// The files `<prefix><seq>.wal` in `dir`, oldest first.
+fn list_named(fs: &dyn Fs, dir: &Path, prefix: &str) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for path in list_paths(fs, dir).map_err(Error::io("list journal", dir))? {
         let seq = path
             .file_name()
             .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(prefix))
             .and_then(|n| n.strip_suffix(".wal"))
             .and_then(|s| s.parse::<u64>().ok());
         if let Some(seq) = seq {
@@ -180,20 +186,7 @@ pub fn replay(fs: &dyn Fs, dir: &Path, mut apply: impl FnMut(&str, &[u8]) -> Res
 /// `kept-<seq:020>.wal`, oldest first. Rotation never deletes them; each start replays them again
 /// and deletes them once every partition they name took its entries.
 pub fn list_kept(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut out = Vec::new();
-    for path in list_paths(fs, dir).map_err(Error::io("list journal", dir))? {
-        let seq = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("kept-"))
-            .and_then(|n| n.strip_suffix(".wal"))
-            .and_then(|s| s.parse::<u64>().ok());
-        if let Some(seq) = seq {
-            out.push((seq, path));
-        }
-    }
-    out.sort();
-    Ok(out)
+    list_named(fs, dir, "kept-")
 }
 
 fn replay_file(fs: &dyn Fs, path: &Path, apply: &mut impl FnMut(&str, &[u8]) -> Result<()>) -> Result<u64> {

@@ -269,7 +269,9 @@ impl Partition {
             })?;
         }
         let mut st = self.lock_writer();
-        st.producers_dirty = from < end && !producers.is_empty();
+        // Whatever was scanned goes into the next snapshot (even an empty state), so the next open
+        // scans only what follows it, not the whole log again.
+        st.producers_dirty = from < end;
         st.producers = producers;
         Ok(())
     }

@@ -105,6 +105,14 @@ impl Segment {
             return;
         }
         let mut v = self.verified.lock().expect("invariant: verified ranges lock not poisoned");
+        // The common case, on every publish: the range continues the last one.
+        if let Some(last) = v.last_mut()
+            && last.0 <= start
+            && start <= last.1
+        {
+            last.1 = last.1.max(end);
+            return;
+        }
         v.push((start, end));
         v.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(v.len());
@@ -141,8 +149,11 @@ impl Segment {
             let checked = BatchHeader::parse(&buf[end..]).and_then(|h| {
                 let len = h.total_len();
                 let pos = at + end as u64;
-                if end + len <= buf.len() && !self.is_verified(pos, pos + len as u64) {
-                    verify_crc(&buf[end..end + len], &h)?;
+                let Some(batch) = buf.get(end..end + len) else {
+                    return Err(crate::BatchError::LengthMismatch { declared: len as i64, actual: buf.len() - end });
+                };
+                if !self.is_verified(pos, pos + len as u64) {
+                    verify_crc(batch, &h)?;
                 }
                 Ok(len)
             });
