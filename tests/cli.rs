@@ -267,6 +267,29 @@ fn tier_then_restore_into_a_fresh_data_dir() {
     let again = run(&new, &["restore"], None);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds topics"));
+
+    // The restored node writes and tiers: it now owns the partitions. The old node refuses to
+    // write until told to take them back, and then continues the bucket's history.
+    ok(run(&new, &["produce", "ledger", "--partition", "0"], Some("{\"key\":\"n\",\"value\":\"new\"}\n")));
+    ok(run(&new, &["topic", "tier", "ledger"], None));
+    let stale = run(&old, &["produce", "ledger", "--partition", "0"], Some("{\"key\":\"o\",\"value\":\"old\"}\n"));
+    assert!(!stale.status.success());
+    assert!(
+        String::from_utf8_lossy(&stale.stderr).contains("--take-over"),
+        "{}",
+        String::from_utf8_lossy(&stale.stderr)
+    );
+    ok(run(
+        &old,
+        &["--take-over", "produce", "ledger", "--partition", "0"],
+        Some("{\"key\":\"o\",\"value\":\"old\"}\n"),
+    ));
+    let values: Vec<String> = json_lines(&ok(run(&old, &["consume", "ledger", "--partition", "0"], None)))
+        .iter()
+        .map(|r| r["value"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(values.len() as i64, ends[0] + 2);
+    assert_eq!(&values[values.len() - 2..], ["new", "old"], "the old node continued the bucket's history");
 }
 
 #[test]

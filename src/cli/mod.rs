@@ -30,6 +30,11 @@ pub struct Cli {
     /// Data directory; overrides `data_dir` of the config file. Default ./tierlog-data.
     #[arg(long, global = true, env = "TIERLOG_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Take back partitions that another node took over since this data dir last wrote them
+    /// (`take_over = true`): their local copies are dropped and they continue the bucket's
+    /// history. Without it such partitions are refused. Commands that only read ignore it.
+    #[arg(long, global = true)]
+    pub take_over: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -109,6 +114,7 @@ impl Cli {
         if let Some(dir) = &self.data_dir {
             cfg.data_dir = dir.clone();
         }
+        cfg.take_over |= self.take_over;
         cfg.validate()?;
         Ok(cfg)
     }
