@@ -123,6 +123,97 @@ pub struct EngineConfig {
     /// check off (a replaced writer then acknowledges until its next manifest commit). Default
     /// 10000; at most 600000.
     pub lease_ms: u64,
+    /// The Kafka wire-protocol listener of `tierlog serve` (see [`KafkaConfig`]).
+    pub kafka: KafkaConfig,
+}
+
+/// The Kafka-compatible broker of `tierlog serve` (`[kafka]` in the config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Serve Kafka clients. Default true (`--kafka-listen off` turns it off too).
+    pub enabled: bool,
+    /// Where to listen. Default `127.0.0.1:9092`; port 0 picks a free port.
+    pub listen: std::net::SocketAddr,
+    /// The host clients are told to connect to (Metadata, FindCoordinator). Default: the listen
+    /// address, or `127.0.0.1` when listening on all addresses.
+    pub advertised_host: Option<String>,
+    /// The port clients are told to connect to. Default: the port listened on.
+    pub advertised_port: Option<u16>,
+    /// This broker's node id, the leader of every partition. Default 1; at least 0.
+    pub node_id: i32,
+    /// The cluster id clients see. Default: generated once and kept in the data dir and the
+    /// bucket (`catalog/kafka-cluster-id`), so a node restored from the bucket keeps it.
+    pub cluster_id: Option<String>,
+    /// Create a topic, with `[topic_defaults]`, when a client asks Metadata for one that does not
+    /// exist (Kafka's `auto.create.topics.enable`). Default true.
+    pub auto_create_topics: bool,
+    /// The largest request frame accepted; a larger one closes the connection. Default
+    /// 104857600 (100 MiB, as Kafka's `socket.request.max.bytes`); bounds 1024..=1073741824.
+    pub max_request_bytes: usize,
+    /// Bytes of request frames held by all connections at once: a connection waits before
+    /// reading a frame that would exceed it, which bounds memory whatever clients send.
+    /// Default 268435456 (256 MiB); at least `max_request_bytes`.
+    pub max_in_flight_request_bytes: usize,
+    /// Connections served at once; more are closed at accept. Default 1000; bounds 1..=100000.
+    pub max_connections: usize,
+    /// A connection with no request for this long is closed (Kafka's
+    /// `connections.max.idle.ms`). Default 600000; bounds 1000..=86400000.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: None,
+            advertised_port: None,
+            node_id: 1,
+            cluster_id: None,
+            auto_create_topics: true,
+            max_request_bytes: 100 << 20,
+            max_in_flight_request_bytes: 256 << 20,
+            max_connections: 1000,
+            idle_timeout_ms: 600_000,
+        }
+    }
+}
+
+impl KafkaConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, reason: &str| {
+            Err(Error::InvalidConfig { field: format!("kafka.{field}"), reason: reason.into() })
+        };
+        if self.node_id < 0 {
+            return bad("node_id", "must be at least 0");
+        }
+        if !(1024..=(1 << 30)).contains(&self.max_request_bytes) {
+            return bad("max_request_bytes", "must be within 1024..=1073741824");
+        }
+        if self.max_in_flight_request_bytes < self.max_request_bytes {
+            return bad("max_in_flight_request_bytes", "must be at least max_request_bytes");
+        }
+        if !(1..=100_000).contains(&self.max_connections) {
+            return bad("max_connections", "must be within 1..=100000");
+        }
+        if !(1000..=86_400_000).contains(&self.idle_timeout_ms) {
+            return bad("idle_timeout_ms", "must be within 1000..=86400000");
+        }
+        if let Some(h) = &self.advertised_host
+            && (h.is_empty() || h.len() > 255 || h.contains(|c: char| c.is_whitespace() || c == '/'))
+        {
+            return bad("advertised_host", "must be a host name or IP address");
+        }
+        if let Some(id) = &self.cluster_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return bad("cluster_id", "must be 1..=64 characters of [A-Za-z0-9_-]");
+        }
+        Ok(())
+    }
 }
 
 impl Default for EngineConfig {
@@ -139,6 +230,7 @@ impl Default for EngineConfig {
             compactor: CompactorConfig::default(),
             take_over: false,
             lease_ms: 10_000,
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -194,6 +286,7 @@ impl EngineConfig {
             });
         }
         self.tiering.validate()?;
+        self.kafka.validate()?;
         self.compactor
             .validate()
             .map_err(|(field, reason)| Error::InvalidConfig { field: format!("compactor.{field}"), reason })?;

@@ -477,6 +477,7 @@ impl Engine {
                 writer: self.inner.writer.clone(),
                 clock: self.inner.clock.clone(),
                 lease_ms: self.inner.config.lease_ms,
+                require_keys: config.cleanup_policy.compacts(),
             };
             let log = Arc::new(PartitionLog::writing(name, id, tiers, writing));
             log.start(&self.inner.uploader).await.map_err(|e| Error::storage(name, id, e))?;
@@ -681,6 +682,11 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// A topic's settings.
+    pub fn topic_config(&self, name: &str) -> Result<TopicConfig> {
+        Ok(self.topic(name)?.config.clone())
     }
 
     /// A topic's settings and the state of each partition.

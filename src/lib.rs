@@ -41,6 +41,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod ingest;
+pub mod kafka;
 pub mod records;
 pub mod replay;
 pub mod server;

@@ -32,6 +32,8 @@ pub enum BatchError {
     TooLarge { size: usize, limit: usize },
     #[error("control and transactional batches are not accepted from producers")]
     Transactional,
+    #[error("record {index} has no key: a compacted topic keeps the latest record per key, so every record needs one")]
+    KeylessRecord { index: i64 },
 }
 
 /// Errors of segments and the local tier.

@@ -26,6 +26,8 @@ pub struct Writing {
     pub clock: Arc<dyn Clock>,
     /// How long a confirmation of ownership holds (see [`RemoteLog::check_lease`]).
     pub lease_ms: u64,
+    /// Refuse records without a key (a compacted topic).
+    pub require_keys: bool,
 }
 
 /// One partition's log. See the module docs.
@@ -115,7 +117,7 @@ impl PartitionLog {
     /// another get offsets in that order, so a producer can keep several in flight.
     pub async fn enqueue(&self, batch: Bytes) -> Result<AppendTicket> {
         let w = self.writer().await?;
-        let batch = ValidatedBatch::validate(batch, w.local.config().batch_limit())?;
+        let batch = ValidatedBatch::validate_for(batch, w.local.config().batch_limit(), w.require_keys)?;
         w.writer.enqueue(&w.local, batch).await
     }
 

@@ -47,7 +47,7 @@ impl From<RecordView> for Record {
 /// timestamp must fit in an i64 and, under create time, not exceed the batch's `maxTimestamp`
 /// (time lookups trust it), and the records must tile the section exactly. Returns the number of
 /// records.
-pub fn check_records(section: &[u8], header: &BatchHeader) -> Result<i64, BatchError> {
+pub fn check_records(section: &[u8], header: &BatchHeader, require_keys: bool) -> Result<i64, BatchError> {
     let create_time = header.timestamp_type() == TimestampType::CreateTime;
     let mut pos = 0usize;
     let mut count = 0i64;
@@ -68,9 +68,16 @@ pub fn check_records(section: &[u8], header: &BatchHeader) -> Result<i64, BatchE
         let mut at = 1usize;
         let (ts_delta, n) = read_varlong(&record[at..]).ok_or(bad("bad timestamp delta"))?;
         at += n;
-        let (offset_delta, _) = read_varint(&record[at..]).ok_or(bad("bad offset delta"))?;
+        let (offset_delta, n) = read_varint(&record[at..]).ok_or(bad("bad offset delta"))?;
         if offset_delta as i64 != count {
             return Err(bad("offset deltas must run 0, 1, 2, ... in order"));
+        }
+        if require_keys {
+            at += n;
+            let (key_len, _) = read_varint(&record[at..]).ok_or(bad("bad key length"))?;
+            if key_len < 0 {
+                return Err(BatchError::KeylessRecord { index: count });
+            }
         }
         let ts = header.base_timestamp.checked_add(ts_delta).ok_or(bad("timestamp overflows"))?;
         if create_time && ts > header.max_timestamp {

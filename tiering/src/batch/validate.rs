@@ -23,6 +23,13 @@ impl ValidatedBatch {
     /// [`records::check_records`]); keys, values and headers are not. A compressed batch is
     /// decompressed (bounded) and walked the same way.
     pub fn validate(bytes: Bytes, max_batch_bytes: usize) -> Result<Self, BatchError> {
+        Self::validate_for(bytes, max_batch_bytes, false)
+    }
+
+    /// [`ValidatedBatch::validate`]; with `require_keys` (a compacted topic, as Kafka does) a
+    /// record without a key is [`BatchError::KeylessRecord`]: compaction keeps the latest record
+    /// per key, and a keyless record has none.
+    pub fn validate_for(bytes: Bytes, max_batch_bytes: usize, require_keys: bool) -> Result<Self, BatchError> {
         if bytes.len() > max_batch_bytes {
             return Err(BatchError::TooLarge { size: bytes.len(), limit: max_batch_bytes });
         }
@@ -42,8 +49,8 @@ impl ValidatedBatch {
         let codec = header.compression()?;
         let section = &bytes[HEADER_LEN..];
         let present = match codec {
-            Compression::None => records::check_records(section, &header)?,
-            _ => records::check_records(&codec.decompress(section)?, &header)?,
+            Compression::None => records::check_records(section, &header, require_keys)?,
+            _ => records::check_records(&codec.decompress(section)?, &header, require_keys)?,
         };
         if present != header.record_count as i64 {
             return Err(BatchError::RecordCountMismatch { declared: header.record_count, actual: present });

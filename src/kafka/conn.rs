@@ -1,0 +1,162 @@
+//! One client connection. The reader takes frames one after another: it checks each frame's
+//! length before reading it (and waits for room under the broker-wide budget of request bytes),
+//! decodes the header, and hands the request to its API, which runs as a task of its own. The
+//! writer answers in request order, so a client pipelining several requests (up to 5 by default)
+//! gets its responses in order while the requests run concurrently. A Produce enqueues its batches
+//! before the next request is read, so a connection's appends keep their order.
+//!
+//! A malformed, oversized or unsupported frame closes the connection (after the responses to the
+//! requests before it), with a log line and a count by reason; nothing else is affected.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::Broker;
+use super::dispatch::{self, Reply};
+
+/// Requests of one connection read ahead of their responses. Clients keep at most 5 in flight
+/// (`max.in.flight.requests.per.connection`); more wait in the socket.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// Why a connection is closed.
+#[derive(Debug)]
+pub(super) enum Close {
+    /// The client closed it.
+    Eof,
+    Idle,
+    Io(std::io::Error),
+    /// A frame that cannot be a request (length, header); `reason` is the metric label.
+    Malformed {
+        reason: &'static str,
+        detail: String,
+    },
+    /// An API key or version this broker does not serve (Kafka closes these too).
+    Unsupported(String),
+    /// The response side is gone.
+    WriterGone,
+}
+
+impl Close {
+    pub(super) fn malformed(reason: &'static str, detail: impl Into<String>) -> Self {
+        Close::Malformed { reason, detail: detail.into() }
+    }
+}
+
+/// Counts the connection as open while it lives.
+struct Open;
+impl Open {
+    fn new() -> Self {
+        metrics::gauge!(super::CONNECTIONS).increment(1.0);
+        Open
+    }
+}
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::gauge!(super::CONNECTIONS).decrement(1.0);
+    }
+}
+
+pub(super) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+    let _open = Open::new();
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+    let writer = tokio::spawn(write_responses(wr, rx, peer));
+    let closed = read_requests(&broker, &mut rd, &tx).await;
+    match &closed {
+        Close::Eof | Close::WriterGone => tracing::debug!(%peer, "Kafka connection closed"),
+        Close::Idle => {
+            tracing::debug!(%peer, "closing idle Kafka connection");
+            metrics::counter!(super::CLOSED, "reason" => "idle").increment(1);
+        }
+        Close::Io(e) => tracing::debug!(%peer, error = %e, "Kafka connection failed"),
+        Close::Malformed { reason, detail } => {
+            tracing::warn!(%peer, %detail, "closing Kafka connection: bad frame");
+            metrics::counter!(super::CLOSED, "reason" => *reason).increment(1);
+        }
+        Close::Unsupported(detail) => {
+            tracing::warn!(%peer, %detail, "closing Kafka connection: unsupported request");
+            metrics::counter!(super::CLOSED, "reason" => "unsupported").increment(1);
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn read_requests(broker: &Arc<Broker>, rd: &mut OwnedReadHalf, tx: &mpsc::Sender<JoinHandle<Reply>>) -> Close {
+    let idle_ms = broker.config.idle_timeout_ms;
+    loop {
+        let mut len = [0u8; 4];
+        tokio::select! {
+            r = rd.read_exact(&mut len) => match r {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Close::Eof,
+                Err(e) => return Close::Io(e),
+            },
+            () = broker.engine.clock().sleep(idle_ms) => return Close::Idle,
+        }
+        let len = i32::from_be_bytes(len);
+        // api key, api version and correlation id: a request header is at least 8 bytes.
+        if len < 8 {
+            return Close::malformed("short_frame", format!("frame length {len}"));
+        }
+        let len = len as usize;
+        if len > broker.config.max_request_bytes {
+            return Close::malformed(
+                "frame_too_large",
+                format!("frame of {len} bytes exceeds max_request_bytes {}", broker.config.max_request_bytes),
+            );
+        }
+        let Ok(permit) = broker.request_bytes.clone().acquire_many_owned(len as u32).await else {
+            return Close::WriterGone;
+        };
+        let mut buf = BytesMut::zeroed(len);
+        if let Err(e) = rd.read_exact(&mut buf).await {
+            return if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Close::malformed("truncated_frame", format!("connection ended inside a frame of {len} bytes"))
+            } else {
+                Close::Io(e)
+            };
+        }
+        metrics::counter!(super::BYTES_IN).increment(len as u64 + 4);
+        let reply = match dispatch::request(broker, buf.freeze(), permit).await {
+            Ok(reply) => reply,
+            Err(close) => return close,
+        };
+        if tx.send(tokio::spawn(reply)).await.is_err() {
+            return Close::WriterGone;
+        }
+    }
+}
+
+async fn write_responses(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<JoinHandle<Reply>>, peer: SocketAddr) {
+    while let Some(handle) = rx.recv().await {
+        let frame: Option<Bytes> = match handle.await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(e)) => {
+                tracing::error!(%peer, error = %e, "cannot encode a Kafka response; closing the connection");
+                metrics::counter!(super::CLOSED, "reason" => "encode_error").increment(1);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "a Kafka request task failed; closing the connection");
+                metrics::counter!(super::CLOSED, "reason" => "task_failed").increment(1);
+                return;
+            }
+        };
+        if let Some(frame) = frame {
+            if wr.write_all(&frame).await.is_err() {
+                return;
+            }
+            metrics::counter!(super::BYTES_OUT).increment(frame.len() as u64);
+        }
+    }
+    let _ = wr.shutdown().await;
+}

@@ -1,0 +1,166 @@
+//! Fetch: whole stored batches (the one holding the fetch offset included) from either tier, as
+//! the bytes that are stored, with the high watermark, last stable offset (the high watermark:
+//! tierlog has no transactions) and log start. A long poll waits on the partitions' high
+//! watermarks (`Engine::wait_for_any`, woken by appends) until `min_bytes` are there or
+//! `max_wait_ms` passed. Sessions are not kept: session id 0 always (KIP-227 sessionless
+//! fetches), FETCH_SESSION_ID_NOT_FOUND for any other.
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError as K;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+
+use super::codes;
+use super::dispatch::{Ctx, Reply};
+use super::metadata::check_leader_epoch;
+use crate::engine::Engine;
+use crate::error::Error;
+
+/// The longest a Fetch is held, whatever `max_wait_ms` asks.
+const MAX_WAIT_MS: u64 = 300_000;
+
+struct Want {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+    /// Refused before reading (bad partition number, leader epoch).
+    refused: Option<K>,
+}
+
+pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
+    let engine = ctx.broker.engine.clone();
+    let mut resp = FetchResponse::default().with_session_id(0);
+    if req.session_id != 0 {
+        resp.error_code = ctx.code(K::FetchSessionIdNotFound.code());
+        return ctx.respond(&resp);
+    }
+    if !matches!(req.session_epoch, -1 | 0) {
+        resp.error_code = ctx.code(K::InvalidFetchSessionEpoch.code());
+        return ctx.respond(&resp);
+    }
+    let mut names: Vec<TopicName> = Vec::with_capacity(req.topics.len());
+    let mut wants: Vec<Vec<Want>> = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = t.topic.0.to_string();
+        let parts = t
+            .partitions
+            .into_iter()
+            .map(|p| Want {
+                topic: topic.clone(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+                refused: if p.partition < 0 {
+                    Some(K::UnknownTopicOrPartition)
+                } else {
+                    check_leader_epoch(if ctx.version >= 9 { p.current_leader_epoch } else { -1 })
+                },
+            })
+            .collect();
+        names.push(t.topic);
+        wants.push(parts);
+    }
+    let max_bytes = req.max_bytes.max(0) as usize;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let read_committed = req.isolation_level == 1;
+    let wait_ms = (req.max_wait_ms.max(0) as u64).min(MAX_WAIT_MS);
+    let clock = engine.clock().clone();
+    let deadline = clock.now_ms().saturating_add(wait_ms as i64);
+    let (parts, sizes) = loop {
+        let (parts, total) = read_all(&engine, &wants, max_bytes, read_committed).await;
+        let remaining = deadline - clock.now_ms();
+        let failed = parts.iter().flatten().any(|p| p.error_code != 0);
+        if total >= min_bytes.max(1) || remaining <= 0 || failed || parts.iter().all(|t| t.is_empty()) {
+            break (parts, total);
+        }
+        // Wait for any partition to grow past what this read saw.
+        let targets: Vec<(&str, u32, i64)> = wants
+            .iter()
+            .flatten()
+            .zip(parts.iter().flatten())
+            .map(|(w, p)| (w.topic.as_str(), w.partition as u32, p.high_watermark.max(w.offset)))
+            .collect();
+        match engine.wait_for_any(&targets, remaining as u64).await {
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => break (parts, total),
+        }
+    };
+    metrics::counter!(super::BYTES_OUT, "kind" => "records").increment(sizes as u64);
+    resp.responses = names
+        .into_iter()
+        .zip(parts)
+        .map(|(topic, partitions)| FetchableTopicResponse::default().with_topic(topic).with_partitions(partitions))
+        .collect();
+    for p in resp.responses.iter().flat_map(|t| &t.partitions) {
+        super::codes::count(ctx.api(), p.error_code);
+    }
+    ctx.respond(&resp)
+}
+
+/// One pass over every partition: whole batches within the limits (the first batch of the
+/// response even when it alone is over them, as KIP-74), and the partition's offsets.
+async fn read_all(
+    engine: &Engine,
+    wants: &[Vec<Want>],
+    max_bytes: usize,
+    read_committed: bool,
+) -> (Vec<Vec<PartitionData>>, usize) {
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(wants.len());
+    for topic in wants {
+        let mut parts = Vec::with_capacity(topic.len());
+        for w in topic {
+            let mut p = PartitionData::default()
+                .with_partition_index(w.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_aborted_transactions(read_committed.then(Vec::new))
+                .with_records(Some(Bytes::new()));
+            if let Some(code) = w.refused {
+                p.error_code = code.code();
+                parts.push(p);
+                continue;
+            }
+            let limit = w.max_bytes.min(max_bytes.saturating_sub(total));
+            let log = match engine.log(&w.topic, w.partition as u32) {
+                Ok(l) => l,
+                Err(e) => {
+                    p.error_code = codes::of(&e).code();
+                    parts.push(p);
+                    continue;
+                }
+            };
+            if limit == 0 && total > 0 {
+                // The response is full: offsets only.
+                let hw = log.high_watermark();
+                (p.high_watermark, p.last_stable_offset, p.log_start_offset) = (hw, hw, log.log_start_offset());
+                parts.push(p);
+                continue;
+            }
+            match engine.read(&w.topic, w.partition as u32, w.offset, limit.max(1)).await {
+                Ok(r) => {
+                    (p.high_watermark, p.last_stable_offset, p.log_start_offset) =
+                        (r.high_watermark, r.high_watermark, r.log_start_offset);
+                    // Past the limits only as the response's first batch.
+                    if total == 0 || r.batches.len() <= limit {
+                        total += r.batches.len();
+                        p.records = Some(r.batches);
+                    }
+                }
+                Err(Error::OffsetOutOfRange { start, end, .. }) => {
+                    p.error_code = K::OffsetOutOfRange.code();
+                    (p.high_watermark, p.last_stable_offset, p.log_start_offset) = (end, end, start);
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %w.topic, partition = w.partition, offset = w.offset, error = %e, "fetch failed");
+                    p.error_code = codes::of(&e).code();
+                }
+            }
+            parts.push(p);
+        }
+        out.push(parts);
+    }
+    (out, total)
+}
