@@ -55,3 +55,148 @@ fn the_seeds_producer_as_written_sends_to_a_topic_nobody_created_and_replay_find
     }
     assert!(partitions.len() > 1, "the producer spread its events over the auto-created partitions");
 }
+
+/// The first offset of a partition's local log: its oldest segment file's base offset.
+fn local_start(data: &std::path::Path, topic: &str, partition: i64) -> i64 {
+    std::fs::read_dir(data.join(format!("{topic}-{partition}")))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".log")?.parse::<i64>().ok())
+        .min()
+        .unwrap()
+}
+
+#[test]
+fn librdkafka_idempotent_producers_of_every_codec_and_time_travel_to_30_days_ago_reads_from_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_file(
+        dir.path(),
+        "[topic_defaults]\npartitions = 2\n[topic_defaults.log]\nsegment_bytes = 32768\nlocal_retention_bytes = 1\n",
+    );
+    const DAY: i64 = 86_400_000;
+    let now = tierlog::clock::wall_clock_nanos() as i64 / 1_000_000;
+    let t0 = now - 60 * DAY;
+    let broker = Broker::start(&data, Some(&config), "127.0.0.1:0");
+    let produced: serde_json::Value = serde_json::from_str(&client(
+        "librdkafka_clients.py",
+        &[&broker.kafka, "produce", "events", "600", &t0.to_string(), &(60 * DAY).to_string()],
+    ))
+    .unwrap();
+    broker.stop();
+    // (partition, offset) -> (timestamp, value), as acknowledged.
+    let mut acked = std::collections::BTreeMap::new();
+    for a in produced["acks"].as_array().unwrap() {
+        let key = (a[0].as_i64().unwrap(), a[1].as_i64().unwrap());
+        assert!(acked.insert(key, (a[2].as_i64().unwrap(), a[3].as_str().unwrap().to_owned())).is_none());
+    }
+    assert_eq!(acked.len(), 3000);
+
+    // Tier everything sealed; local retention then drops it from the disk.
+    let (d, c) = (data.display().to_string(), config.display().to_string());
+    tierlog(&["--data-dir", &d, "--config", &c, "topic", "tier", "events"]);
+    let broker = Broker::start(&data, Some(&config), "127.0.0.1:0");
+
+    // Everything, from the earliest offset, as acknowledged (whatever the codec).
+    let read: serde_json::Value =
+        serde_json::from_str(&client("librdkafka_clients.py", &[&broker.kafka, "read", "events"])).unwrap();
+    let got: std::collections::BTreeMap<(i64, i64), (i64, String)> = read["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(r[4].as_str().unwrap()).unwrap();
+            assert_eq!(r[3].as_str().unwrap(), format!("{}-{}", v["codec"].as_str().unwrap(), v["i"]));
+            ((r[0].as_i64().unwrap(), r[1].as_i64().unwrap()), (r[2].as_i64().unwrap(), r[4].as_str().unwrap().to_owned()))
+        })
+        .collect();
+    assert_eq!(got, acked, "every record read back at its offset, with its timestamp and value");
+
+    // "30 days ago": in each partition, the first offset stamped at or after it.
+    let t = now - 30 * DAY;
+    let times: serde_json::Value = serde_json::from_str(&client(
+        "librdkafka_clients.py",
+        &[&broker.kafka, "times", "events", &t.to_string(), "5"],
+    ))
+    .unwrap();
+    broker.stop();
+    for p in 0..2i64 {
+        let expected =
+            acked.iter().filter(|((q, _), (ts, _))| *q == p && *ts >= t).map(|((_, o), _)| *o).min().unwrap();
+        let found = times["offsets"][p.to_string()].as_i64().unwrap();
+        assert_eq!(found, expected, "partition {p}");
+        assert!(found < local_start(&data, "events", p), "partition {p}: offset {found} is only in the bucket");
+        let first = &times["records"][p.to_string()].as_array().unwrap()[0];
+        assert_eq!(first[0].as_i64().unwrap(), found);
+        assert_eq!(first[2].as_str().unwrap(), acked[&(p, found)].1, "read from the bucket, intact");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn produce_responses_lost_after_the_append_are_retried_without_duplicating_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let proxy = free_port();
+    let config = config_file(dir.path(), &format!("[kafka]\nadvertised_port = {proxy}\n"));
+    let broker = Broker::start(&data, Some(&config), "127.0.0.1:0");
+    let out: serde_json::Value =
+        serde_json::from_str(&client("retry_proxy.py", &[&broker.kafka, &proxy.to_string(), "3000"])).unwrap();
+    broker.stop();
+    assert!(out["cuts"].as_i64().unwrap() >= 3, "the proxy cut connections after appends: {}", out["cuts"]);
+    let records = replay(&data, &config, "retried");
+    let values: Vec<&str> = records.iter().map(|r| r["value"].as_str().unwrap()).collect();
+    let expected: Vec<String> = (0..3000).map(|i| format!("r-{i}")).collect();
+    assert_eq!(values, expected, "each record once, in order, despite the retries");
+    // Each ack names the offset its record is at (a retry was answered with the original offsets).
+    for (i, a) in out["acks"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(a[1].as_i64().unwrap(), i as i64);
+    }
+}
+
+#[test]
+fn a_broker_killed_and_restarted_under_an_idempotent_producer_loses_no_acknowledged_record_and_writes_none_twice() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_file(dir.path(), "[topic_defaults]\npartitions = 2\n");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let broker = Broker::start(&data, Some(&config), &addr);
+    let mut producer = harness::spawn_client("steady_producer.py", &[&addr, "steady", "20000"]);
+    let mut lines = std::io::BufReader::new(producer.stdout.take().unwrap()).lines();
+    let mut acks: Vec<(i64, i64, String)> = Vec::new();
+    let mut take = |lines: &mut dyn Iterator<Item = std::io::Result<String>>, until: usize| {
+        for line in &mut *lines {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            if v.get("done").is_some() {
+                return true;
+            }
+            acks.push((v[0].as_i64().unwrap(), v[1].as_i64().unwrap(), v[2].as_str().unwrap().to_owned()));
+            if acks.len() >= until {
+                return false;
+            }
+        }
+        panic!("the producer ended without finishing");
+    };
+    assert!(!take(&mut lines, 5000), "killed mid-stream");
+    broker.kill();
+    let broker = Broker::start(&data, Some(&config), &addr);
+    assert!(take(&mut lines, usize::MAX));
+    assert!(producer.wait().unwrap().success());
+    broker.stop();
+
+    let records = replay(&data, &config, "steady");
+    let mut at: HashMap<String, (i64, i64)> = HashMap::new();
+    for r in &records {
+        let v = r["value"].as_str().unwrap().to_owned();
+        let pos = (r["partition"].as_i64().unwrap(), r["offset"].as_i64().unwrap());
+        assert!(at.insert(v.clone(), pos).is_none(), "{v} written twice");
+    }
+    assert_eq!(acks.len(), 20_000);
+    for (p, o, v) in &acks {
+        assert_eq!(at.get(v), Some(&(*p, *o)), "{v} acknowledged at {p}/{o}");
+    }
+    assert_eq!(records.len(), 20_000);
+}
