@@ -106,7 +106,10 @@ fn librdkafka_idempotent_producers_of_every_codec_and_time_travel_to_30_days_ago
         .map(|r| {
             let v: serde_json::Value = serde_json::from_str(r[4].as_str().unwrap()).unwrap();
             assert_eq!(r[3].as_str().unwrap(), format!("{}-{}", v["codec"].as_str().unwrap(), v["i"]));
-            ((r[0].as_i64().unwrap(), r[1].as_i64().unwrap()), (r[2].as_i64().unwrap(), r[4].as_str().unwrap().to_owned()))
+            (
+                (r[0].as_i64().unwrap(), r[1].as_i64().unwrap()),
+                (r[2].as_i64().unwrap(), r[4].as_str().unwrap().to_owned()),
+            )
         })
         .collect();
     assert_eq!(got, acked, "every record read back at its offset, with its timestamp and value");

@@ -1,0 +1,250 @@
+//! Frames from a hostile client: random bytes, lying lengths, truncated requests, every API key at
+//! every version with a random body, and array counts that claim billions of elements. The
+//! broker never panics or aborts, its memory stays bounded, each bad frame closes only its own
+//! connection, and a connection opened at the start keeps answering throughout. Every request
+//! this broker serves, at every version it advertises, is answered (its response encodes).
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
+use rand::{Rng, SeedableRng};
+use tierlog::kafka::Broker;
+use tierlog::{Engine, EngineConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Running {
+    engine: Engine,
+    addr: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EngineConfig::new(dir.path().join("data"));
+    cfg.kafka.max_request_bytes = 1 << 20;
+    cfg.kafka.max_in_flight_request_bytes = 8 << 20;
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    engine.create_topic("t", Default::default()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap();
+    let broker = Broker::new(engine.clone(), cfg.kafka.clone(), local).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tierlog::kafka::serve(broker, listener, async move {
+        let _ = stopped.await;
+    }));
+    Running { engine, addr: local.to_string(), stop, server, _dir: dir }
+}
+
+/// A request frame: length, header (at the header version of the API and version), body.
+fn frame<R: Encodable + HeaderVersion>(key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Bytes {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("frames")));
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    header.encode(&mut buf, R::header_version(version)).unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    buf.freeze()
+}
+
+/// Sends `bytes` and reads what comes back until the broker closes the connection or `wait`
+/// passes with nothing more; returns the bytes read.
+async fn exchange(addr: &str, bytes: &[u8], wait: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(wait, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+/// One response frame from `s`: (correlation id, the rest).
+async fn read_response(s: &mut TcpStream) -> (i32, Vec<u8>) {
+    let len = s.read_i32().await.unwrap();
+    assert!((4..=64 << 20).contains(&len), "response length {len}");
+    let mut body = vec![0u8; len as usize];
+    s.read_exact(&mut body).await.unwrap();
+    (i32::from_be_bytes(body[..4].try_into().unwrap()), body)
+}
+
+/// Each served API's default request, encoded at `version`.
+fn default_request(key: ApiKey, version: i16, cid: i32) -> Option<Bytes> {
+    Some(match key {
+        ApiKey::Produce => frame(key, version, cid, &ProduceRequest::default().with_acks(-1)),
+        ApiKey::Fetch => frame(key, version, cid, &FetchRequest::default().with_max_wait_ms(0)),
+        ApiKey::ListOffsets => frame(key, version, cid, &ListOffsetsRequest::default()),
+        ApiKey::Metadata => frame(key, version, cid, &MetadataRequest::default()),
+        ApiKey::ApiVersions => frame(key, version, cid, &ApiVersionsRequest::default()),
+        ApiKey::CreateTopics => frame(key, version, cid, &CreateTopicsRequest::default()),
+        ApiKey::InitProducerId => frame(key, version, cid, &InitProducerIdRequest::default()),
+        ApiKey::OffsetForLeaderEpoch => frame(key, version, cid, &OffsetForLeaderEpochRequest::default()),
+        ApiKey::DescribeCluster => frame(key, version, cid, &DescribeClusterRequest::default()),
+        ApiKey::DeleteTopics => frame(key, version, cid, &DeleteTopicsRequest::default()),
+        ApiKey::CreatePartitions => frame(key, version, cid, &CreatePartitionsRequest::default()),
+        ApiKey::DescribeConfigs => frame(key, version, cid, &DescribeConfigsRequest::default()),
+        ApiKey::IncrementalAlterConfigs => frame(key, version, cid, &IncrementalAlterConfigsRequest::default()),
+        _ => return None,
+    })
+}
+
+/// The versions ApiVersions advertises, by key.
+async fn advertised(addr: &str) -> Vec<(ApiKey, i16, i16)> {
+    use kafka_protocol::protocol::Decodable;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&frame(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default())).await.unwrap();
+    let (cid, body) = read_response(&mut s).await;
+    assert_eq!(cid, 7);
+    let mut rest = Bytes::from(body[4..].to_vec());
+    let resp = ApiVersionsResponse::decode(&mut rest, 3).unwrap();
+    assert_eq!(resp.error_code, 0);
+    resp.api_keys.iter().map(|k| (ApiKey::try_from(k.api_key).unwrap(), k.min_version, k.max_version)).collect()
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_served_request_at_every_advertised_version_is_answered_in_order() {
+    let r = start().await;
+    let versions = advertised(&r.addr).await;
+    assert!(versions.windows(2).all(|w| (w[0].0 as i16) < (w[1].0 as i16)), "sorted by key");
+    let mut s = TcpStream::connect(&r.addr).await.unwrap();
+    let mut cid = 100;
+    for &(key, lo, hi) in &versions {
+        // Pipelined: every version of the API at once, answered in request order.
+        let mut sent = Vec::new();
+        for v in lo..=hi {
+            let f = default_request(key, v, cid).unwrap_or_else(|| panic!("{key:?} is advertised but not tested"));
+            s.write_all(&f).await.unwrap();
+            sent.push(cid);
+            cid += 1;
+        }
+        for want in sent {
+            let (got, _) = read_response(&mut s).await;
+            assert_eq!(got, want, "{key:?}: responses in request order");
+        }
+    }
+    // An ApiVersions of a version past the advertised range: a v0 body with UNSUPPORTED_VERSION.
+    let mut raw = frame(ApiKey::ApiVersions, 4, 9, &ApiVersionsRequest::default()).to_vec();
+    raw[6..8].copy_from_slice(&99i16.to_be_bytes());
+    let back = exchange(&r.addr, &raw, Duration::from_millis(500)).await;
+    assert!(back.len() >= 10, "answered");
+    assert_eq!(i32::from_be_bytes(back[4..8].try_into().unwrap()), 9);
+    assert_eq!(i16::from_be_bytes(back[8..10].try_into().unwrap()), 35, "UNSUPPORTED_VERSION");
+    let _ = r.stop.send(());
+    r.server.await.unwrap().unwrap();
+    r.engine.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_never_panic_keep_memory_bounded_and_close_only_their_connection() {
+    let r = start().await;
+    let versions = advertised(&r.addr).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x7ea1_0f00);
+    // A well-behaved connection, opened first, kept throughout.
+    let mut good = TcpStream::connect(&r.addr).await.unwrap();
+    let rss_before = rss_bytes();
+    let mut frames = 0u64;
+    let wait = Duration::from_millis(20);
+    for round in 0..40 {
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        // Random bytes, length prefix included.
+        for _ in 0..20 {
+            let n = rng.random_range(0..200);
+            cases.push((0..n).map(|_| rng.random()).collect());
+        }
+        // Lying lengths: short, negative, huge, or longer than what follows.
+        for len in [-1i32, 0, 3, 7, 8, i32::MAX, (1 << 20) + 1, 1 << 19] {
+            let mut f = len.to_be_bytes().to_vec();
+            f.extend((0..rng.random_range(0..64)).map(|_| rng.random::<u8>()));
+            cases.push(f);
+        }
+        // Every API key (known or not) at every version, with a random body.
+        for key in -2i16..=90 {
+            let version = rng.random_range(-1i16..20);
+            let body: Vec<u8> = (0..rng.random_range(0..120)).map(|_| rng.random()).collect();
+            let mut f = BytesMut::new();
+            f.put_i32((8 + 2 + body.len()) as i32);
+            f.put_i16(key);
+            f.put_i16(version);
+            f.put_i32(round);
+            f.put_i16(-1); // null client id
+            f.put_slice(&body);
+            cases.push(f.to_vec());
+        }
+        // Served APIs at advertised versions: truncated, bit-flipped, and with array counts of
+        // billions where the body starts.
+        for &(key, lo, hi) in &versions {
+            let v = rng.random_range(lo..=hi);
+            let whole = default_request(key, v, round).unwrap();
+            let cut = rng.random_range(8..whole.len().max(9));
+            let mut truncated = whole[..cut.min(whole.len())].to_vec();
+            let body_len = (truncated.len() - 4) as i32;
+            truncated[..4].copy_from_slice(&body_len.to_be_bytes());
+            cases.push(truncated);
+            let mut flipped = whole.to_vec();
+            for _ in 0..3 {
+                let at = rng.random_range(4..flipped.len());
+                flipped[at] ^= 1 << rng.random_range(0..8);
+            }
+            cases.push(flipped);
+            for count in [[0x7f, 0xff, 0xff, 0xff], [0xff, 0xff, 0xff, 0x0f]] {
+                let mut huge = whole.to_vec();
+                // Overwrite the body's first bytes (past the header) with a huge count.
+                let header_len = whole.len().saturating_sub(8).min(24);
+                for (i, b) in count.iter().enumerate() {
+                    if let Some(slot) = huge.get_mut(4 + header_len + i) {
+                        *slot = *b;
+                    }
+                }
+                for at in (4 + 10..huge.len().saturating_sub(4)).step_by(5) {
+                    let mut h = huge.clone();
+                    h[at..at + 4].copy_from_slice(&count);
+                    cases.push(h);
+                }
+                cases.push(huge);
+            }
+        }
+        frames += cases.len() as u64;
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in cases {
+            let addr = r.addr.clone();
+            tasks.spawn(async move { exchange(&addr, &c, wait).await });
+        }
+        while tasks.join_next().await.transpose().unwrap().is_some() {}
+        // The well-behaved connection still answers, and the broker is still accepting.
+        good.write_all(&frame(ApiKey::Metadata, 12, round, &MetadataRequest::default())).await.unwrap();
+        let (cid, _) = read_response(&mut good).await;
+        assert_eq!(cid, round);
+        assert!(!r.server.is_finished(), "the listener is still running");
+    }
+    let grown = rss_bytes().saturating_sub(rss_before);
+    println!("hostile frames: {frames} frames sent; resident memory grew by {} MiB", grown >> 20);
+    assert!(grown < 512 << 20, "memory stayed bounded: grew {} MiB", grown >> 20);
+    // The engine is untouched: nothing was appended by any of it.
+    assert_eq!(r.engine.log("t", 0).unwrap().high_watermark(), 0);
+    let _ = r.stop.send(());
+    r.server.await.unwrap().unwrap();
+    r.engine.close().await.unwrap();
+}
