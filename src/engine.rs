@@ -243,7 +243,7 @@ impl Engine {
         let (loaded, journal) = blocking(move || -> Result<_> {
             let mut out = Vec::new();
             for (name, cfg) in topic_list {
-                let partitions = open_partitions(&data_dir, &name, &cfg, &clock2)?;
+                let partitions = open_partitions(&data_dir, &name, &cfg, &clock2, 0..cfg.partitions)?;
                 out.push((name, cfg, partitions));
             }
             // Acknowledged batches that only the journal holds go back into their segments.
@@ -295,6 +295,13 @@ impl Engine {
         for (name, cfg, partitions, manifests) in loaded {
             let topic = engine.attach(&name, cfg, partitions, manifests, restoring).await?;
             engine.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name, topic);
+        }
+        if !reader {
+            // Deleted topics' objects leave the bucket once their grace period passed.
+            let every = (engine.inner.config.tiering.delete_grace_ms / 10).clamp(1000, 600_000);
+            let store: Arc<dyn ObjectStore> = engine.inner.store.clone();
+            let sweep = DeletedSweep { store, clock: engine.inner.clock.clone() };
+            engine.start_task(tiering::task::spawn("deleted-topics", engine.inner.clock.clone(), every, sweep));
         }
         if engine.inner.config.compactor.enabled && !reader {
             let work = engine.compactor_worker();
@@ -651,7 +658,7 @@ impl Engine {
         let (dir, name2, cfg, clock) =
             (self.inner.config.data_dir.clone(), name.to_owned(), config.clone(), self.inner.clock.clone());
         let partitions = blocking(move || -> Result<Vec<Opened>> {
-            let partitions = open_partitions(&dir, &name2, &cfg, &clock)?;
+            let partitions = open_partitions(&dir, &name2, &cfg, &clock, 0..cfg.partitions)?;
             // The metadata is written last: a crash before it leaves only empty folders, which a
             // later create of the same name reuses.
             write_topic_config(&dir.join(TOPICS_DIR), &name2, &cfg)?;
@@ -662,6 +669,141 @@ impl Engine {
         self.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name.to_owned(), topic);
         tracing::info!(topic = name, "topic created");
         Ok(())
+    }
+
+    /// Deletes a topic: it stops taking requests at once; its partitions' background work stops
+    /// and their local files go; in the bucket its manifest heads and catalog entry go at once
+    /// (the name can be created again) and its other objects after `tiering.delete_grace_ms`
+    /// (see [`tiering::remote::deleted`]). Refused while another node writes any of its partitions.
+    #[instrument(skip_all, fields(topic = name))]
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        self.check_open()?;
+        self.check_writable("delete topic")?;
+        let _guard = self.inner.create.lock().await;
+        let _compaction = self.inner.compacting.lock().await;
+        let t = self.topic(name)?;
+        if let Some((i, log)) = t.logs.iter().enumerate().find(|(_, l)| l.owned().is_none()) {
+            let reason = log.unavailable().map_or_else(|| "this engine does not write it".into(), |(_, r)| r.clone());
+            return Err(Error::PartitionUnavailable {
+                topic: name.into(),
+                partition: i as u32,
+                reason: format!("{reason}; a topic is deleted by the node that writes all of its partitions"),
+            });
+        }
+        self.inner.topics.write().expect("invariant: topics lock not poisoned").remove(name);
+        for (i, log) in t.logs.iter().enumerate() {
+            log.stop(&self.inner.uploader).await.map_err(|e| Error::storage(name, i as u32, e))?;
+        }
+        // The local metadata first: a crash after it leaves no topic behind locally.
+        let (dir, topic, n) = (self.inner.config.data_dir.clone(), name.to_owned(), t.config.partitions);
+        blocking(move || remove_topic_files(&dir, &topic, n)).await??;
+        let store: Arc<dyn ObjectStore> = self.inner.store.clone();
+        let grace = self.inner.config.tiering.delete_grace_ms;
+        let waiting = tiering::remote::deleted::delete_topic(&store, name, n, self.inner.clock.now_ms(), grace).await?;
+        tracing::info!(topic = name, partitions = n, objects = waiting, grace_ms = grace, "topic deleted");
+        Ok(())
+    }
+
+    /// Deletes the bucket objects of deleted topics whose grace period has passed (the
+    /// background sweeper does this on its own schedule). Returns how many deletes it sent.
+    pub async fn sweep_deleted_topics(&self) -> Result<u64> {
+        self.check_open()?;
+        self.check_writable("sweeping deleted topics")?;
+        let store: Arc<dyn ObjectStore> = self.inner.store.clone();
+        Ok(tiering::remote::deleted::sweep(&store, self.inner.clock.now_ms()).await?)
+    }
+
+    /// Grows a topic to `partitions` partitions (partitions are only ever added: keys of the
+    /// existing ones would move). The new partitions start empty; the catalog and the local
+    /// metadata say the new count once they are open.
+    #[instrument(skip_all, fields(topic = name))]
+    pub async fn add_partitions(&self, name: &str, partitions: u32) -> Result<()> {
+        self.check_open()?;
+        self.check_writable("add partitions")?;
+        let _guard = self.inner.create.lock().await;
+        let t = self.topic(name)?;
+        let current = t.config.partitions;
+        if partitions <= current {
+            return Err(Error::InvalidConfig {
+                field: "partitions".into(),
+                reason: format!(
+                    "the topic has {current} partitions; {partitions} would not add any (partitions can only be added)"
+                ),
+            });
+        }
+        let config = TopicConfig { partitions, ..t.config.clone() };
+        config.validate()?;
+        let (dir, topic, cfg, clock) =
+            (self.inner.config.data_dir.clone(), name.to_owned(), config.clone(), self.inner.clock.clone());
+        let opened = blocking(move || open_partitions(&dir, &topic, &cfg, &clock, current..partitions)).await??;
+        let added = self.attach(name, config.clone(), opened, Vec::new(), false).await?;
+        self.store_topic_config(name, &config).await?;
+        let logs = t.logs.iter().chain(&added.logs).cloned().collect();
+        let topic = Arc::new(Topic { config, logs });
+        self.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name.to_owned(), topic);
+        tracing::info!(topic = name, from = current, to = partitions, "partitions added");
+        Ok(())
+    }
+
+    /// Changes a live topic's retention and compaction settings (`cleanup_policy`, the
+    /// `log.*_retention_*` limits, `compaction.*`): stored in the bucket's catalog and the data
+    /// dir, applied to the next append (a compacted topic refuses records without a key), the
+    /// next retention tick and upload pass, and the next compaction round. Any other change is
+    /// `InvalidConfig` naming the field (partitions grow with [`Engine::add_partitions`]).
+    #[instrument(skip_all, fields(topic = name))]
+    pub async fn alter_topic_config(&self, name: &str, config: TopicConfig) -> Result<()> {
+        self.check_open()?;
+        self.check_writable("alter topic config")?;
+        config.validate()?;
+        let _guard = self.inner.create.lock().await;
+        let t = self.topic(name)?;
+        let fixed = |field: &str| Error::InvalidConfig {
+            field: field.into(),
+            reason: "cannot change on a live topic (retention and compaction settings can)".into(),
+        };
+        if config.partitions != t.config.partitions {
+            return Err(fixed("partitions"));
+        }
+        let (old, new) = (&t.config.log, &config.log);
+        let same_log = tiering::LogConfig {
+            local_retention_ms: old.local_retention_ms,
+            local_retention_bytes: old.local_retention_bytes,
+            remote_retention_ms: old.remote_retention_ms,
+            remote_retention_bytes: old.remote_retention_bytes,
+            ..new.clone()
+        };
+        if &same_log != old {
+            let field = [
+                ("log.segment_bytes", old.segment_bytes != new.segment_bytes),
+                ("log.segment_ms", old.segment_ms != new.segment_ms),
+                ("log.index_interval_bytes", old.index_interval_bytes != new.index_interval_bytes),
+                ("log.durability", old.durability != new.durability),
+                ("log.timestamp_type", old.timestamp_type != new.timestamp_type),
+                ("log.max_batch_bytes", old.max_batch_bytes != new.max_batch_bytes),
+            ]
+            .into_iter()
+            .find_map(|(f, changed)| changed.then_some(f))
+            .unwrap_or("log");
+            return Err(fixed(field));
+        }
+        self.store_topic_config(name, &config).await?;
+        for log in &t.logs {
+            log.set_settings(config.log.retention(), config.cleanup_policy.compacts());
+        }
+        let topic = Arc::new(Topic { config, logs: t.logs.clone() });
+        self.inner.topics.write().expect("invariant: topics lock not poisoned").insert(name.to_owned(), topic);
+        tracing::info!(topic = name, "topic settings changed");
+        Ok(())
+    }
+
+    /// Stores a topic's settings: the bucket's catalog first (what a restore reads), then the
+    /// data dir.
+    async fn store_topic_config(&self, name: &str, config: &TopicConfig) -> Result<()> {
+        let store: Arc<dyn ObjectStore> = self.inner.store.clone();
+        let json = serde_json::to_vec_pretty(config).expect("invariant: topic config serialises");
+        tiering::remote::catalog::put(&store, name, json.into()).await?;
+        let (dir, topic, cfg) = (self.inner.config.data_dir.join(TOPICS_DIR), name.to_owned(), config.clone());
+        blocking(move || write_topic_config(&dir, &topic, &cfg)).await?
     }
 
     /// Names of all topics, sorted.
@@ -856,6 +998,23 @@ impl tiering::task::Worker for ReplicaPoll {
     }
 }
 
+/// Deletes deleted topics' objects from the bucket once their grace period passed: one LIST of
+/// `catalog/deleted/` per tick (every tenth of `delete_grace_ms`, within 1 s..=10 min).
+struct DeletedSweep {
+    store: Arc<dyn ObjectStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl tiering::task::Worker for DeletedSweep {
+    type Msg = ();
+    async fn tick(&mut self) -> tiering::Result<()> {
+        tiering::remote::deleted::sweep(&self.store, self.clock.now_ms()).await.map(|_| ())
+    }
+    async fn message(&mut self, (): ()) -> tiering::Result<()> {
+        Ok(())
+    }
+}
+
 /// The topics of the bucket's catalog (one LIST of its prefix, one GET per topic), validated.
 async fn catalog_topics(store: &Arc<dyn ObjectStore>) -> Result<Vec<(String, TopicConfig)>> {
     let mut out = Vec::new();
@@ -923,17 +1082,22 @@ impl Engine {
 
 /// Opens (recovering) every partition folder of a topic. Damage that recovery will not repair
 /// silently makes that partition [`Opened::Damaged`]; any other error fails the open.
-fn open_partitions(data_dir: &Path, name: &str, cfg: &TopicConfig, clock: &Arc<dyn Clock>) -> Result<Vec<Opened>> {
-    (0..cfg.partitions)
-        .map(|i| match Partition::open(name, i, &partition_dir(data_dir, name, i), cfg.log.clone(), clock.clone()) {
-            Ok(p) => Ok(Opened::Log(p)),
-            Err(e @ tiering::Error::Corrupt { .. }) => {
-                metrics::counter!(tiering::stats::DAMAGED_PARTITIONS).increment(1);
-                Ok(Opened::Damaged { id: i, reason: e.to_string() })
-            }
-            Err(e) => Err(Error::storage(name, i, e)),
-        })
-        .collect()
+fn open_partitions(
+    data_dir: &Path,
+    name: &str,
+    cfg: &TopicConfig,
+    clock: &Arc<dyn Clock>,
+    ids: std::ops::Range<u32>,
+) -> Result<Vec<Opened>> {
+    ids.map(|i| match Partition::open(name, i, &partition_dir(data_dir, name, i), cfg.log.clone(), clock.clone()) {
+        Ok(p) => Ok(Opened::Log(p)),
+        Err(e @ tiering::Error::Corrupt { .. }) => {
+            metrics::counter!(tiering::stats::DAMAGED_PARTITIONS).increment(1);
+            Ok(Opened::Damaged { id: i, reason: e.to_string() })
+        }
+        Err(e) => Err(Error::storage(name, i, e)),
+    })
+    .collect()
 }
 
 fn load_topic_configs(topics_dir: &Path) -> Result<Vec<(String, TopicConfig)>> {
@@ -956,6 +1120,27 @@ fn load_topic_configs(topics_dir: &Path) -> Result<Vec<(String, TopicConfig)>> {
         out.push((name.to_owned(), cfg));
     }
     Ok(out)
+}
+
+/// Removes a deleted topic's metadata (first, then fsyncs the folder) and its partition folders.
+fn remove_topic_files(data_dir: &Path, name: &str, partitions: u32) -> Result<()> {
+    let topics_dir = data_dir.join(TOPICS_DIR);
+    let meta = topics_dir.join(format!("{name}.json"));
+    match std::fs::remove_file(&meta) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("remove topic metadata", &meta)(e)),
+    }
+    File::open(&topics_dir).and_then(|d| d.sync_all()).map_err(io("fsync topics dir", &topics_dir))?;
+    for p in 0..partitions {
+        let dir = partition_dir(data_dir, name, p);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("remove partition folder", &dir)(e)),
+        }
+    }
+    File::open(data_dir).and_then(|d| d.sync_all()).map_err(io("fsync data dir", data_dir))
 }
 
 fn write_topic_config(topics_dir: &Path, name: &str, cfg: &TopicConfig) -> Result<()> {

@@ -113,7 +113,25 @@ impl Default for LogConfig {
     }
 }
 
+/// The retention settings of a [`LogConfig`]: the ones a live partition can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    pub local_ms: Option<u64>,
+    pub local_bytes: Option<u64>,
+    pub remote_ms: Option<u64>,
+    pub remote_bytes: Option<u64>,
+}
+
 impl LogConfig {
+    pub fn retention(&self) -> Retention {
+        Retention {
+            local_ms: self.local_retention_ms,
+            local_bytes: self.local_retention_bytes,
+            remote_ms: self.remote_retention_ms,
+            remote_bytes: self.remote_retention_bytes,
+        }
+    }
+
     /// The largest batch an append accepts: `max_batch_bytes`, capped at `segment_bytes`.
     pub fn batch_limit(&self) -> usize {
         self.max_batch_bytes.min(self.segment_bytes.min(usize::MAX as u64) as usize)

@@ -31,6 +31,6 @@ pub mod tiered;
 pub mod topic;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Durability, LogConfig};
+pub use config::{Durability, LogConfig, Retention};
 pub use error::{BatchError, Error, Result};
 pub use object_store;

@@ -26,7 +26,7 @@ pub struct Writing {
     pub clock: Arc<dyn Clock>,
     /// How long a confirmation of ownership holds (see [`RemoteLog::check_lease`]).
     pub lease_ms: u64,
-    /// Refuse records without a key (a compacted topic).
+    /// Refuse records without a key (a compacted topic) from the start.
     pub require_keys: bool,
 }
 
@@ -40,18 +40,21 @@ pub struct PartitionLog {
     /// Why this node takes no appends for the partition, when it writes none: a state
     /// (`refused`, `damaged`) and the reason.
     unavailable: Option<(&'static str, String)>,
+    /// Refuse records without a key (the topic is compacted); changes with the topic's settings.
+    require_keys: std::sync::atomic::AtomicBool,
 }
 
 impl PartitionLog {
     /// A partition this node writes.
     pub fn writing(topic: &str, id: u32, tiers: TieredPartition, writing: Writing) -> Self {
-        Self { topic: topic.to_owned(), id, tiers, writing: Some(writing), unavailable: None }
+        let require_keys = writing.require_keys.into();
+        Self { topic: topic.to_owned(), id, tiers, writing: Some(writing), unavailable: None, require_keys }
     }
 
     /// A partition this node only reads: a replica's, a read-only engine's, or one it refused or
     /// found damaged (`unavailable` says which and why).
     pub fn reading(topic: &str, id: u32, tiers: TieredPartition, unavailable: Option<(&'static str, String)>) -> Self {
-        Self { topic: topic.to_owned(), id, tiers, writing: None, unavailable }
+        Self { topic: topic.to_owned(), id, tiers, writing: None, unavailable, require_keys: false.into() }
     }
 
     /// Starts the partition's background work: the writer's periodic work on its local log (seal
@@ -117,8 +120,28 @@ impl PartitionLog {
     /// another get offsets in that order, so a producer can keep several in flight.
     pub async fn enqueue(&self, batch: Bytes) -> Result<AppendTicket> {
         let w = self.writer().await?;
-        let batch = ValidatedBatch::validate_for(batch, w.local.config().batch_limit(), w.require_keys)?;
+        let keys = self.require_keys.load(std::sync::atomic::Ordering::Relaxed);
+        let batch = ValidatedBatch::validate_for(batch, w.local.config().batch_limit(), keys)?;
         w.writer.enqueue(&w.local, batch).await
+    }
+
+    /// The topic's settings changed: retention and whether records need keys. Applies to the
+    /// next append, retention on the next tick or pass.
+    pub fn set_settings(&self, retention: crate::config::Retention, require_keys: bool) {
+        self.require_keys.store(require_keys, std::sync::atomic::Ordering::Relaxed);
+        if let Some(w) = &self.writing {
+            w.local.set_retention(retention);
+        }
+    }
+
+    /// Stops the partition's background work and closes its local log (its topic is being
+    /// deleted): uploads finish first, queued appends are written, then nothing more runs on it.
+    pub async fn stop(&self, uploader: &crate::remote::Uploader) -> Result<()> {
+        if let Some(w) = &self.writing {
+            uploader.unregister(&w.remote).await;
+            w.writer.unregister(&w.local).await?;
+        }
+        Ok(())
     }
 
     /// Whole batches from `offset`, from whichever tier holds it.

@@ -124,6 +124,12 @@ enum Command {
         ack: oneshot::Sender<Result<AppendInfo>>,
     },
     Register(Arc<Partition>),
+    /// Stops the periodic work on a partition (its topic is being deleted) and closes it, after
+    /// every append queued before.
+    Unregister {
+        partition: Arc<Partition>,
+        ack: oneshot::Sender<Result<()>>,
+    },
     Roll {
         partition: Arc<Partition>,
         ack: oneshot::Sender<Result<()>>,
@@ -202,6 +208,14 @@ impl LogWriter {
     /// Hands a partition to this writer, for its periodic work.
     pub async fn register(&self, partition: Arc<Partition>) -> Result<()> {
         self.send(Command::Register(partition)).await
+    }
+
+    /// Takes a partition back: its queued appends are written first, then it is closed (synced
+    /// and checkpointed) and gets no more periodic work.
+    pub async fn unregister(&self, partition: &Arc<Partition>) -> Result<()> {
+        let (ack, rx) = oneshot::channel();
+        self.send(Command::Unregister { partition: partition.clone(), ack }).await?;
+        rx.await.map_err(|_| closed())?
     }
 
     /// Queues a validated batch and waits for it to be written (and synced, per durability).
@@ -374,6 +388,10 @@ fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig, mut journal: Optio
                 Command::Roll { partition, ack } => {
                     let _ = ack.send(partition.roll());
                 }
+                Command::Unregister { partition, ack } => {
+                    partitions.retain(|p| !Arc::ptr_eq(p, &partition));
+                    let _ = ack.send(partition.close());
+                }
                 Command::Flush { ack } => {
                     maybe_rotate(&config, &mut journal, &partitions, &mut rotation, true);
                     // Every segment is synced: the journal can start afresh.
@@ -395,7 +413,12 @@ fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig, mut journal: Optio
     for cmd in leftover {
         match appends.take(cmd) {
             Some(Command::Register(p)) => partitions.push(p),
-            Some(Command::Roll { ack, .. } | Command::Flush { ack } | Command::Shutdown { ack }) => {
+            Some(
+                Command::Roll { ack, .. }
+                | Command::Flush { ack }
+                | Command::Shutdown { ack }
+                | Command::Unregister { ack, .. },
+            ) => {
                 let _ = ack.send(Err(closed()));
             }
             _ => {}

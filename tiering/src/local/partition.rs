@@ -169,6 +169,8 @@ pub struct Partition {
     name: String,
     dir: PathBuf,
     config: LogConfig,
+    /// The retention in force (see [`Partition::set_retention`]).
+    retention: RwLock<crate::config::Retention>,
     clock: Arc<dyn Clock>,
     fs: Arc<dyn Fs>,
     leader_epoch: AtomicI32,
@@ -238,6 +240,7 @@ impl Partition {
             id,
             name: format!("{topic}-{id}"),
             dir: dir.to_owned(),
+            retention: RwLock::new(config.retention()),
             config,
             clock,
             fs,
@@ -387,6 +390,17 @@ impl Partition {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+    /// The retention in force: the config's, until [`Partition::set_retention`] changes it.
+    pub fn retention(&self) -> crate::config::Retention {
+        *self.retention.read().expect("invariant: retention lock not poisoned")
+    }
+
+    /// Changes the partition's retention (a topic's settings altered while it runs); local
+    /// retention applies it on the next tick, remote retention on the next upload pass.
+    pub fn set_retention(&self, r: crate::config::Retention) {
+        *self.retention.write().expect("invariant: retention lock not poisoned") = r;
+    }
+
     pub fn config(&self) -> &LogConfig {
         &self.config
     }
@@ -871,7 +885,8 @@ impl Partition {
     /// never the active segment, and with a remote tier never a segment not yet committed to the
     /// bucket's manifest. Returns how many were deleted.
     pub fn apply_retention(&self, now: i64) -> Result<usize> {
-        let (by_time, by_size) = (self.config.local_retention_ms, self.config.local_retention_bytes);
+        let r = self.retention();
+        let (by_time, by_size) = (r.local_ms, r.local_bytes);
         if by_time.is_none() && by_size.is_none() {
             return Ok(0);
         }

@@ -13,6 +13,7 @@
 pub mod cache;
 pub mod catalog;
 pub mod config;
+pub mod deleted;
 pub mod faulty;
 pub mod index;
 pub mod instrumented;

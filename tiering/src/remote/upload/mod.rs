@@ -105,6 +105,13 @@ impl Uploader {
         self.wake();
     }
 
+    /// Takes a partition off the uploader (its topic is being deleted) once any pass running on it
+    /// has finished; no pass starts on it after.
+    pub async fn unregister(&self, log: &Arc<RemoteLog>) {
+        self.inner.partitions.lock().expect("invariant: lock not poisoned").retain(|l| !Arc::ptr_eq(l, log));
+        let _done = log.work.lock().await;
+    }
+
     /// Asks the loop to look for work now (after a roll).
     pub fn wake(&self) {
         self.task.send(());

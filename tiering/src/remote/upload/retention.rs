@@ -23,8 +23,8 @@ pub(super) async fn delete_due(inner: &Arc<Inner>, log: &RemoteLog, now: i64) ->
 /// The offset remote retention cuts the log at, if it drops anything: the oldest segments whose
 /// newest record is past `remote_retention_ms`, or while the log is over `remote_retention_bytes`.
 pub(super) async fn plan_retention(log: &RemoteLog, new: &[SegmentEntry], now: i64) -> Result<Option<i64>> {
-    let config = log.local.config();
-    let (by_time, by_size) = (config.remote_retention_ms, config.remote_retention_bytes);
+    let r = log.local.retention();
+    let (by_time, by_size) = (r.remote_ms, r.remote_bytes);
     if by_time.is_none() && by_size.is_none() {
         return Ok(None);
     }

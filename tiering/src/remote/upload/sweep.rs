@@ -12,6 +12,8 @@ pub(super) async fn sweep(inner: &Arc<Inner>, log: &RemoteLog) -> Result<u64> {
     let head = manifest.head();
     // Compared with the objects' last-modified times, which the store's wall clock wrote.
     let now_wall = (crate::clock::wall_clock_nanos() / 1_000_000) as i64;
+    // A deleted topic of the same name: its objects wait for their own grace period.
+    let held = crate::remote::deleted::pending_keys(&inner.store, log.local.topic()).await?;
     let mut deleted = 0;
     for dir in [keys.segments_dir(), Path::from(format!("{}/manifest/chunks", keys.root())), keys.snapshots_dir()] {
         let mut listing = inner.store.list(Some(&dir));
@@ -22,7 +24,7 @@ pub(super) async fn sweep(inner: &Arc<Inner>, log: &RemoteLog) -> Result<u64> {
                 continue;
             }
             let key = meta.location.to_string();
-            if head.pending_deletes.iter().any(|p| p.key == key) {
+            if head.pending_deletes.iter().any(|p| p.key == key) || held.contains(&key) {
                 continue;
             }
             let Some((base, epoch, id)) = meta.location.filename().and_then(parse_object_name) else { continue };
