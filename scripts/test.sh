@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on a machine with only Rust and Python 3:
-#   1. installs what the tests need into .cache/ (a venv with kafka-python and its codecs, pyarrow and
-#      DuckDB, and the SeaweedFS S3 server, all pinned by version and sha256), once;
+#   1. installs what the tests need into .cache/ (a venv with kafka-python, confluent-kafka and
+#      aiokafka, pyarrow and DuckDB, and the SeaweedFS S3 server, all pinned by version and sha256),
+#      once, and kcat and Redis from Debian when the machine lacks them;
 #   2. starts SeaweedFS on free 127.0.0.1 ports (stopped again on exit, whatever happens);
 #   3. runs every test of the workspace (the S3 tests fail, never skip, without the server);
 #   4. runs the benchmarks once in smoke mode (tiny sizes), so the bench code stays working.
@@ -23,6 +24,18 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" > "$stamp"
 fi
 export TIERLOG_PYTHON="$venv/bin/python"
+
+# Debian's kcat (the Kafka test that needs it says so) and Redis (the peer of `bench kafka`).
+need=()
+command -v kcat >/dev/null || need+=(kcat)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-benchmark >/dev/null || need+=(redis-tools)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]} from Debian"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  $sudo apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
 
 s3dir="$cache/s3-$$"
 rm -rf "$s3dir"

@@ -203,3 +203,77 @@ fn a_broker_killed_and_restarted_under_an_idempotent_producer_loses_no_acknowled
     }
     assert_eq!(records.len(), 20_000);
 }
+
+#[test]
+fn kafka_python_admin_creates_describes_alters_grows_and_deletes_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), None, "127.0.0.1:0");
+    let out: serde_json::Value = serde_json::from_str(&client("admin_client.py", &[&broker.kafka])).unwrap();
+    broker.stop();
+    assert_eq!(out["exists_error"], "TopicAlreadyExistsError");
+    assert_eq!(out["bad_config_error"], "InvalidConfigurationError");
+    assert_eq!(out["topics"], serde_json::json!(["audit", "orders"]));
+    let d = &out["described"];
+    assert_eq!(d["retention.ms"]["value"], "2592000000");
+    assert_eq!(d["retention.ms"]["source"], "DYNAMIC_TOPIC_CONFIG");
+    assert_eq!(d["cleanup.policy"]["value"], "compact,delete");
+    assert_eq!(d["segment.bytes"]["source"], "DEFAULT_CONFIG");
+    assert_eq!(d["segment.bytes"]["read_only"], true);
+    assert_eq!(d["retention.ms"]["read_only"], false);
+    assert_eq!(d.as_object().unwrap().len(), 13, "every config: {d}");
+    assert_eq!(out["retention_after_alter"], "604800000");
+    assert_eq!(out["partitions_after_add"], 4);
+    assert_eq!(out["new_partition_offset"], serde_json::json!([3, 0]));
+    assert_eq!(out["topics_after_delete"], serde_json::json!(["orders"]));
+}
+
+#[test]
+fn aiokafka_produces_and_consumes_on_its_old_protocol_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), "[topic_defaults]\npartitions = 2\n");
+    let broker = Broker::start(&dir.path().join("data"), Some(&config), "127.0.0.1:0");
+    let out: serde_json::Value =
+        serde_json::from_str(&client("aiokafka_roundtrip.py", &[&broker.kafka, "aio", "300"])).unwrap();
+    broker.stop();
+    let mut sent: Vec<serde_json::Value> = out["sent"].as_array().unwrap().clone();
+    let mut read: Vec<serde_json::Value> = out["read"].as_array().unwrap().clone();
+    let key = |v: &serde_json::Value| (v[0].as_i64().unwrap(), v[1].as_i64().unwrap());
+    sent.sort_by_key(key);
+    read.sort_by_key(key);
+    assert_eq!(sent.len(), 300);
+    assert_eq!(read, sent, "every record read back where its ack said");
+}
+
+/// kcat is Debian's (`apt-get install kcat`); scripts/test.sh installs it where it can. This
+/// test needs it and fails without it.
+#[test]
+fn kcat_lists_metadata_produces_and_consumes() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), None, "127.0.0.1:0");
+    let kcat = |args: &[&str], input: Option<&str>| -> String {
+        let mut child = Command::new("kcat")
+            .arg("-b")
+            .arg(&broker.kafka)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kcat is not installed: run `apt-get install kcat` (scripts/test.sh does)");
+        child.stdin.take().unwrap().write_all(input.unwrap_or("").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kcat {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let lines: String = (0..50).map(|i| format!("key{i}:value {i}\n")).collect();
+    kcat(&["-P", "-t", "kc", "-K", ":"], Some(&lines));
+    let listed = kcat(&["-L", "-t", "kc"], None);
+    assert!(listed.contains("topic \"kc\" with 1 partitions"), "{listed}");
+    assert!(listed.contains("1 brokers"), "{listed}");
+    let consumed = kcat(&["-C", "-t", "kc", "-e", "-f", "%k=%s@%o\n"], None);
+    let expected: String = (0..50).map(|i| format!("key{i}=value {i}@{i}\n")).collect();
+    assert_eq!(consumed, expected);
+    broker.stop();
+}

@@ -33,6 +33,18 @@ pub(super) const NAMES: &[&str] = &[
     "segment.ms",
 ];
 
+/// The configs that IncrementalAlterConfigs may change on a live topic: retention and compaction.
+pub(super) const ALTERABLE: &[&str] = &[
+    "cleanup.policy",
+    "delete.retention.ms",
+    "local.retention.bytes",
+    "local.retention.ms",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "retention.bytes",
+    "retention.ms",
+];
+
 fn unlimited(v: Option<u64>) -> String {
     v.map_or_else(|| "-1".to_owned(), |v| v.to_string())
 }

@@ -26,8 +26,12 @@ pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
 ];
 
@@ -152,6 +156,22 @@ pub(super) async fn request(
         ApiKey::CreateTopics => {
             let req = decode(&ctx, &mut body)?;
             Box::pin(super::admin::create_topics(ctx, req))
+        }
+        ApiKey::DeleteTopics => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::admin::delete_topics(ctx, req))
+        }
+        ApiKey::CreatePartitions => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::admin::create_partitions(ctx, req))
+        }
+        ApiKey::DescribeConfigs => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::admin::describe_configs(ctx, req))
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::admin::incremental_alter_configs(ctx, req))
         }
         ApiKey::InitProducerId => {
             let req = decode(&ctx, &mut body)?;

@@ -38,7 +38,10 @@ pub(super) async fn handle(ctx: Ctx, req: ListOffsetsRequest) -> Reply {
             };
             match found {
                 Ok(Some((offset, timestamp))) => {
-                    (r.offset, r.timestamp, r.leader_epoch) = (offset, timestamp, LEADER_EPOCH);
+                    (r.offset, r.timestamp) = (offset, timestamp);
+                    if ctx.version >= 4 {
+                        r.leader_epoch = LEADER_EPOCH;
+                    }
                 }
                 Ok(None) => {}
                 Err(code) => r.error_code = ctx.code(code.code()),
