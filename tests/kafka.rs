@@ -8,6 +8,16 @@ use std::collections::HashMap;
 
 use harness::{Broker, client, config_file, json_lines, tierlog};
 
+/// One HTTP GET over a fresh connection; the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+}
+
 /// Every record of a topic, from tierlog's own replay of a stopped data dir.
 fn replay(data: &std::path::Path, config: &std::path::Path, topic: &str) -> Vec<serde_json::Value> {
     let d = data.display().to_string();
@@ -22,6 +32,18 @@ fn the_seeds_producer_as_written_sends_to_a_topic_nobody_created_and_replay_find
     let config = config_file(dir.path(), "[topic_defaults]\npartitions = 3\n");
     let broker = Broker::start(&data, Some(&config), "127.0.0.1:0");
     let out: serde_json::Value = serde_json::from_str(&client("seed_producer.py", &[&broker.kafka, "40000"])).unwrap();
+    // Per-API metrics on /metrics: requests, latency, bytes in and out, connections.
+    let metrics = http_get(&broker.http, "/metrics");
+    for needle in [
+        "tierlog_kafka_requests_total{api=\"Produce\"}",
+        "tierlog_kafka_requests_total{api=\"Metadata\"}",
+        "tierlog_kafka_request_seconds_count{api=\"Produce\"}",
+        "tierlog_kafka_bytes_in_total",
+        "tierlog_kafka_bytes_out_total",
+        "tierlog_kafka_connections",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from /metrics");
+    }
     broker.stop();
     let acks: Vec<(i64, i64)> =
         out["acks"].as_array().unwrap().iter().map(|a| (a[0].as_i64().unwrap(), a[1].as_i64().unwrap())).collect();

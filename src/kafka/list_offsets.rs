@@ -1,6 +1,7 @@
 //! ListOffsets: latest (-1, the high watermark), earliest (-2, the real log start after
 //! retention, across both tiers), a timestamp (the first offset whose record timestamp is >= it,
-//! searched inside batches in either tier), earliest local (-4) and latest tiered (-5).
+//! searched inside batches in either tier), max timestamp (-3: the first record with the largest
+//! timestamp), earliest local (-4) and latest tiered (-5).
 
 use kafka_protocol::ResponseError as K;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
@@ -15,6 +16,7 @@ use crate::error::Error;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
@@ -34,7 +36,7 @@ pub(super) async fn handle(ctx: Ctx, req: ListOffsetsRequest) -> Reply {
             let found = match (u32::try_from(p.partition_index), check_leader_epoch(epoch)) {
                 (Err(_), _) => Err(K::UnknownTopicOrPartition),
                 (_, Some(code)) => Err(code),
-                (Ok(id), None) => lookup(&engine, &name, id, p.timestamp).await,
+                (Ok(id), None) => lookup(&engine, &name, id, p.timestamp, ctx.version).await,
             };
             match found {
                 Ok(Some((offset, timestamp))) => {
@@ -54,8 +56,32 @@ pub(super) async fn handle(ctx: Ctx, req: ListOffsetsRequest) -> Reply {
 }
 
 /// `(offset, timestamp)` for one partition's spec; `None` when no record matches.
-async fn lookup(engine: &Engine, topic: &str, partition: u32, spec: i64) -> Result<Option<(i64, i64)>, K> {
+async fn lookup(
+    engine: &Engine,
+    topic: &str,
+    partition: u32,
+    spec: i64,
+    version: i16,
+) -> Result<Option<(i64, i64)>, K> {
     let log = engine.log(topic, partition).map_err(|e| codes::of(&e))?;
+    // The special values each came with a version; below it they are plain (negative) times.
+    let spec = match spec {
+        MAX_TIMESTAMP if version < 7 => 0,
+        EARLIEST_LOCAL if version < 8 => 0,
+        LATEST_TIERED if version < 9 => 0,
+        s => s,
+    };
+    let time = |spec| async move {
+        match engine.offset_for_time(topic, partition, spec).await {
+            Ok(found) => Ok(found.map(|f| (f.offset, f.timestamp))),
+            Err(e) => {
+                if !matches!(e, Error::OffsetOutOfRange { .. }) {
+                    tracing::warn!(topic, partition, error = %e, "ListOffsets failed");
+                }
+                Err(codes::of(&e))
+            }
+        }
+    };
     let found = match spec {
         LATEST => Some((log.high_watermark(), -1)),
         EARLIEST => Some((log.log_start_offset(), -1)),
@@ -67,15 +93,8 @@ async fn lookup(engine: &Engine, topic: &str, partition: u32, spec: i64) -> Resu
             let head = log.tiers().remote.as_ref().map(|r| r.manifest().head());
             Some((head.filter(|h| !h.is_empty()).map_or(-1, |h| h.next_offset - 1), -1))
         }
-        t => match engine.offset_for_time(topic, partition, OffsetSpec::Timestamp(t.max(0))).await {
-            Ok(found) => found.map(|f| (f.offset, f.timestamp)),
-            Err(e) => {
-                if !matches!(e, Error::OffsetOutOfRange { .. }) {
-                    tracing::warn!(topic, partition, spec = t, error = %e, "ListOffsets failed");
-                }
-                return Err(codes::of(&e));
-            }
-        },
+        MAX_TIMESTAMP => time(OffsetSpec::MaxTimestamp).await?,
+        t => time(OffsetSpec::Timestamp(t.max(0))).await?,
     };
     Ok(found)
 }

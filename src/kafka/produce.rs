@@ -33,7 +33,7 @@ enum Slot {
 pub(super) async fn handle(ctx: Ctx, req: ProduceRequest) -> ReplyFuture {
     let engine = ctx.broker.engine.clone();
     let acks = req.acks;
-    let refused = if req.transactional_id.is_some() {
+    let refused = if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
         Some((K::TransactionalIdAuthorizationFailed, "transactions are not supported by tierlog".to_owned()))
     } else if !matches!(acks, -1..=1) {
         Some((K::InvalidRequiredAcks, format!("acks must be -1, 0 or 1, not {acks}")))

@@ -10,7 +10,7 @@ use super::dispatch::{Ctx, Reply};
 
 pub(super) async fn handle(ctx: Ctx, req: InitProducerIdRequest) -> Reply {
     let mut resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
+    if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
         tracing::warn!("InitProducerId with a transactional id refused: tierlog has no transactions");
         resp.error_code = ctx.code(K::TransactionalIdAuthorizationFailed.code());
         return ctx.respond(&resp);

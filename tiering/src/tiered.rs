@@ -123,6 +123,11 @@ impl TieredPartition {
                 r.log_start_offset = self.log_start_offset();
                 Ok(r)
             }
+            // Out of range of the local log is out of range of the whole log: say the whole
+            // log's range (the bucket may start far below the local log).
+            Err(Error::OffsetOutOfRange { offset, end, .. }) => {
+                Err(Error::OffsetOutOfRange { offset, start: self.log_start_offset(), end })
+            }
             other => other,
         }
     }
@@ -138,6 +143,17 @@ impl TieredPartition {
 
     /// Kafka's ListOffsets across both tiers.
     pub async fn offset_for_time(&self, spec: OffsetSpec) -> Result<Option<TimeOffset>> {
+        if spec == OffsetSpec::MaxTimestamp {
+            // The first record stamped with the largest timestamp of either tier is the first
+            // record at or after that timestamp.
+            let local = self.local.as_ref().and_then(|l| l.max_timestamp());
+            let remote = match &self.remote {
+                Some(r) => r.manifest().max_timestamp().await?,
+                None => None,
+            };
+            let Some(t) = local.max(remote) else { return Ok(None) };
+            return Box::pin(self.offset_for_time(OffsetSpec::Timestamp(t))).await;
+        }
         if spec == OffsetSpec::Earliest {
             return Ok(Some(TimeOffset { offset: self.log_start_offset(), timestamp: -1 }));
         }

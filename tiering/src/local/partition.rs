@@ -89,6 +89,8 @@ pub enum OffsetSpec {
     Earliest,
     Latest,
     Timestamp(i64),
+    /// The first record with the largest timestamp (Kafka's ListOffsets -3).
+    MaxTimestamp,
 }
 
 /// An offset found by `offset_for_time`; `timestamp` is the record's, or -1 for earliest/latest.
@@ -507,11 +509,21 @@ impl Partition {
     /// Kafka ListOffsets: the first offset whose record timestamp is >= `t` (None when there is
     /// none), or the earliest / latest offset. Blocking file IO.
     #[instrument(skip_all, fields(topic = %self.topic, partition = self.id))]
+    /// The largest record timestamp of the local log, if it holds a record.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.view().segments.values().map(|s| s.meta().index.max_timestamp()).max().filter(|&t| t >= 0)
+    }
+
     pub fn offset_for_time(&self, spec: OffsetSpec) -> Result<Option<TimeOffset>> {
         let t = match spec {
             OffsetSpec::Earliest => return Ok(Some(TimeOffset { offset: self.log_start_offset(), timestamp: -1 })),
             OffsetSpec::Latest => return Ok(Some(TimeOffset { offset: self.high_watermark(), timestamp: -1 })),
             OffsetSpec::Timestamp(t) => t,
+            // The first record stamped with the largest timestamp is the first at or after it.
+            OffsetSpec::MaxTimestamp => match self.max_timestamp() {
+                Some(t) => t,
+                None => return Ok(None),
+            },
         };
         let segments: Vec<Arc<Segment>> = self.view().segments.values().cloned().collect();
         for s in segments {

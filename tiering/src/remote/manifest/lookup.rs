@@ -38,6 +38,26 @@ impl Manifest {
         Ok(head.segments.iter().find(|e| e.base_offset >= head.log_start_offset && e.max_timestamp >= t).cloned())
     }
 
+    /// The largest record timestamp of the live remote log (a chunk's own bound where it lies
+    /// wholly inside the live log, its entries where retention cut into it).
+    pub async fn max_timestamp(&self) -> Result<Option<i64>> {
+        let head = self.head();
+        let mut max = None;
+        for c in head.chunks.iter().filter(|c| c.next_offset > head.log_start_offset) {
+            if c.base_offset >= head.log_start_offset {
+                max = max.max(Some(c.max_timestamp));
+                continue;
+            }
+            for e in self.chunk(c).await?.iter().filter(|e| e.base_offset >= head.log_start_offset) {
+                max = max.max(Some(e.max_timestamp));
+            }
+        }
+        for e in head.segments.iter().filter(|e| e.base_offset >= head.log_start_offset) {
+            max = max.max(Some(e.max_timestamp));
+        }
+        Ok(max.filter(|&t| t >= 0))
+    }
+
     /// The oldest live segments, in order, until `stop` says so (for retention and inspection).
     pub async fn scan(&self, mut visit: impl FnMut(&SegmentEntry) -> bool) -> Result<()> {
         let head = self.head();
