@@ -12,7 +12,8 @@
 //! - [`replay`]: ordered record streams over offset or time ranges, across both tiers.
 //! - [`state`]: the latest value of every key as of a time or offset (`state_at`).
 //! - [`records`]: producing JSON lines into batches and batches into JSON lines (the CLI's format).
-//! - [`server`]: the HTTP/JSON API (axum) and Prometheus `/metrics`.
+//! - [`server`]: the HTTP/JSON API (axum) and Prometheus `/metrics` (feature `servers`).
+//! - [`kafka`]: the Kafka wire-protocol broker (feature `servers`).
 //! - [`cli`]: the `tierlog` command line, including `demo`.
 //! - [`bench`]: the benchmarks behind `tierlog bench` and `benches/`, each against its raw limit.
 //!
@@ -41,9 +42,11 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod ingest;
+#[cfg(feature = "servers")]
 pub mod kafka;
 pub mod records;
 pub mod replay;
+#[cfg(feature = "servers")]
 pub mod server;
 pub mod state;
 

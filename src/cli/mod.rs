@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod produce;
 pub mod repair;
 pub mod restore;
+#[cfg(feature = "servers")]
 pub mod serve;
 pub mod topic;
 
@@ -89,6 +90,7 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Serve the HTTP/JSON API and Prometheus /metrics (127.0.0.1:8080 by default) until SIGINT
     /// or SIGTERM.
+    #[cfg(feature = "servers")]
     Serve(serve::ServeArgs),
     /// Rebuild an empty data dir from the bucket: topics from its catalog, each partition
     /// continuing where its manifest ends. Prints one JSON line per partition with its last
@@ -142,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact(args) => compact::run(&cli, args).await,
         Command::Inspect(args) => inspect::run(&cli, args).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        #[cfg(feature = "servers")]
         Command::Serve(args) => serve::run(&cli, args).await,
         Command::Restore(args) => restore::run(&cli, args).await,
         Command::Repair(args) => repair::run(&cli, args).await,
