@@ -57,5 +57,8 @@ cargo run --locked --quiet --release --bin tierlog -- bench tier --smoke --dir "
 echo "== tierlog bench history --smoke"
 cargo run --locked --quiet --release --bin tierlog -- bench history --smoke --dir "$cache/bench-history"
 
+echo "== tierlog bench kafka --smoke (librdkafka from the venv, Redis from Debian)"
+cargo run --locked --quiet --release --bin tierlog -- bench kafka --smoke --dir "$cache/bench-kafka"
+
 echo "== tierlog bench compaction --smoke (against the SeaweedFS started above)"
 cargo run --locked --quiet --release --bin tierlog -- bench compaction --smoke --dir "$cache/bench-compaction"

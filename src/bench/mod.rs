@@ -7,6 +7,8 @@
 //! - [`tier`]: the remote tier (upload, replay, time lookups, request counts) against the raw
 //!   object store.
 //! - [`history`]: replay from each tier, `state_at` (time, peak memory), restore (time, requests).
+//! - [`kafka`]: the Kafka broker under librdkafka against in-process appends, Redis streams,
+//!   `Engine::read` and ranged GETs.
 //! - [`compaction`]: key compaction throughput in both tiers against plain read/write and GET/PUT,
 //!   and a cold replay's objects and GETs before and after merging small segments.
 
@@ -18,6 +20,8 @@ use clap::{Args, Subcommand};
 pub mod append;
 pub mod compaction;
 pub mod history;
+#[cfg(feature = "servers")]
+pub mod kafka;
 pub mod raw;
 pub mod tier;
 
@@ -40,6 +44,10 @@ pub enum BenchKind {
     /// Compaction: key compaction throughput (MB/s in), local and remote, against the raw limits;
     /// objects and GETs of a cold full replay before and after merging small segments.
     Compaction(compaction::CompactionBenchArgs),
+    /// The Kafka broker under a real client (librdkafka): produce against in-process appends
+    /// and Redis streams, latency, consume from both tiers against Engine::read and ranged GETs.
+    #[cfg(feature = "servers")]
+    Kafka(kafka::KafkaBenchArgs),
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -48,6 +56,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchKind::Tier(a) => tier::run(a).await,
         BenchKind::History(a) => history::run(a).await,
         BenchKind::Compaction(a) => compaction::run(a).await,
+        #[cfg(feature = "servers")]
+        BenchKind::Kafka(a) => kafka::run(a).await,
     }
 }
 
