@@ -134,6 +134,68 @@ async fn read_all(engine: &Engine, topic: &str, partitions: u32) -> anyhow::Resu
     Ok((bytes, started.elapsed().as_secs_f64()))
 }
 
+/// Fetches every partition of `topic` to its end over one Kafka connection from Rust (the
+/// `kafka-protocol` codec: no client library in the way), 8 MiB per partition per request, the
+/// next request's offsets taken from the batches returned; (record bytes, seconds).
+async fn fetch_all(addr: &str, topic: &str, ends: &[i64]) -> anyhow::Result<(u64, f64)> {
+    use bytes::BufMut;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const V: i16 = 12;
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    conn.set_nodelay(true)?;
+    let mut offsets = vec![0i64; ends.len()];
+    let (started, mut bytes, mut cid) = (Instant::now(), 0u64, 0);
+    while offsets.iter().zip(ends).any(|(o, e)| o < e) {
+        cid += 1;
+        let parts = (0..ends.len())
+            .filter(|&p| offsets[p] < ends[p])
+            .map(|p| {
+                FetchPartition::default()
+                    .with_partition(p as i32)
+                    .with_fetch_offset(offsets[p])
+                    .with_partition_max_bytes(8 << 20)
+            })
+            .collect();
+        let topic =
+            FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.to_owned()))).with_partitions(parts);
+        let req = FetchRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_session_epoch(-1)
+            .with_max_bytes(64 << 20)
+            .with_max_wait_ms(0)
+            .with_topics(vec![topic]);
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Fetch as i16)
+            .with_request_api_version(V)
+            .with_correlation_id(cid);
+        let mut buf = bytes::BytesMut::new();
+        buf.put_i32(0);
+        header.encode(&mut buf, ApiKey::Fetch.request_header_version(V))?;
+        req.encode(&mut buf, V)?;
+        let len = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        conn.write_all(&buf).await?;
+        let n = conn.read_i32().await? as usize;
+        let mut body = vec![0u8; n];
+        conn.read_exact(&mut body).await?;
+        let mut body = bytes::Bytes::from(body);
+        ResponseHeader::decode(&mut body, ApiKey::Fetch.response_header_version(V))?;
+        let resp = FetchResponse::decode(&mut body, V)?;
+        for p in resp.responses.iter().flat_map(|t| &t.partitions) {
+            anyhow::ensure!(p.error_code == 0, "fetch error {} on partition {}", p.error_code, p.partition_index);
+            let records = p.records.clone().unwrap_or_default();
+            bytes += records.len() as u64;
+            if let Some((h, _)) = tiering::batch::batches_in(&records).last() {
+                offsets[p.partition_index as usize] = h.next_offset();
+            }
+        }
+    }
+    Ok((bytes, started.elapsed().as_secs_f64()))
+}
+
 /// The segment objects of `topic` in the bucket, with sizes.
 async fn segment_objects(store: &Arc<dyn ObjectStore>, topic: &str) -> anyhow::Result<Vec<(ObjectPath, u64)>> {
     let mut out = Vec::new();
@@ -271,6 +333,23 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
         }
     }
     rounds_line("3. consume via Fetch, hot tier (vs Engine::read)", &fetch, &read, "MB/s", Some(0.8));
+    // The same with Fetch requests from Rust: the broker's own cost, without the client library.
+    let ends: Vec<i64> = (0..PRODUCERS as u32)
+        .map(|p| engine.log("kbench", p).map(|l| l.high_watermark()))
+        .collect::<crate::Result<_>>()?;
+    let (mut rust, mut read2) = (Vec::new(), Vec::new());
+    for round in 0..rounds.min(3) {
+        for side in 0..2 {
+            if (round + side) % 2 == 0 {
+                let (b, s) = fetch_all(&bootstrap, "kbench", &ends).await?;
+                rust.push(b as f64 / s / 1e6);
+            } else {
+                let (b, s) = read_all(&engine, "kbench", PRODUCERS as u32).await?;
+                read2.push(b as f64 / s / 1e6);
+            }
+        }
+    }
+    rounds_line("3. ... Fetch requests from Rust, hot (vs Engine::read)", &rust, &read2, "MB/s", Some(0.8));
     for p in 0..PRODUCERS as u32 {
         engine.roll("kbench", p).await?;
         engine.tier_now("kbench", p).await?;
@@ -291,6 +370,28 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     let raw_s = super::tier::raw_replay(&store, &objects, 8 << 20, 8).await?;
     let raw = remote as f64 / raw_s / 1e6;
     rounds_line("3. consume via Fetch, from the bucket (vs ranged GETs)", &[cold], &[raw], "MB/s", Some(0.7));
+    // Cold again from Rust: a fresh engine on the same data dir and bucket has an empty cache.
+    let _ = stop.send(());
+    server.await??;
+    engine.close().await?;
+    let engine = Engine::open(cfg.clone()).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let broker = crate::kafka::Broker::new(engine.clone(), cfg.kafka.clone(), addr).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::kafka::serve(broker, listener, async move {
+        let _ = stopped.await;
+    }));
+    let bootstrap = addr.to_string();
+    let (b, s) = fetch_all(&bootstrap, "kbench", &ends).await?;
+    let raw_s = super::tier::raw_replay(&store, &objects, 8 << 20, 8).await?;
+    rounds_line(
+        "3. ... Fetch requests from Rust, bucket (vs ranged GETs)",
+        &[b as f64 / s / 1e6],
+        &[remote as f64 / raw_s / 1e6],
+        "MB/s",
+        Some(0.7),
+    );
 
     // 4. End to end.
     let e2e_rate = if args.smoke { 200.0 } else { 2000.0 };

@@ -76,7 +76,9 @@ impl Ctx {
 /// A response frame: length, header (at the version the API's response header takes), body.
 pub(super) fn encode<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Reply {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let mut buf = BytesMut::with_capacity(64);
+    // Sized up front: a Fetch response of 64 MiB of records is one copy, not a chain of regrowths.
+    let size = body.compute_size(version).map_err(|e| format!("{key:?} v{version} response: {e}"))?;
+    let mut buf = BytesMut::with_capacity(size + 64);
     buf.put_i32(0);
     header.encode(&mut buf, key.response_header_version(version)).map_err(|e| format!("{key:?} header: {e}"))?;
     body.encode(&mut buf, version).map_err(|e| format!("{key:?} v{version} response: {e}"))?;
