@@ -138,7 +138,7 @@ async fn read_requests(broker: &Arc<Broker>, rd: &mut OwnedReadHalf, tx: &mpsc::
 
 async fn write_responses(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<JoinHandle<Reply>>, peer: SocketAddr) {
     while let Some(handle) = rx.recv().await {
-        let frame: Option<Bytes> = match handle.await {
+        let frame: Option<Vec<Bytes>> = match handle.await {
             Ok(Ok(frame)) => frame,
             Ok(Err(e)) => {
                 tracing::error!(%peer, error = %e, "cannot encode a Kafka response; closing the connection");
@@ -151,12 +151,34 @@ async fn write_responses(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<JoinHand
                 return;
             }
         };
-        if let Some(frame) = frame {
-            if wr.write_all(&frame).await.is_err() {
+        if let Some(chunks) = frame {
+            if write_chunks(&mut wr, &chunks).await.is_err() {
                 return;
             }
-            metrics::counter!(super::BYTES_OUT).increment(frame.len() as u64);
+            metrics::counter!(super::BYTES_OUT).increment(chunks.iter().map(|c| c.len() as u64).sum());
         }
     }
     let _ = wr.shutdown().await;
+}
+
+/// Writes a frame's chunks in order with vectored writes (a Fetch's records are chunks of the
+/// stored bytes themselves).
+async fn write_chunks(wr: &mut OwnedWriteHalf, chunks: &[Bytes]) -> std::io::Result<()> {
+    let (mut i, mut at) = (0usize, 0usize);
+    while i < chunks.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&chunks[i][at..])
+            .chain(chunks[i + 1..].iter().take(63).map(|c| &c[..]))
+            .map(std::io::IoSlice::new)
+            .collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while i < chunks.len() && n >= chunks[i].len() - at {
+            n -= chunks[i].len() - at;
+            (i, at) = (i + 1, 0);
+        }
+        at += n;
+    }
+    Ok(())
 }

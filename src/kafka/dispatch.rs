@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::sync::OwnedSemaphorePermit;
@@ -14,8 +14,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::Broker;
 use super::conn::Close;
 
-/// A response frame (length prefix included), none (`acks=0`), or why it could not be encoded.
-pub(super) type Reply = Result<Option<Bytes>, String>;
+/// A response frame (length prefix included) as chunks to write in order, none (`acks=0`), or
+/// why it could not be encoded.
+pub(super) type Reply = Result<Option<Vec<Bytes>>, String>;
 pub(super) type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
 /// The APIs served and their version ranges: what ApiVersions advertises. Only what works.
@@ -57,7 +58,13 @@ impl Ctx {
 
     /// Encodes `body` as this request's response frame, and records the request's metrics.
     pub fn respond<R: Encodable>(self, body: &R) -> Reply {
-        let frame = encode(self.key, self.version, self.correlation_id, body)?;
+        self.respond_sharing(body, Vec::new())
+    }
+
+    /// [`Ctx::respond`] for a response that carries slices of `shared` (a Fetch's records): the
+    /// frame references them instead of copying them (see [`super::frame`]).
+    pub fn respond_sharing<R: Encodable>(self, body: &R, shared: Vec<Bytes>) -> Reply {
+        let frame = encode(self.key, self.version, self.correlation_id, body, shared)?;
         metrics::histogram!(super::REQUEST_SECONDS, "api" => self.api()).record(self.started.elapsed().as_secs_f64());
         Ok(frame)
     }
@@ -74,17 +81,28 @@ impl Ctx {
 }
 
 /// A response frame: length, header (at the version the API's response header takes), body.
-pub(super) fn encode<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Reply {
+pub(super) fn encode<R: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+    shared: Vec<Bytes>,
+) -> Reply {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    // Sized up front: a Fetch response of 64 MiB of records is one copy, not a chain of regrowths.
-    let size = body.compute_size(version).map_err(|e| format!("{key:?} v{version} response: {e}"))?;
-    let mut buf = BytesMut::with_capacity(size + 64);
-    buf.put_i32(0);
-    header.encode(&mut buf, key.response_header_version(version)).map_err(|e| format!("{key:?} header: {e}"))?;
-    body.encode(&mut buf, version).map_err(|e| format!("{key:?} v{version} response: {e}"))?;
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(Some(buf.freeze()))
+    let header_version = key.response_header_version(version);
+    let err = |e: anyhow::Error| format!("{key:?} v{version} response: {e}");
+    let size = header.compute_size(header_version).map_err(err)? + body.compute_size(version).map_err(err)?;
+    let len = i32::try_from(size).map_err(|_| format!("{key:?} response of {size} bytes is too large"))?;
+    // Sized up front; only what is not a slice of `shared` is copied.
+    let copied = size - shared.iter().map(|b| b.len()).sum::<usize>().min(size);
+    let mut buf = super::frame::FrameBuf::new(shared, copied + 64);
+    buf.put_i32(len);
+    header.encode(&mut buf, header_version).map_err(err)?;
+    body.encode(&mut buf, version).map_err(err)?;
+    if kafka_protocol::protocol::buf::ByteBufMut::offset(&buf) != size + 4 {
+        return Err(format!("{key:?} v{version} response: encoded size differs from its computed size"));
+    }
+    Ok(Some(buf.finish()))
 }
 
 fn ready(reply: Reply) -> ReplyFuture {
@@ -115,7 +133,7 @@ pub(super) async fn request(
             // Kafka's answer to an ApiVersions it does not know: a v0 body with
             // UNSUPPORTED_VERSION and the versions it serves; clients retry with one of them.
             super::codes::count("ApiVersions", kafka_protocol::ResponseError::UnsupportedVersion.code());
-            return Ok(ready(encode(key, 0, correlation_id, &super::api_versions::unsupported())));
+            return Ok(ready(encode(key, 0, correlation_id, &super::api_versions::unsupported(), Vec::new())));
         }
         return Err(Close::Unsupported(format!("{key:?} v{version} is not served (v{lo}-{hi})")));
     }

@@ -95,7 +95,9 @@ pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
     for p in resp.responses.iter().flat_map(|t| &t.partitions) {
         super::codes::count(ctx.api(), p.error_code);
     }
-    ctx.respond(&resp)
+    // The records go out as the stored bytes themselves, not copied into the frame.
+    let shared = resp.responses.iter().flat_map(|t| &t.partitions).filter_map(|p| p.records.clone()).collect();
+    ctx.respond_sharing(&resp, shared)
 }
 
 /// One pass over every partition: whole batches within the limits (the first batch of the

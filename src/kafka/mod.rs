@@ -19,6 +19,7 @@ mod configs;
 mod conn;
 mod dispatch;
 mod fetch;
+mod frame;
 mod list_offsets;
 pub mod listener;
 mod metadata;
