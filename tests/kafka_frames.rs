@@ -10,7 +10,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use rand::{Rng, SeedableRng};
-use tierlog::kafka::Broker;
 use tierlog::{Engine, EngineConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,8 +17,7 @@ use tokio::net::TcpStream;
 struct Running {
     engine: Engine,
     addr: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tierlog::kafka::Serving,
     _dir: tempfile::TempDir,
 }
 
@@ -30,30 +28,13 @@ async fn start() -> Running {
     cfg.kafka.max_in_flight_request_bytes = 8 << 20;
     let engine = Engine::open(cfg.clone()).await.unwrap();
     engine.create_topic("t", Default::default()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let local = listener.local_addr().unwrap();
-    let broker = Broker::new(engine.clone(), cfg.kafka.clone(), local).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tierlog::kafka::serve(broker, listener, async move {
-        let _ = stopped.await;
-    }));
-    Running { engine, addr: local.to_string(), stop, server, _dir: dir }
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = tierlog::kafka::Serving::start(engine.clone(), cfg.kafka.clone(), loopback).await.unwrap();
+    Running { engine, addr: server.addr.to_string(), server, _dir: dir }
 }
 
-/// A request frame: length, header (at the header version of the API and version), body.
-fn frame<R: Encodable + HeaderVersion>(key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Bytes {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("frames")));
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    header.encode(&mut buf, R::header_version(version)).unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    buf.freeze()
+fn frame<R: Encodable + HeaderVersion>(key: ApiKey, version: i16, cid: i32, body: &R) -> Bytes {
+    tierlog::kafka::request_frame(key, version, cid, body).unwrap()
 }
 
 /// Sends `bytes` and reads what comes back until the broker closes the connection or `wait`
@@ -230,8 +211,7 @@ async fn every_served_request_at_every_advertised_version_is_answered_in_order()
     assert!(back.len() >= 10, "answered");
     assert_eq!(i32::from_be_bytes(back[4..8].try_into().unwrap()), 9);
     assert_eq!(i16::from_be_bytes(back[8..10].try_into().unwrap()), 35, "UNSUPPORTED_VERSION");
-    let _ = r.stop.send(());
-    r.server.await.unwrap().unwrap();
+    r.server.stop().await.unwrap();
     r.engine.close().await.unwrap();
 }
 
@@ -331,7 +311,6 @@ async fn hostile_frames_never_panic_keep_memory_bounded_and_close_only_their_con
         }
         offset = read.next_offset().unwrap();
     }
-    let _ = r.stop.send(());
-    r.server.await.unwrap().unwrap();
+    r.server.stop().await.unwrap();
     r.engine.close().await.unwrap();
 }

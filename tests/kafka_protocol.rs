@@ -3,17 +3,17 @@
 //! offsets across both tiers, Fetch's limits, ranges and long poll, OffsetForLeaderEpoch, and
 //! Produce's error codes and idempotent retries.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tierlog::batch::{BatchBuilder, Compression, Record};
-use tierlog::kafka::Broker;
 use tierlog::{CleanupPolicy, Engine, EngineConfig, LogConfig, ObjectStoreConfig, TopicConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 struct Running {
     engine: Engine,
+    _server: tierlog::kafka::Serving,
     conn: TcpStream,
     addr: String,
     cid: i32,
@@ -26,27 +26,14 @@ async fn start() -> Running {
     cfg.object_store = Some(ObjectStoreConfig::Local { path: dir.path().join("bucket") });
     cfg.tiering.poll_ms = 3_600_000;
     let engine = Engine::open(cfg.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let local = listener.local_addr().unwrap();
-    let broker = Broker::new(engine.clone(), cfg.kafka.clone(), local).await.unwrap();
-    tokio::spawn(tierlog::kafka::serve(broker, listener, std::future::pending()));
-    let conn = TcpStream::connect(local).await.unwrap();
-    Running { engine, conn, addr: local.to_string(), cid: 0, _dir: dir }
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = tierlog::kafka::Serving::start(engine.clone(), cfg.kafka.clone(), loopback).await.unwrap();
+    let conn = TcpStream::connect(server.addr).await.unwrap();
+    Running { engine, conn, addr: server.addr.to_string(), cid: 0, _server: server, _dir: dir }
 }
 
 fn frame<R: Encodable + HeaderVersion>(key: ApiKey, version: i16, cid: i32, body: &R) -> Bytes {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(cid)
-        .with_client_id(Some(StrBytes::from_static_str("protocol-test")));
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    header.encode(&mut buf, R::header_version(version)).unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    buf.freeze()
+    tierlog::kafka::request_frame(key, version, cid, body).unwrap()
 }
 
 async fn read_frame(conn: &mut TcpStream) -> Bytes {

@@ -138,10 +138,9 @@ async fn read_all(engine: &Engine, topic: &str, partitions: u32) -> anyhow::Resu
 /// `kafka-protocol` codec: no client library in the way), 8 MiB per partition per request, the
 /// next request's offsets taken from the batches returned; (record bytes, seconds).
 async fn fetch_all(addr: &str, topic: &str, ends: &[i64]) -> anyhow::Result<(u64, f64)> {
-    use bytes::BufMut;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName};
-    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseHeader, TopicName};
+    use kafka_protocol::protocol::{Decodable, StrBytes};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const V: i16 = 12;
     let mut conn = tokio::net::TcpStream::connect(addr).await?;
@@ -167,17 +166,7 @@ async fn fetch_all(addr: &str, topic: &str, ends: &[i64]) -> anyhow::Result<(u64
             .with_max_bytes(64 << 20)
             .with_max_wait_ms(0)
             .with_topics(vec![topic]);
-        let header = RequestHeader::default()
-            .with_request_api_key(ApiKey::Fetch as i16)
-            .with_request_api_version(V)
-            .with_correlation_id(cid);
-        let mut buf = bytes::BytesMut::new();
-        buf.put_i32(0);
-        header.encode(&mut buf, ApiKey::Fetch.request_header_version(V))?;
-        req.encode(&mut buf, V)?;
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        conn.write_all(&buf).await?;
+        conn.write_all(&crate::kafka::request_frame(ApiKey::Fetch, V, cid, &req)?).await?;
         let n = conn.read_i32().await? as usize;
         let mut body = vec![0u8; n];
         conn.read_exact(&mut body).await?;
@@ -234,14 +223,9 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     engine.create_topic("kbench", topic.clone()).await?;
     engine.create_topic("bench", topic.clone()).await?;
     engine.create_topic("e2e", TopicConfig { partitions: 1, ..Default::default() }).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let broker = crate::kafka::Broker::new(engine.clone(), cfg.kafka.clone(), addr).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::kafka::serve(broker, listener, async move {
-        let _ = stopped.await;
-    }));
-    let bootstrap = addr.to_string();
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = crate::kafka::Serving::start(engine.clone(), cfg.kafka.clone(), loopback).await?;
+    let bootstrap = server.addr.to_string();
     let redis = Redis::start(&root.path.join("redis")).await?;
 
     // 1. Produce: Kafka clients, in-process appends of the same batch size, Redis XADD.
@@ -371,18 +355,12 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     let raw = remote as f64 / raw_s / 1e6;
     rounds_line("3. consume via Fetch, from the bucket (vs ranged GETs)", &[cold], &[raw], "MB/s", Some(0.7));
     // Cold again from Rust: a fresh engine on the same data dir and bucket has an empty cache.
-    let _ = stop.send(());
-    server.await??;
+    server.stop().await?;
     engine.close().await?;
     let engine = Engine::open(cfg.clone()).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let broker = crate::kafka::Broker::new(engine.clone(), cfg.kafka.clone(), addr).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::kafka::serve(broker, listener, async move {
-        let _ = stopped.await;
-    }));
-    let bootstrap = addr.to_string();
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = crate::kafka::Serving::start(engine.clone(), cfg.kafka.clone(), loopback).await?;
+    let bootstrap = server.addr.to_string();
     let (b, s) = fetch_all(&bootstrap, "kbench", &ends).await?;
     let raw_s = super::tier::raw_replay(&store, &objects, 8 << 20, 8).await?;
     rounds_line(
@@ -408,8 +386,7 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
         v["records"]
     );
     drop(redis);
-    let _ = stop.send(());
-    server.await??;
+    server.stop().await?;
     engine.close().await?;
     Ok(())
 }

@@ -7,6 +7,9 @@
 
 use std::ops::Range;
 
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
+
 use bytes::buf::UninitSlice;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::protocol::buf::ByteBufMut;
@@ -98,6 +101,28 @@ impl ByteBufMut for FrameBuf {
         let end = r.end.saturating_sub(self.done_len).clamp(start, len);
         &mut self.cur[start..end]
     }
+}
+
+/// A request frame as a client sends it (length, header at the API's header version, body): for
+/// tools, benches and tests that speak to a broker without a client library.
+pub fn request_frame<R: Encodable + HeaderVersion>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+) -> anyhow::Result<Bytes> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("tierlog")));
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    header.encode(&mut buf, R::header_version(version))?;
+    body.encode(&mut buf, version)?;
+    let len = i32::try_from(buf.len() - 4)?;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]

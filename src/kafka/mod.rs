@@ -35,6 +35,7 @@ use crate::config::KafkaConfig;
 use crate::engine::Engine;
 use crate::error::Result;
 
+pub use frame::request_frame;
 pub use listener::serve;
 
 /// Requests handled, by API (`api`).
@@ -102,5 +103,45 @@ impl Broker {
     fn topic_id(&self, topic: &str) -> uuid::Uuid {
         let input = [self.cluster_id.as_bytes(), &[0], topic.as_bytes()].concat();
         uuid::Uuid::from_u128(twox_hash::XxHash3_128::oneshot(&input).max(1))
+    }
+}
+
+/// A Kafka listener running on the current runtime, for an embedder (and the benches and tests):
+/// [`Serving::start`] binds, [`Serving::stop`] closes every connection and waits.
+pub struct Serving {
+    /// The bound address (a port 0 listen gets its port here).
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Serving {
+    pub async fn start(engine: Engine, config: KafkaConfig, listen: SocketAddr) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|error| crate::error::Error::Io {
+            op: "bind Kafka listener",
+            path: listen.to_string().into(),
+            error,
+        })?;
+        let addr = listener.local_addr().map_err(|error| crate::error::Error::Io {
+            op: "bind Kafka listener",
+            path: listen.to_string().into(),
+            error,
+        })?;
+        let broker = Broker::new(engine, config, addr).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(broker, listener, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self { addr, stop, task })
+    }
+
+    /// Whether the listener stopped on its own (it does not, but for a failure).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(std::io::Error::other)?
     }
 }
