@@ -67,7 +67,7 @@ pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
     let wait_ms = (req.max_wait_ms.max(0) as u64).min(MAX_WAIT_MS);
     let clock = engine.clock().clone();
     let deadline = clock.now_ms().saturating_add(wait_ms as i64);
-    let (parts, sizes) = loop {
+    let (parts, _) = loop {
         let (parts, total) = read_all(&engine, &wants, max_bytes, read_committed).await;
         let remaining = deadline - clock.now_ms();
         let failed = parts.iter().flatten().any(|p| p.error_code != 0);
@@ -86,7 +86,6 @@ pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
             Ok(None) | Err(_) => break (parts, total),
         }
     };
-    metrics::counter!(super::BYTES_OUT, "kind" => "records").increment(sizes as u64);
     resp.responses = names
         .into_iter()
         .zip(parts)
