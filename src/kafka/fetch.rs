@@ -67,12 +67,12 @@ pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
     let wait_ms = (req.max_wait_ms.max(0) as u64).min(MAX_WAIT_MS);
     let clock = engine.clock().clone();
     let deadline = clock.now_ms().saturating_add(wait_ms as i64);
-    let (parts, _) = loop {
+    let parts = loop {
         let (parts, total) = read_all(&engine, &wants, max_bytes, read_committed).await;
         let remaining = deadline - clock.now_ms();
         let failed = parts.iter().flatten().any(|p| p.error_code != 0);
         if total >= min_bytes.max(1) || remaining <= 0 || failed || parts.iter().all(|t| t.is_empty()) {
-            break (parts, total);
+            break parts;
         }
         // Wait for any partition to grow past what this read saw.
         let targets: Vec<(&str, u32, i64)> = wants
@@ -83,7 +83,7 @@ pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
             .collect();
         match engine.wait_for_any(&targets, remaining as u64).await {
             Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => break (parts, total),
+            Ok(None) | Err(_) => break parts,
         }
     };
     resp.responses = names
