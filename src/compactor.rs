@@ -128,7 +128,7 @@ impl Engine {
     /// planning reads every manifest entry, which for a long log means chunk GETs.
     async fn background_round(&self, idle: &mut Idle) {
         let no_progress: ProgressFn = Arc::new(|_, _| {});
-        for topic in self.list_topics() {
+        for topic in self.list_all_topics() {
             let Ok((config, owned)) = self.compaction_targets(&topic) else { return };
             for (i, slot) in owned.iter().enumerate() {
                 let Some((local, remote)) = slot else { continue };

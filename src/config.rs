@@ -125,6 +125,68 @@ pub struct EngineConfig {
     pub lease_ms: u64,
     /// The Kafka wire-protocol listener of `tierlog serve` (see [`KafkaConfig`]).
     pub kafka: KafkaConfig,
+    /// The consumer-group coordinator (see [`GroupsConfig`]).
+    pub groups: GroupsConfig,
+}
+
+/// The consumer-group coordinator (`[groups]` in the config file): Kafka's group settings, with
+/// Kafka's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// How long the first rebalance of an empty group waits for more members to join (Kafka's
+    /// `group.initial.rebalance.delay.ms`), extended by each join up to the rebalance timeout.
+    /// Default 3000; at most 300000; 0 turns it off.
+    pub initial_rebalance_delay_ms: u64,
+    /// The session timeouts a member may ask for (Kafka's `group.min.session.timeout.ms` and
+    /// `group.max.session.timeout.ms`); outside them a join gets INVALID_SESSION_TIMEOUT.
+    /// Defaults 6000 and 1800000.
+    pub min_session_timeout_ms: u64,
+    pub max_session_timeout_ms: u64,
+    /// Committed offsets of a group with no members expire this long after the later of its
+    /// last commit and the moment it became empty (Kafka's `offsets.retention.minutes`). Default
+    /// 604800000 (7 days); at least 60000.
+    pub offsets_retention_ms: u64,
+    /// Partitions of the internal topic `__consumer_offsets` when it is created (a group's
+    /// records all go to one of them, by a hash of its id); fixed afterwards. Default 4; bounds
+    /// 1..=64.
+    pub offsets_topic_partitions: u32,
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        Self {
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            offsets_topic_partitions: 4,
+        }
+    }
+}
+
+impl GroupsConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, reason: &str| {
+            Err(Error::InvalidConfig { field: format!("groups.{field}"), reason: reason.into() })
+        };
+        if self.initial_rebalance_delay_ms > 300_000 {
+            return bad("initial_rebalance_delay_ms", "must be at most 300000");
+        }
+        if self.min_session_timeout_ms == 0 || self.min_session_timeout_ms > self.max_session_timeout_ms {
+            return bad("min_session_timeout_ms", "must be at least 1 and at most max_session_timeout_ms");
+        }
+        if self.max_session_timeout_ms > i32::MAX as u64 {
+            return bad("max_session_timeout_ms", "must be at most 2147483647");
+        }
+        if self.offsets_retention_ms < 60_000 {
+            return bad("offsets_retention_ms", "must be at least 60000");
+        }
+        if !(1..=64).contains(&self.offsets_topic_partitions) {
+            return bad("offsets_topic_partitions", "must be within 1..=64");
+        }
+        Ok(())
+    }
 }
 
 /// The Kafka-compatible broker of `tierlog serve` (`[kafka]` in the config file).
@@ -231,6 +293,7 @@ impl Default for EngineConfig {
             take_over: false,
             lease_ms: 10_000,
             kafka: KafkaConfig::default(),
+            groups: GroupsConfig::default(),
         }
     }
 }
@@ -287,6 +350,7 @@ impl EngineConfig {
         }
         self.tiering.validate()?;
         self.kafka.validate()?;
+        self.groups.validate()?;
         self.compactor
             .validate()
             .map_err(|(field, reason)| Error::InvalidConfig { field: format!("compactor.{field}"), reason })?;

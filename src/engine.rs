@@ -540,8 +540,14 @@ impl Engine {
         }
     }
 
-    /// The log of a partition for an append: refused on a read-only engine.
+    /// The log of a partition for a client's append: refused on a read-only engine and for an
+    /// internal topic (written by tierlog itself, through [`Engine::append_internal`]).
     fn writable_log(&self, topic: &str, partition: u32) -> Result<Arc<PartitionLog>> {
+        refuse_internal(topic, "it is an internal topic, written by tierlog's group coordinator only")?;
+        self.internal_log(topic, partition)
+    }
+
+    fn internal_log(&self, topic: &str, partition: u32) -> Result<Arc<PartitionLog>> {
         self.check_open()?;
         self.check_writable("a write")?;
         self.log(topic, partition)
@@ -638,6 +644,21 @@ impl Engine {
     /// Creates a topic with its partitions; its settings are stored durably first.
     #[instrument(skip_all, fields(topic = name))]
     pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        refuse_internal(name, "it is an internal topic, created by tierlog itself")?;
+        self.create_any_topic(name, config).await
+    }
+
+    /// Creates an internal topic (see [`is_internal_topic`]) unless it exists: the group
+    /// coordinator's start.
+    pub(crate) async fn ensure_internal_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        debug_assert!(is_internal_topic(name));
+        match self.create_any_topic(name, config).await {
+            Ok(()) | Err(Error::TopicExists { in_bucket: false, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_any_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         self.check_open()?;
         self.check_writable("create topic")?;
         validate_topic_name(name)?;
@@ -677,6 +698,7 @@ impl Engine {
     /// (see [`tiering::remote::deleted`]). Refused while another node writes any of its partitions.
     #[instrument(skip_all, fields(topic = name))]
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        refuse_internal(name, "it is an internal topic, kept by tierlog itself")?;
         self.check_open()?;
         self.check_writable("delete topic")?;
         let _guard = self.inner.create.lock().await;
@@ -718,6 +740,7 @@ impl Engine {
     /// metadata say the new count once they are open.
     #[instrument(skip_all, fields(topic = name))]
     pub async fn add_partitions(&self, name: &str, partitions: u32) -> Result<()> {
+        refuse_internal(name, "it is an internal topic: its partition count places the groups")?;
         self.check_open()?;
         self.check_writable("add partitions")?;
         let _guard = self.inner.create.lock().await;
@@ -806,8 +829,15 @@ impl Engine {
         blocking(move || write_topic_config(&dir, &topic, &cfg)).await?
     }
 
-    /// Names of all topics, sorted.
+    /// Names of the topics clients made, sorted (internal topics left out, as Kafka's listings
+    /// leave them out).
     pub fn list_topics(&self) -> Vec<String> {
+        let topics = self.inner.topics.read().expect("invariant: topics lock not poisoned");
+        topics.keys().filter(|t| !is_internal_topic(t)).cloned().collect()
+    }
+
+    /// Names of every topic, internal ones included, sorted.
+    pub fn list_all_topics(&self) -> Vec<String> {
         self.inner.topics.read().expect("invariant: topics lock not poisoned").keys().cloned().collect()
     }
 
@@ -867,6 +897,13 @@ impl Engine {
         let info = log.append(batch).await.map_err(|e| Error::storage(topic, partition, e))?;
         metrics::histogram!(tiering::stats::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(info)
+    }
+
+    /// [`Engine::append`] to an internal topic (the group coordinator's commits).
+    pub(crate) async fn append_internal(&self, topic: &str, partition: u32, batch: Bytes) -> Result<AppendInfo> {
+        debug_assert!(is_internal_topic(topic));
+        let log = self.internal_log(topic, partition)?;
+        log.append(batch).await.map_err(|e| Error::storage(topic, partition, e))
     }
 
     /// Like [`Engine::append`], but returns as soon as the batch is queued, with a future for
@@ -1152,4 +1189,20 @@ fn write_topic_config(topics_dir: &Path, name: &str, cfg: &TopicConfig) -> Resul
     f.sync_all().map_err(io("fsync topic metadata", &tmp))?;
     std::fs::rename(&tmp, &path).map_err(io("rename topic metadata", &path))?;
     File::open(topics_dir).and_then(|d| d.sync_all()).map_err(io("fsync topics dir", topics_dir))
+}
+
+/// The internal topic of committed consumer-group offsets (Kafka's name).
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Whether `name` is a topic tierlog keeps for itself: clients read it but never write, create or
+/// delete it, and listings leave it out.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == OFFSETS_TOPIC
+}
+
+fn refuse_internal(name: &str, reason: &'static str) -> Result<()> {
+    if is_internal_topic(name) {
+        return Err(Error::InvalidTopicName { name: name.to_owned(), reason });
+    }
+    Ok(())
 }

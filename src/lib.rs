@@ -41,6 +41,8 @@ pub mod compactor;
 pub mod config;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "servers")]
+pub mod groups;
 pub mod ingest;
 #[cfg(feature = "servers")]
 pub mod kafka;

@@ -38,6 +38,7 @@ use tiering::local::OffsetSpec;
 use crate::config::TopicConfig;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind};
+use crate::groups::{Coordinator, GroupError, ResetTo};
 use crate::ingest::{ProduceOptions, parse_compression, produce};
 use crate::records::{parse_time, record_from_json, record_to_json, state_entry_to_json};
 use crate::replay::Merge;
@@ -108,8 +109,27 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
-/// The router over `engine`.
-pub fn router(engine: Engine) -> Router {
+/// What every handler may use: the engine, and the group coordinator.
+#[derive(Clone)]
+pub struct AppState {
+    engine: Arc<Engine>,
+    groups: Arc<Coordinator>,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Engine> {
+    fn from_ref(s: &AppState) -> Self {
+        s.engine.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Coordinator> {
+    fn from_ref(s: &AppState) -> Self {
+        s.groups.clone()
+    }
+}
+
+/// The router over `engine` and its group coordinator.
+pub fn router(engine: Engine, groups: Arc<Coordinator>) -> Router {
     let _ = prometheus();
     Router::new()
         .route("/health", get(health))
@@ -120,17 +140,34 @@ pub fn router(engine: Engine) -> Router {
         .route("/topics/{topic}/offset-for-time", get(offset_for_time))
         .route("/topics/{topic}/state", get(state))
         .route("/topics/{topic}/compact", axum::routing::post(compact))
+        .route("/groups", get(groups_list))
+        .route("/groups/{group}", get(group_describe).delete(group_delete))
+        .route("/groups/{group}/reset-offsets", axum::routing::post(group_reset))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(Arc::new(engine))
+        .with_state(AppState { engine: Arc::new(engine), groups })
 }
 
-/// Serves `engine` on `listener` until `shutdown` resolves.
+/// Serves `engine` on `listener` until `shutdown` resolves, with a group coordinator of its own
+/// (its timers running).
 pub async fn serve(
     engine: Engine,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(engine)).with_graceful_shutdown(shutdown).await
+    let groups =
+        Coordinator::open(engine.clone(), engine.config().groups.clone()).await.map_err(std::io::Error::other)?;
+    groups.start_timers();
+    serve_with(engine, groups, listener, shutdown).await
+}
+
+/// [`serve`] with a coordinator shared with the Kafka listener.
+pub async fn serve_with(
+    engine: Engine,
+    groups: Arc<Coordinator>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(engine, groups)).with_graceful_shutdown(shutdown).await
 }
 
 type Shared = State<Arc<Engine>>;
@@ -156,7 +193,8 @@ async fn health(State(engine): Shared) -> Response {
 
 /// Prometheus text. Gauges that describe state (bytes per tier, upload lag) are set from the
 /// engine at scrape time.
-async fn metrics_text(State(engine): Shared) -> Response {
+async fn metrics_text(State(engine): Shared, State(groups): State<Arc<Coordinator>>) -> Response {
+    groups.record_metrics();
     for t in engine.list_topics() {
         let Ok(d) = engine.describe_topic(&t) else { continue };
         for p in &d.partitions {
@@ -384,4 +422,101 @@ async fn state(State(engine): Shared, Path(topic): Path<String>, Query(q): Query
     let lines = futures::stream::try_unfold(stream, |mut s| async move { Ok(s.next().await?.map(|e| (e, s))) })
         .map(|r| r.map(|e| state_entry_to_json(&e)));
     Ok(json_lines(lines))
+}
+
+async fn groups_list(State(groups): State<Arc<Coordinator>>) -> Json<serde_json::Value> {
+    Json(json!(groups.list()))
+}
+
+fn group_error(group: &str, e: GroupError) -> ApiError {
+    let (status, code) = match e {
+        GroupError::GroupIdNotFound => (StatusCode::NOT_FOUND, "not_found"),
+        GroupError::NonEmptyGroup => (StatusCode::CONFLICT, "group_not_empty"),
+        GroupError::KafkaStorageError => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        _ => (StatusCode::BAD_REQUEST, "invalid"),
+    };
+    let message = match e {
+        GroupError::GroupIdNotFound => format!("unknown group {group:?}"),
+        GroupError::NonEmptyGroup => format!("group {group:?} has members: stop its consumers first"),
+        other => format!("group {group:?}: {other}"),
+    };
+    ApiError { status, code, message }
+}
+
+/// A group's state, members (with their assigned partitions) and committed offsets with lag.
+async fn group_describe(
+    State(groups): State<Arc<Coordinator>>,
+    Path(group): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let d = groups.describe(&group).ok_or_else(|| group_error(&group, GroupError::GroupIdNotFound))?;
+    Ok(Json(json!(d)))
+}
+
+async fn group_delete(
+    State(groups): State<Arc<Coordinator>>,
+    Path(group): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    groups.delete(&group).await.map_err(|e| group_error(&group, e))?;
+    Ok(Json(json!({ "deleted": group })))
+}
+
+/// `POST /groups/{group}/reset-offsets`: `{"topic", "partition"?, "to_datetime" | "to_earliest"
+/// | "to_latest" | "to_offset" | "shift_by" | "by_duration", "execute"?}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    topic: String,
+    partition: Option<u32>,
+    to_datetime: Option<String>,
+    #[serde(default)]
+    to_earliest: bool,
+    #[serde(default)]
+    to_latest: bool,
+    to_offset: Option<i64>,
+    shift_by: Option<i64>,
+    by_duration: Option<String>,
+    #[serde(default)]
+    execute: bool,
+}
+
+impl ResetBody {
+    fn target(&self) -> std::result::Result<ResetTo, String> {
+        let mut targets = Vec::new();
+        if let Some(t) = &self.to_datetime {
+            let ms = parse_time(t).ok_or_else(|| format!("to_datetime {t:?} is not RFC 3339 or ms since the epoch"))?;
+            targets.push(ResetTo::Datetime(ms));
+        }
+        if self.to_earliest {
+            targets.push(ResetTo::Earliest);
+        }
+        if self.to_latest {
+            targets.push(ResetTo::Latest);
+        }
+        if let Some(o) = self.to_offset {
+            targets.push(ResetTo::Offset(o));
+        }
+        if let Some(n) = self.shift_by {
+            targets.push(ResetTo::ShiftBy(n));
+        }
+        if let Some(d) = &self.by_duration {
+            let d = humantime::parse_duration(d).map_err(|e| format!("by_duration {d:?}: {e} (say 30days, 12h)"))?;
+            targets.push(ResetTo::ByDuration(d.as_millis().min(u64::MAX as u128) as u64));
+        }
+        match targets.as_slice() {
+            [one] => Ok(*one),
+            [] => Err("give one of to_datetime, to_earliest, to_latest, to_offset, shift_by, by_duration".into()),
+            _ => Err("give only one of to_datetime, to_earliest, to_latest, to_offset, shift_by, by_duration".into()),
+        }
+    }
+}
+
+async fn group_reset(
+    State(groups): State<Arc<Coordinator>>,
+    Path(group): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let b: ResetBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid", e.to_string()))?;
+    let to = b.target().map_err(|e| ApiError::bad_request("invalid", e))?;
+    let rows = groups.reset_offsets(&group, &b.topic, b.partition, to, b.execute).await?;
+    Ok(Json(json!({ "group": group, "executed": b.execute, "offsets": rows })))
 }

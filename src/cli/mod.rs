@@ -11,6 +11,8 @@ use crate::config::EngineConfig;
 pub mod compact;
 pub mod consume;
 pub mod demo;
+#[cfg(feature = "servers")]
+pub mod groups;
 pub mod history;
 pub mod inspect;
 pub mod produce;
@@ -92,6 +94,12 @@ pub enum Command {
     /// or SIGTERM.
     #[cfg(feature = "servers")]
     Serve(serve::ServeArgs),
+    /// Consumer groups: list, describe (members, committed offsets, lag), delete, and reset
+    /// offsets (to a time, earliest, latest, an offset, a shift, a duration ago), on the data dir
+    /// or, with --bootstrap-server, through a running broker's Kafka API.
+    #[cfg(feature = "servers")]
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
     /// Rebuild an empty data dir from the bucket: topics from its catalog, each partition
     /// continuing where its manifest ends. Prints one JSON line per partition with its last
     /// restorable offset. Only what was committed to the bucket comes back.
@@ -146,6 +154,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => crate::bench::run(args).await,
         #[cfg(feature = "servers")]
         Command::Serve(args) => serve::run(&cli, args).await,
+        #[cfg(feature = "servers")]
+        Command::Groups(cmd) => groups::run(&cli, cmd).await,
         Command::Restore(args) => restore::run(&cli, args).await,
         Command::Repair(args) => repair::run(&cli, args).await,
         Command::Demo(args) => demo::run(args).await,

@@ -28,7 +28,7 @@ pub async fn run(cli: &Cli, _args: &RestoreArgs) -> anyhow::Result<()> {
     cfg.restore = true;
     let started = std::time::Instant::now();
     let engine = Engine::open(cfg).await?;
-    let topics = engine.list_topics();
+    let topics = engine.list_all_topics();
     let mut partitions = 0;
     for t in &topics {
         let d = engine.describe_topic(t)?;

@@ -61,12 +61,16 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut servers = tokio::task::JoinSet::new();
+    // One group coordinator for both listeners: groups seen over Kafka are listed over HTTP.
+    let groups = crate::groups::Coordinator::open(engine.clone(), cfg.groups.clone()).await?;
+    groups.start_timers();
     if let Some(l) = kafka {
-        let broker = crate::kafka::Broker::new(engine.clone(), cfg.kafka.clone(), l.local_addr()?).await?;
+        let broker =
+            crate::kafka::Broker::new(engine.clone(), cfg.kafka.clone(), groups.clone(), l.local_addr()?).await?;
         servers.spawn(crate::kafka::serve(broker, l, signal(stopped.clone())));
     }
     if let Some(l) = http {
-        servers.spawn(crate::server::serve(engine.clone(), l, signal(stopped.clone())));
+        servers.spawn(crate::server::serve_with(engine.clone(), groups.clone(), l, signal(stopped.clone())));
     }
     println!(
         "{}",

@@ -69,7 +69,7 @@ pub(super) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
     let writer = tokio::spawn(write_responses(wr, rx, peer));
-    let closed = read_requests(&broker, &mut rd, &tx).await;
+    let closed = read_requests(&broker, peer, &mut rd, &tx).await;
     match &closed {
         Close::Eof | Close::WriterGone => tracing::debug!(%peer, "Kafka connection closed"),
         Close::Idle => {
@@ -90,7 +90,12 @@ pub(super) async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr
     let _ = writer.await;
 }
 
-async fn read_requests(broker: &Arc<Broker>, rd: &mut OwnedReadHalf, tx: &mpsc::Sender<JoinHandle<Reply>>) -> Close {
+async fn read_requests(
+    broker: &Arc<Broker>,
+    peer: SocketAddr,
+    rd: &mut OwnedReadHalf,
+    tx: &mpsc::Sender<JoinHandle<Reply>>,
+) -> Close {
     let idle_ms = broker.config.idle_timeout_ms;
     loop {
         let mut len = [0u8; 4];
@@ -126,7 +131,7 @@ async fn read_requests(broker: &Arc<Broker>, rd: &mut OwnedReadHalf, tx: &mpsc::
             };
         }
         metrics::counter!(super::BYTES_IN).increment(len as u64 + 4);
-        let reply = match dispatch::request(broker, buf.freeze(), permit).await {
+        let reply = match dispatch::request(broker, peer, buf.freeze(), permit).await {
             Ok(reply) => reply,
             Err(close) => return close,
         };

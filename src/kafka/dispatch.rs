@@ -34,6 +34,17 @@ pub(super) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 5),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub(super) fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -45,6 +56,9 @@ pub(super) struct Ctx {
     pub broker: Arc<Broker>,
     pub key: ApiKey,
     pub version: i16,
+    /// The request header's client id ("" when absent).
+    pub client_id: String,
+    pub peer: std::net::SocketAddr,
     correlation_id: i32,
     started: std::time::Instant,
     /// The request's share of the broker's request-byte budget, held until it is answered.
@@ -114,6 +128,7 @@ fn ready(reply: Reply) -> ReplyFuture {
 /// returned future. An error closes the connection.
 pub(super) async fn request(
     broker: &Arc<Broker>,
+    peer: std::net::SocketAddr,
     frame: Bytes,
     permit: OwnedSemaphorePermit,
 ) -> Result<ReplyFuture, Close> {
@@ -138,12 +153,14 @@ pub(super) async fn request(
         return Err(Close::Unsupported(format!("{key:?} v{version} is not served (v{lo}-{hi})")));
     }
     let mut body = frame;
-    let _header = RequestHeader::decode(&mut body, key.request_header_version(version))
+    let header = RequestHeader::decode(&mut body, key.request_header_version(version))
         .map_err(|e| Close::malformed("bad_header", format!("{key:?} v{version} header: {e}")))?;
     let ctx = Ctx {
         broker: broker.clone(),
         key,
         version,
+        client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
+        peer,
         correlation_id,
         started: std::time::Instant::now(),
         _permit: Some(permit),
@@ -205,6 +222,50 @@ pub(super) async fn request(
             let req = decode(&ctx, &mut body)?;
             Box::pin(super::metadata::describe_cluster(ctx, req))
         }
+        ApiKey::FindCoordinator => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::groups::find_coordinator(ctx, req))
+        }
+        ApiKey::JoinGroup => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::groups::join_group(ctx, req))
+        }
+        ApiKey::SyncGroup => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::groups::sync_group(ctx, req))
+        }
+        ApiKey::Heartbeat => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::groups::heartbeat(ctx, req))
+        }
+        ApiKey::LeaveGroup => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::groups::leave_group(ctx, req))
+        }
+        ApiKey::OffsetCommit => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::groups::offset_commit(ctx, req))
+        }
+        ApiKey::OffsetFetch => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::groups::offset_fetch(ctx, req))
+        }
+        ApiKey::ListGroups => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::groups::list_groups(ctx, req))
+        }
+        ApiKey::DescribeGroups => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::groups::describe_groups(ctx, req))
+        }
+        ApiKey::DeleteGroups => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::groups::delete_groups(ctx, req))
+        }
+        ApiKey::OffsetDelete => {
+            let req = decode(&ctx, &mut body)?;
+            Box::pin(super::groups::offset_delete(ctx, req))
+        }
         other => return Err(Close::Unsupported(format!("API {other:?} is not served"))),
     };
     Ok(fut)
@@ -226,6 +287,17 @@ pub(super) fn api_name(key: ApiKey) -> &'static str {
         ApiKey::InitProducerId => "InitProducerId",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
         _ => "other",
     }
 }

@@ -42,7 +42,8 @@ pub(super) async fn handle(ctx: Ctx, req: MetadataRequest) -> Reply {
     for name in names {
         let mut t = MetadataResponseTopic::default()
             .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
-            .with_topic_id(b.topic_id(&name));
+            .with_topic_id(b.topic_id(&name))
+            .with_is_internal(crate::engine::is_internal_topic(&name));
         let mut config = engine.topic_config(&name);
         if matches!(config, Err(Error::UnknownTopic { .. })) && auto_create {
             config = match engine.create_topic(&name, engine.config().topic_defaults.clone()).await {

@@ -13,6 +13,7 @@
 
 mod admin;
 mod api_versions;
+pub mod client;
 mod cluster;
 mod codes;
 mod configs;
@@ -20,6 +21,7 @@ mod conn;
 mod dispatch;
 mod fetch;
 mod frame;
+mod groups;
 mod list_offsets;
 pub mod listener;
 mod metadata;
@@ -34,6 +36,7 @@ use tokio::sync::Semaphore;
 use crate::config::KafkaConfig;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::groups::Coordinator;
 
 pub use frame::request_frame;
 pub use listener::serve;
@@ -63,12 +66,19 @@ pub struct Broker {
     port: i32,
     /// Bytes of request frames held at once, over every connection.
     request_bytes: Arc<Semaphore>,
+    /// The group coordinator (shared with the HTTP API).
+    groups: Arc<Coordinator>,
 }
 
 impl Broker {
     /// The broker of `engine`, listening on `local` (the bound address, for the advertised
     /// defaults). Loads or creates the cluster id.
-    pub async fn new(engine: Engine, config: KafkaConfig, local: SocketAddr) -> Result<Arc<Self>> {
+    pub async fn new(
+        engine: Engine,
+        config: KafkaConfig,
+        groups: Arc<Coordinator>,
+        local: SocketAddr,
+    ) -> Result<Arc<Self>> {
         config.validate()?;
         let cluster_id = cluster::cluster_id(&engine, config.cluster_id.as_deref()).await?;
         let host = config.advertised_host.clone().unwrap_or_else(|| {
@@ -83,7 +93,7 @@ impl Broker {
         });
         let port = config.advertised_port.unwrap_or(local.port()) as i32;
         let request_bytes = Arc::new(Semaphore::new(config.max_in_flight_request_bytes));
-        Ok(Arc::new(Self { engine, config, cluster_id, host, port, request_bytes }))
+        Ok(Arc::new(Self { engine, config, cluster_id, host, port, request_bytes, groups }))
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -116,7 +126,20 @@ pub struct Serving {
 }
 
 impl Serving {
+    /// A listener with a group coordinator of its own (its timers running).
     pub async fn start(engine: Engine, config: KafkaConfig, listen: SocketAddr) -> Result<Self> {
+        let groups = Coordinator::open(engine.clone(), engine.config().groups.clone()).await?;
+        groups.start_timers();
+        Self::start_with(engine, config, groups, listen).await
+    }
+
+    /// A listener serving the groups of `groups` (shared with an HTTP server, say).
+    pub async fn start_with(
+        engine: Engine,
+        config: KafkaConfig,
+        groups: Arc<Coordinator>,
+        listen: SocketAddr,
+    ) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|error| crate::error::Error::Io {
             op: "bind Kafka listener",
             path: listen.to_string().into(),
@@ -127,7 +150,7 @@ impl Serving {
             path: listen.to_string().into(),
             error,
         })?;
-        let broker = Broker::new(engine, config, addr).await?;
+        let broker = Broker::new(engine, config, groups, addr).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(broker, listener, async move {
             let _ = stopped.await;
