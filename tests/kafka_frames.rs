@@ -34,7 +34,7 @@ async fn start() -> Running {
 }
 
 fn frame<R: Encodable + HeaderVersion>(key: ApiKey, version: i16, cid: i32, body: &R) -> Bytes {
-    tierlog::kafka::request_frame(key, version, cid, body).unwrap()
+    tierlog::kafka::request_frame(key, version, cid, body).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
 }
 
 /// Sends `bytes` and reads what comes back until the broker closes the connection or `wait`
@@ -156,6 +156,22 @@ fn default_request(key: ApiKey, version: i16, cid: i32) -> Option<Bytes> {
                 &IncrementalAlterConfigsRequest::default().with_resources(vec![res]).with_validate_only(true),
             )
         }
+        // The group APIs, for an empty group id or none: each answered at once with its error.
+        ApiKey::FindCoordinator => frame(key, version, cid, &FindCoordinatorRequest::default()),
+        ApiKey::JoinGroup => frame(key, version, cid, &JoinGroupRequest::default()),
+        ApiKey::SyncGroup => frame(key, version, cid, &SyncGroupRequest::default()),
+        ApiKey::Heartbeat => frame(key, version, cid, &HeartbeatRequest::default()),
+        ApiKey::LeaveGroup => frame(key, version, cid, &LeaveGroupRequest::default()),
+        ApiKey::OffsetCommit => frame(key, version, cid, &OffsetCommitRequest::default()),
+        ApiKey::OffsetFetch => frame(key, version, cid, &OffsetFetchRequest::default()),
+        ApiKey::ListGroups => frame(key, version, cid, &ListGroupsRequest::default()),
+        ApiKey::DescribeGroups => {
+            frame(key, version, cid, &DescribeGroupsRequest::default().with_groups(vec![GroupId(s("nobody"))]))
+        }
+        ApiKey::DeleteGroups => {
+            frame(key, version, cid, &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("nobody"))]))
+        }
+        ApiKey::OffsetDelete => frame(key, version, cid, &OffsetDeleteRequest::default()),
         _ => return None,
     })
 }
