@@ -190,7 +190,15 @@ impl Coordinator {
     pub async fn open(engine: Engine, config: GroupsConfig) -> Result<Arc<Self>> {
         config.validate()?;
         if !engine.config().read_only {
-            engine.ensure_internal_topic(OFFSETS_TOPIC, store::topic_config(&config)).await?;
+            match engine.ensure_internal_topic(OFFSETS_TOPIC, store::topic_config(&config)).await {
+                Ok(()) => {}
+                // The bucket holds the offsets of another node, or of this data dir before it was
+                // emptied: they come back with a restore; until then nothing is committed here.
+                Err(Error::TopicExists { in_bucket: true, .. }) => tracing::warn!(
+                    "the bucket holds {OFFSETS_TOPIC} but this data dir does not: restore it to bring committed offsets back; until then offset commits fail"
+                ),
+                Err(e) => return Err(e),
+            }
         }
         let partitions = engine.topic_config(OFFSETS_TOPIC).map(|c| c.partitions).unwrap_or(0);
         let limits = Limits {
