@@ -29,6 +29,8 @@ use tracing::instrument;
 
 use crate::config::{EngineConfig, TopicConfig};
 use crate::error::{Error, Result};
+use crate::internal::refuse_internal;
+pub use crate::internal::{OFFSETS_TOPIC, is_internal_topic};
 
 const TOPICS_DIR: &str = "topics";
 const LOCK_FILE: &str = ".lock";
@@ -1189,20 +1191,4 @@ fn write_topic_config(topics_dir: &Path, name: &str, cfg: &TopicConfig) -> Resul
     f.sync_all().map_err(io("fsync topic metadata", &tmp))?;
     std::fs::rename(&tmp, &path).map_err(io("rename topic metadata", &path))?;
     File::open(topics_dir).and_then(|d| d.sync_all()).map_err(io("fsync topics dir", topics_dir))
-}
-
-/// The internal topic of committed consumer-group offsets (Kafka's name).
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-
-/// Whether `name` is a topic tierlog keeps for itself: clients read it but never write, create or
-/// delete it, and listings leave it out.
-pub fn is_internal_topic(name: &str) -> bool {
-    name == OFFSETS_TOPIC
-}
-
-fn refuse_internal(name: &str, reason: &'static str) -> Result<()> {
-    if is_internal_topic(name) {
-        return Err(Error::InvalidTopicName { name: name.to_owned(), reason });
-    }
-    Ok(())
 }

@@ -44,6 +44,7 @@ pub mod error;
 #[cfg(feature = "servers")]
 pub mod groups;
 pub mod ingest;
+mod internal;
 #[cfg(feature = "servers")]
 pub mod kafka;
 pub mod records;
