@@ -151,6 +151,11 @@ pub struct GroupsConfig {
     /// records all go to one of them, by a hash of its id); fixed afterwards. Default 4; bounds
     /// 1..=64.
     pub offsets_topic_partitions: u32,
+    /// The age at which a segment of `__consumer_offsets` is sealed, and so uploaded: a node
+    /// restored from the bucket gets back every commit older than about this (its recovery
+    /// point for offsets). Applies when the topic is created; fixed afterwards. Default 600000
+    /// (10 minutes); bounds 1000..=604800000.
+    pub offsets_segment_ms: u64,
 }
 
 impl Default for GroupsConfig {
@@ -161,6 +166,7 @@ impl Default for GroupsConfig {
             max_session_timeout_ms: 1_800_000,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             offsets_topic_partitions: 4,
+            offsets_segment_ms: 600_000,
         }
     }
 }
@@ -184,6 +190,9 @@ impl GroupsConfig {
         }
         if !(1..=64).contains(&self.offsets_topic_partitions) {
             return bad("offsets_topic_partitions", "must be within 1..=64");
+        }
+        if !(1000..=604_800_000).contains(&self.offsets_segment_ms) {
+            return bad("offsets_segment_ms", "must be within 1000..=604800000");
         }
         Ok(())
     }

@@ -543,7 +543,7 @@ impl Engine {
     }
 
     /// The log of a partition for a client's append: refused on a read-only engine and for an
-    /// internal topic (written by tierlog itself, through [`Engine::append_internal`]).
+    /// internal topic (written by tierlog itself, through [`Engine::enqueue_internal`]).
     fn writable_log(&self, topic: &str, partition: u32) -> Result<Arc<PartitionLog>> {
         refuse_internal(topic, "it is an internal topic, written by tierlog's group coordinator only")?;
         self.internal_log(topic, partition)
@@ -901,11 +901,18 @@ impl Engine {
         Ok(info)
     }
 
-    /// [`Engine::append`] to an internal topic (the group coordinator's commits).
-    pub(crate) async fn append_internal(&self, topic: &str, partition: u32, batch: Bytes) -> Result<AppendInfo> {
+    /// [`Engine::enqueue_append`] to an internal topic (the group coordinator's commits).
+    pub(crate) async fn enqueue_internal(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: Bytes,
+    ) -> Result<impl std::future::Future<Output = Result<AppendInfo>> + use<>> {
         debug_assert!(is_internal_topic(topic));
         let log = self.internal_log(topic, partition)?;
-        log.append(batch).await.map_err(|e| Error::storage(topic, partition, e))
+        let ticket = log.enqueue(batch).await.map_err(|e| Error::storage(topic, partition, e))?;
+        let topic = topic.to_owned();
+        Ok(async move { ticket.await.map_err(|e| Error::storage(&topic, partition, e)) })
     }
 
     /// Like [`Engine::append`], but returns as soon as the batch is queued, with a future for

@@ -6,17 +6,7 @@ mod harness;
 
 use std::collections::HashMap;
 
-use harness::{Broker, client, config_file, json_lines, tierlog};
-
-/// One HTTP GET over a fresh connection; the body.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
-}
+use harness::{Broker, client, config_file, http_get, json_lines, tierlog};
 
 /// Every record of a topic, from tierlog's own replay of a stopped data dir.
 fn replay(data: &std::path::Path, config: &std::path::Path, topic: &str) -> Vec<serde_json::Value> {
@@ -297,73 +287,5 @@ fn kcat_lists_metadata_produces_and_consumes() {
     let consumed = kcat(&["-C", "-t", "kc", "-e", "-f", "%k=%s@%o\n"], None);
     let expected: String = (0..50).map(|i| format!("key{i}=value {i}@{i}\n")).collect();
     assert_eq!(consumed, expected);
-    broker.stop();
-}
-
-/// Reads `[partition, offset, value]` lines of a group consumer until `until` lines or its end.
-fn processed(lines: &mut dyn Iterator<Item = std::io::Result<String>>, until: usize) -> Vec<(i64, i64, String)> {
-    let mut out = Vec::new();
-    for line in lines {
-        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-        out.push((v[0].as_i64().unwrap(), v[1].as_i64().unwrap(), v[2].as_str().unwrap().to_owned()));
-        if out.len() >= until {
-            break;
-        }
-    }
-    out
-}
-
-#[test]
-fn the_seeds_group_consumer_killed_mid_stream_resumes_from_its_last_commit_losing_nothing() {
-    use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config =
-        config_file(dir.path(), "[topic_defaults]\npartitions = 3\n[groups]\ninitial_rebalance_delay_ms = 0\n");
-    let broker = Broker::start(&data, Some(&config), "127.0.0.1:0");
-    let out = harness::client("group_consumer.py", &[&broker.kafka, "produce", "loans", "3000"]);
-    assert_eq!(harness::json_lines(&out)[0]["acked"], 3000);
-
-    let mut first =
-        harness::spawn_client("group_consumer.py", &[&broker.kafka, "consume", "loans", "credit-check-service", "3"]);
-    let mut lines = std::io::BufReader::new(first.stdout.take().unwrap()).lines();
-    let before = processed(&mut lines, 1200);
-    assert_eq!(before.len(), 1200);
-    first.kill().unwrap();
-    first.wait().unwrap();
-    let mut second =
-        harness::spawn_client("group_consumer.py", &[&broker.kafka, "consume", "loans", "credit-check-service", "3"]);
-    let after = processed(&mut std::io::BufReader::new(second.stdout.take().unwrap()).lines(), usize::MAX);
-    assert!(second.wait().unwrap().success());
-
-    let mut seen: HashMap<(i64, i64), usize> = HashMap::new();
-    for (p, o, _) in before.iter().chain(&after) {
-        *seen.entry((*p, *o)).or_default() += 1;
-    }
-    let values: std::collections::HashSet<&str> = before.iter().chain(&after).map(|r| r.2.as_str()).collect();
-    assert_eq!(values.len(), 3000, "every record processed");
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    // Killed between printing a record and committing it: that record, at most, comes again.
-    assert!(twice.len() <= 1 && twice.iter().all(|(_, n)| **n == 2), "seen twice: {twice:?}");
-    // The group's committed offsets are the log ends now, per partition.
-    let d: serde_json::Value = serde_json::from_str(&http_get(&broker.http, "/groups/credit-check-service")).unwrap();
-    let offsets = d["offsets"].as_array().unwrap();
-    assert_eq!(offsets.len(), 3, "{d}");
-    assert!(offsets.iter().all(|o| o["lag"] == 0 && o["committed"] == o["log_end"]), "{d}");
-    let metrics = http_get(&broker.http, "/metrics");
-    let lag_lines: Vec<&str> =
-        metrics.lines().filter(|l| l.starts_with("tierlog_group_lag{") && l.contains("credit-check-service")).collect();
-    assert_eq!(lag_lines.len(), 3, "{metrics}");
-    assert!(lag_lines.iter().all(|l| l.ends_with(" 0")), "{lag_lines:?}");
-    broker.stop();
-
-    // After a restart the committed offsets are there: a consumer of the group reads nothing new.
-    let broker = Broker::start(&data, Some(&config), "127.0.0.1:0");
-    let d: serde_json::Value = serde_json::from_str(&http_get(&broker.http, "/groups/credit-check-service")).unwrap();
-    assert_eq!(d["offsets"].as_array().unwrap().len(), 3, "{d}");
-    let out = harness::client("group_consumer.py", &[&broker.kafka, "consume", "loans", "credit-check-service", "2"]);
-    assert!(out.trim().is_empty(), "resumed at the committed offsets, read: {out}");
-    let listed = harness::tierlog(&["groups", "list", "--bootstrap-server", &broker.kafka]);
-    assert!(harness::json_lines(&listed).iter().any(|g| g["group"] == "credit-check-service"), "{listed}");
     broker.stop();
 }

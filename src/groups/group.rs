@@ -478,7 +478,6 @@ impl Group {
     fn replace_static(&mut self, old: &str, new: &str, req: JoinRequest, tx: oneshot::Sender<JoinResponse>, now: i64) {
         let state = self.state;
         let m = self.member_mut(old).expect("the caller found it");
-        let unchanged = m.same_protocols(&req.protocols);
         m.id = new.to_owned();
         m.client_id = req.client_id;
         m.client_host = req.client_host;
@@ -495,6 +494,10 @@ impl Group {
         if self.leader.as_deref() == Some(old) {
             self.leader = Some(new.to_owned());
         }
+        // As Kafka: a stable group rebalances for a restarted static member only when its
+        // protocols change the group's pick (new metadata bytes alone, such as the partitions a
+        // consumer owned, do not).
+        let unchanged = self.protocol.is_some() && self.select_protocol() == self.protocol;
         match state {
             State::Stable if unchanged => {
                 // No rebalance: the member gets the current generation and syncs to its old

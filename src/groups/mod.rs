@@ -306,9 +306,13 @@ impl Coordinator {
         }
         let p = self.partition_of(group);
         let batch = store::batch(&records);
-        let _order = self.writes[p as usize].lock().await;
-        let info = self.engine.append_internal(OFFSETS_TOPIC, p, batch).await?;
-        Ok(info.base_offset)
+        // Queued in order under the lock; made durable outside it, so the commits of many
+        // members and groups share one group-committed fsync.
+        let durable = {
+            let _order = self.writes[p as usize].lock().await;
+            self.engine.enqueue_internal(OFFSETS_TOPIC, p, batch).await?
+        };
+        Ok(durable.await?.base_offset)
     }
 
     /// A JoinGroup; resolves when the join phase ends (or at once).

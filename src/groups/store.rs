@@ -46,7 +46,8 @@ struct GroupValue {
 }
 
 /// The settings `__consumer_offsets` is created with: compacted, fsync on every commit, 100 MiB
-/// segments (Kafka's `offsets.topic.segment.bytes`) so compaction has sealed segments to work on.
+/// segments (Kafka's `offsets.topic.segment.bytes`) sealed at `offsets_segment_ms` at the latest,
+/// so the bucket (and a restore) is never more than that behind the commits.
 pub(super) fn topic_config(config: &GroupsConfig) -> TopicConfig {
     let mut t = TopicConfig {
         partitions: config.offsets_topic_partitions,
@@ -55,6 +56,7 @@ pub(super) fn topic_config(config: &GroupsConfig) -> TopicConfig {
     };
     t.log.durability = tiering::Durability::Fsync;
     t.log.segment_bytes = 100 << 20;
+    t.log.segment_ms = config.offsets_segment_ms;
     t
 }
 

@@ -3,9 +3,9 @@
 Usage:
   group_consumer.py BOOTSTRAP produce TOPIC COUNT
       An idempotent producer sends COUNT records ("r0", "r1", ...); prints {"acked": COUNT}.
-  group_consumer.py BOOTSTRAP consume TOPIC GROUP IDLE_S
+  group_consumer.py BOOTSTRAP consume TOPIC GROUP IDLE_S [WORK_S]
       group.id GROUP, enable.auto.commit=false, auto.offset.reset=earliest, and a synchronous
-      commit after each record. Prints one line per record processed: [partition, offset, value],
+      commit after each record (processing it takes WORK_S seconds, default 0). Prints one line per record processed: [partition, offset, value],
       flushed before the record is committed. Ends after IDLE_S seconds without a record once it
       has an assignment.
 """
@@ -32,7 +32,7 @@ def produce(bootstrap, topic, count):
     print(json.dumps({'acked': acked[0]}))
 
 
-def consume(bootstrap, topic, group, idle_s):
+def consume(bootstrap, topic, group, idle_s, work_s):
     c = Consumer({
         'bootstrap.servers': bootstrap,
         'group.id': group,
@@ -55,6 +55,8 @@ def consume(bootstrap, topic, group, idle_s):
             continue
         if msg.error():
             raise KafkaException(msg.error())
+        if work_s:
+            time.sleep(work_s)
         last = time.time()
         print(json.dumps([msg.partition(), msg.offset(), msg.value().decode()]), flush=True)
         c.commit(message=msg, asynchronous=False)
@@ -66,6 +68,6 @@ if __name__ == '__main__':
     if mode == 'produce':
         produce(bootstrap, sys.argv[3], int(sys.argv[4]))
     elif mode == 'consume':
-        consume(bootstrap, sys.argv[3], sys.argv[4], float(sys.argv[5]))
+        consume(bootstrap, sys.argv[3], sys.argv[4], float(sys.argv[5]), float(sys.argv[6]) if len(sys.argv) > 6 else 0.0)
     else:
         sys.exit('unknown mode ' + mode)

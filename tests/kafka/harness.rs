@@ -36,6 +36,18 @@ pub fn client(name: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Starts a client script with its stdin and stdout piped to the caller.
+pub fn spawn_client_piped(name: &str, args: &[&str]) -> Child {
+    Command::new(python())
+        .arg(script(name))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
 /// Starts a client script; the caller reads its stdout and waits.
 pub fn spawn_client(name: &str, args: &[&str]) -> Child {
     Command::new(python()).arg(script(name)).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap()
@@ -119,4 +131,14 @@ pub fn config_file(dir: &Path, toml: &str) -> PathBuf {
     let p = dir.join("tierlog.toml");
     std::fs::write(&p, toml).unwrap();
     p
+}
+
+/// One HTTP GET over a fresh connection to `addr`; the body.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
 }
