@@ -60,5 +60,8 @@ cargo run --locked --quiet --release --bin tierlog -- bench history --smoke --di
 echo "== tierlog bench kafka --smoke (librdkafka from the venv, Redis from Debian)"
 cargo run --locked --quiet --release --bin tierlog -- bench kafka --smoke --dir "$cache/bench-kafka"
 
+echo "== tierlog bench groups --smoke"
+cargo run --locked --quiet --release --bin tierlog -- bench groups --smoke --dir "$cache/bench-groups"
+
 echo "== tierlog bench compaction --smoke (against the SeaweedFS started above)"
 cargo run --locked --quiet --release --bin tierlog -- bench compaction --smoke --dir "$cache/bench-compaction"

@@ -9,6 +9,8 @@
 //! - [`history`]: replay from each tier, `state_at` (time, peak memory), restore (time, requests).
 //! - [`kafka`]: the Kafka broker under librdkafka against in-process appends, Redis streams,
 //!   `Engine::read` and ranged GETs.
+//! - [`groups`]: the group coordinator over the wire: rebalance time, synchronous commits,
+//!   start-up with many groups, against round trips, fdatasync and plain reads.
 //! - [`compaction`]: key compaction throughput in both tiers against plain read/write and GET/PUT,
 //!   and a cold replay's objects and GETs before and after merging small segments.
 
@@ -19,6 +21,8 @@ use clap::{Args, Subcommand};
 
 pub mod append;
 pub mod compaction;
+#[cfg(feature = "servers")]
+pub mod groups;
 pub mod history;
 #[cfg(feature = "servers")]
 pub mod kafka;
@@ -48,6 +52,11 @@ pub enum BenchKind {
     /// and Redis streams, latency, consume from both tiers against Engine::read and ranged GETs.
     #[cfg(feature = "servers")]
     Kafka(kafka::KafkaBenchArgs),
+    /// The group coordinator over the wire: rebalance time of 2, 8 and 32 members against the
+    /// same round trips, sync commits/s from 1 and 16 consumers against fdatasync, start-up
+    /// with 10,000 groups' offsets against a plain read of the same files.
+    #[cfg(feature = "servers")]
+    Groups(groups::GroupsBenchArgs),
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -58,6 +67,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchKind::Compaction(a) => compaction::run(a).await,
         #[cfg(feature = "servers")]
         BenchKind::Kafka(a) => kafka::run(a).await,
+        #[cfg(feature = "servers")]
+        BenchKind::Groups(a) => groups::run(a).await,
     }
 }
 

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::{
     BrokerId, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
@@ -21,7 +21,7 @@ use super::Cli;
 use crate::engine::Engine;
 use crate::groups::reset::Bounds;
 use crate::groups::{Coordinator, ResetRow, ResetTo};
-use crate::kafka::client::Client;
+use crate::kafka::client::{Client, check};
 use crate::records::parse_time;
 
 #[derive(Debug, Subcommand)]
@@ -164,16 +164,6 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())
 }
 
-/// The error of a Kafka answer, if any.
-fn check(what: &str, code: i16) -> anyhow::Result<()> {
-    if code == 0 {
-        return Ok(());
-    }
-    let name = kafka_protocol::ResponseError::try_from_code(code)
-        .map_or_else(|| format!("error {code}"), |e| format!("{e:?}"));
-    anyhow::bail!("{what}: the broker answered {name} ({code})")
-}
-
 /// Connections to a cluster's brokers, opened as needed.
 struct Cluster {
     bootstrap: String,
@@ -287,54 +277,7 @@ impl Cluster {
         group: &str,
         topic: Option<(&str, Vec<i32>)>,
     ) -> anyhow::Result<Vec<(String, i32, i64, Option<String>)>> {
-        use kafka_protocol::messages::offset_fetch_request::{
-            OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
-        };
-        let c = self.coordinator(group).await?;
-        let v = c.version::<OffsetFetchRequest>()?;
-        let mut req = OffsetFetchRequest::default();
-        if v >= 8 {
-            let topics = topic.as_ref().map(|(t, ps)| {
-                vec![OffsetFetchRequestTopics::default().with_name(TopicName(s(t))).with_partition_indexes(ps.clone())]
-            });
-            req.groups = vec![OffsetFetchRequestGroup::default().with_group_id(GroupId(s(group))).with_topics(topics)];
-        } else {
-            req.group_id = GroupId(s(group));
-            req.topics = topic.as_ref().map(|(t, ps)| {
-                vec![OffsetFetchRequestTopic::default().with_name(TopicName(s(t))).with_partition_indexes(ps.clone())]
-            });
-        }
-        let (resp, v) = c.call(&req).await?;
-        let mut out = Vec::new();
-        if v >= 8 {
-            let g = resp.groups.first().ok_or_else(|| anyhow::anyhow!("OffsetFetch: no answer"))?;
-            check(&format!("fetching the offsets of group {group:?}"), g.error_code)?;
-            for t in &g.topics {
-                for p in &t.partitions {
-                    check(&format!("offset of {}-{}", t.name.0, p.partition_index), p.error_code)?;
-                    out.push((
-                        t.name.0.to_string(),
-                        p.partition_index,
-                        p.committed_offset,
-                        p.metadata.as_ref().map(|m| m.to_string()),
-                    ));
-                }
-            }
-        } else {
-            check(&format!("fetching the offsets of group {group:?}"), resp.error_code)?;
-            for t in &resp.topics {
-                for p in &t.partitions {
-                    check(&format!("offset of {}-{}", t.name.0, p.partition_index), p.error_code)?;
-                    out.push((
-                        t.name.0.to_string(),
-                        p.partition_index,
-                        p.committed_offset,
-                        p.metadata.as_ref().map(|m| m.to_string()),
-                    ));
-                }
-            }
-        }
-        Ok(out)
+        self.coordinator(group).await?.committed(group, topic).await
     }
 }
 

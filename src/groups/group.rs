@@ -807,11 +807,7 @@ impl Group {
     /// caller writes their tombstones.
     pub fn tick(&mut self, now: i64, limits: &Limits) -> Vec<(String, i32)> {
         self.pending.retain(|_, until| *until > now);
-        if self.state == State::PreparingRebalance && self.join_deadline.is_some_and(|d| now >= d) {
-            self.complete_join(now);
-        } else {
-            self.maybe_complete_join(now);
-        }
+        self.complete_join_if_due(now);
         if self.state == State::CompletingRebalance && self.sync_deadline.is_some_and(|d| now >= d) {
             let late: Vec<String> =
                 self.members.iter().filter(|m| m.sync_waiter.is_none()).map(|m| m.id.clone()).collect();
@@ -847,6 +843,21 @@ impl Group {
             self.offsets.remove(k);
         }
         expired
+    }
+
+    /// When the join phase under way ends at the latest (the initial delay, or the rebalance
+    /// timeout), if one is.
+    pub fn join_deadline(&self) -> Option<i64> {
+        self.join_deadline.filter(|_| self.state == State::PreparingRebalance)
+    }
+
+    /// Ends the join phase if its deadline has passed or every member has joined.
+    pub fn complete_join_if_due(&mut self, now: i64) {
+        if self.state == State::PreparingRebalance && self.join_deadline.is_some_and(|d| now >= d) {
+            self.complete_join(now);
+        } else {
+            self.maybe_complete_join(now);
+        }
     }
 
     /// Whether the group holds nothing worth keeping (no member, no offset).

@@ -320,15 +320,31 @@ impl Coordinator {
         if group.is_empty() {
             return JoinResponse::error(GroupError::InvalidGroupId, &req.member_id);
         }
-        let rx = {
+        let (mut rx, mut deadline) = {
             let mut groups = self.lock();
             let g = groups.entry(group.to_owned()).or_insert_with(|| Group::new(group));
             let before = g.rebalances;
             let rx = g.join(req.clone(), self.now(), &self.limits);
             metrics::counter!(REBALANCES).increment(g.rebalances - before);
-            rx
+            (rx, g.join_deadline())
         };
-        rx.await.unwrap_or_else(|_| JoinResponse::error(GroupError::CoordinatorNotAvailable, &req.member_id))
+        let lost = || JoinResponse::error(GroupError::CoordinatorNotAvailable, &req.member_id);
+        // The join phase ends on time, not on the next timer tick: a waiting member wakes at the
+        // deadline (later joins may have moved it) and ends the phase itself.
+        while let Some(d) = deadline {
+            let wait = d.saturating_sub(self.now()).max(0) as u64;
+            tokio::select! {
+                answer = &mut rx => return answer.unwrap_or_else(|_| lost()),
+                () = self.engine.clock().sleep(wait) => {
+                    let mut groups = self.lock();
+                    deadline = groups.get_mut(group).and_then(|g| {
+                        g.complete_join_if_due(self.now());
+                        g.join_deadline()
+                    });
+                }
+            }
+        }
+        rx.await.unwrap_or_else(|_| lost())
     }
 
     /// A SyncGroup; resolves when the leader's assignment is in (or at once).

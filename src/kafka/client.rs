@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, GroupId, OffsetFetchRequest, ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, HeaderVersion, Message, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -88,4 +90,75 @@ impl Client {
         anyhow::ensure!(header.correlation_id == self.correlation, "{}: response out of order", self.addr);
         S::decode(&mut body, version).with_context(|| format!("{}: decoding a {key:?} v{version} response", self.addr))
     }
+
+    /// OffsetFetch of one group (the single-group form before v8, the batched one from v8):
+    /// (topic, partition, committed offset, metadata), every topic when `topic` is none. An
+    /// error code in the answer is an error.
+    pub async fn committed(
+        &mut self,
+        group: &str,
+        topic: Option<(&str, Vec<i32>)>,
+    ) -> anyhow::Result<Vec<(String, i32, i64, Option<String>)>> {
+        use kafka_protocol::messages::offset_fetch_request::{
+            OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+        };
+        let v = self.version::<OffsetFetchRequest>()?;
+        let mut req = OffsetFetchRequest::default();
+        if v >= 8 {
+            let topics = topic.as_ref().map(|(t, ps)| {
+                vec![OffsetFetchRequestTopics::default().with_name(TopicName(s(t))).with_partition_indexes(ps.clone())]
+            });
+            req.groups = vec![OffsetFetchRequestGroup::default().with_group_id(GroupId(s(group))).with_topics(topics)];
+        } else {
+            req.group_id = GroupId(s(group));
+            req.topics = topic.as_ref().map(|(t, ps)| {
+                vec![OffsetFetchRequestTopic::default().with_name(TopicName(s(t))).with_partition_indexes(ps.clone())]
+            });
+        }
+        let (resp, v) = self.call(&req).await?;
+        let mut out = Vec::new();
+        if v >= 8 {
+            let g = resp.groups.first().ok_or_else(|| anyhow::anyhow!("OffsetFetch: no answer"))?;
+            check(&format!("fetching the offsets of group {group:?}"), g.error_code)?;
+            for t in &g.topics {
+                for p in &t.partitions {
+                    check(&format!("offset of {}-{}", t.name.0, p.partition_index), p.error_code)?;
+                    out.push((
+                        t.name.0.to_string(),
+                        p.partition_index,
+                        p.committed_offset,
+                        p.metadata.as_ref().map(|m| m.to_string()),
+                    ));
+                }
+            }
+        } else {
+            check(&format!("fetching the offsets of group {group:?}"), resp.error_code)?;
+            for t in &resp.topics {
+                for p in &t.partitions {
+                    check(&format!("offset of {}-{}", t.name.0, p.partition_index), p.error_code)?;
+                    out.push((
+                        t.name.0.to_string(),
+                        p.partition_index,
+                        p.committed_offset,
+                        p.metadata.as_ref().map(|m| m.to_string()),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_owned())
+}
+
+/// The error of a Kafka answer, if any.
+pub fn check(what: &str, code: i16) -> anyhow::Result<()> {
+    if code == 0 {
+        return Ok(());
+    }
+    let name = kafka_protocol::ResponseError::try_from_code(code)
+        .map_or_else(|| format!("error {code}"), |e| format!("{e:?}"));
+    anyhow::bail!("{what}: the broker answered {name} ({code})")
 }
