@@ -61,7 +61,7 @@ fn assert_caught_up(broker: &Broker, group: &str, partitions: usize) {
 }
 
 #[test]
-fn the_seeds_group_consumer_killed_mid_stream_resumes_from_its_last_commit_losing_nothing() {
+fn the_seeds_group_consumer_and_its_broker_killed_mid_stream_resume_from_the_last_commit_losing_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = groups_config(dir.path(), 3, "");
@@ -76,6 +76,11 @@ fn the_seeds_group_consumer_killed_mid_stream_resumes_from_its_last_commit_losin
     assert_eq!(before.len(), 1200);
     first.kill().unwrap();
     first.wait().unwrap();
+    // The broker is SIGKILLed too, between the group's commits, and comes back: every commit it
+    // had answered is there.
+    broker.kill();
+    let broker = Broker::start(&data, Some(&config), "127.0.0.1:0");
+    let args: Vec<&str> = [broker.kafka.as_str()].into_iter().chain(consume).collect();
     let mut second = harness::spawn_client("group_consumer.py", &args);
     let after = processed(&mut std::io::BufReader::new(second.stdout.take().unwrap()).lines(), usize::MAX);
     assert!(second.wait().unwrap().success());
