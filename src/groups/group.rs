@@ -430,7 +430,9 @@ impl Group {
                 if self.state == State::PreparingRebalance {
                     self.maybe_complete_join(now);
                 } else {
-                    self.prepare_rebalance(now, limits.initial_rebalance_delay_ms);
+                    let why = if is_leader { "the leader rejoined" } else { "a member rejoined with new metadata" };
+                    tracing::info!(group = %self.id, member = %id, "{why}");
+                    self.prepare_rebalance(now, limits.initial_rebalance_delay_ms, why);
                 }
             }
         }
@@ -469,7 +471,7 @@ impl Group {
             }
             self.maybe_complete_join(now);
         } else {
-            self.prepare_rebalance(now, limits.initial_rebalance_delay_ms);
+            self.prepare_rebalance(now, limits.initial_rebalance_delay_ms, "a new member joined");
         }
         rx
     }
@@ -513,14 +515,15 @@ impl Group {
             _ => {
                 self.member_mut(new).expect("renamed above").join_waiter = Some(tx);
                 // The group has members: no initial delay.
-                self.prepare_rebalance(now, 0);
+                self.prepare_rebalance(now, 0, "a restarted static member changed the protocol the group picks");
             }
         }
     }
 
     /// Starts a rebalance: the join phase.
     /// `initial_delay_ms` applies when the group is empty (its first rebalance).
-    fn prepare_rebalance(&mut self, now: i64, initial_delay_ms: u64) {
+    fn prepare_rebalance(&mut self, now: i64, initial_delay_ms: u64, why: &str) {
+        tracing::info!(group = %self.id, generation = self.generation, from = self.state.name(), why, "rebalancing");
         if self.state == State::CompletingRebalance {
             for m in &mut self.members {
                 if let Some(w) = m.sync_waiter.take() {
@@ -558,6 +561,7 @@ impl Group {
     fn complete_join(&mut self, now: i64) {
         let gone: Vec<String> = self.members.iter().filter(|m| m.join_waiter.is_none()).map(|m| m.id.clone()).collect();
         for id in gone {
+            tracing::info!(group = %self.id, member = %id, "member removed: it did not rejoin before the join phase ended");
             self.drop_member(&id);
         }
         self.join_deadline = None;
@@ -573,6 +577,13 @@ impl Group {
             self.leader = self.members.first().map(|m| m.id.clone());
         }
         self.state = State::CompletingRebalance;
+        tracing::info!(
+            group = %self.id,
+            generation = self.generation,
+            members = self.members.len(),
+            protocol = self.protocol.as_deref().unwrap_or(""),
+            "group joined: waiting for the leader's assignment"
+        );
         let timeout = self.max_rebalance_timeout() as i64;
         self.sync_deadline = Some(now.saturating_add(timeout));
         let answers: Vec<(usize, JoinResponse)> =
@@ -615,7 +626,8 @@ impl Group {
     }
 
     /// A member is gone (left, expired): the others rebalance.
-    fn remove_member(&mut self, id: &str, now: i64) {
+    fn remove_member(&mut self, id: &str, now: i64, why: &'static str) {
+        tracing::info!(group = %self.id, member = id, why, "member removed");
         self.drop_member(id);
         match self.state {
             State::Stable | State::CompletingRebalance => {
@@ -623,7 +635,7 @@ impl Group {
                     self.generation = self.generation.wrapping_add(1).max(1);
                     self.set_empty(now);
                 } else {
-                    self.prepare_rebalance(now, 0);
+                    self.prepare_rebalance(now, 0, why);
                 }
             }
             State::PreparingRebalance => {
@@ -757,7 +769,7 @@ impl Group {
             };
             match found {
                 Ok(id) => {
-                    self.remove_member(&id, now);
+                    self.remove_member(&id, now, "LeaveGroup");
                     out.push(GroupError::None);
                 }
                 Err(e) => out.push(e),
@@ -812,7 +824,7 @@ impl Group {
             let late: Vec<String> =
                 self.members.iter().filter(|m| m.sync_waiter.is_none()).map(|m| m.id.clone()).collect();
             for id in late {
-                self.remove_member(&id, now);
+                self.remove_member(&id, now, "no SyncGroup before the rebalance timeout");
             }
         }
         let silent: Vec<String> = self
@@ -826,7 +838,7 @@ impl Group {
             .map(|m| m.id.clone())
             .collect();
         for id in silent {
-            self.remove_member(&id, now);
+            self.remove_member(&id, now, "session timeout");
         }
         if self.state != State::Empty || !self.members.is_empty() {
             return Vec::new();

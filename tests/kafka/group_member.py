@@ -17,8 +17,14 @@ Usage:
       static one does not.
 """
 import json
+import logging
+import os
 import sys
 import threading
+
+if os.environ.get('TIERLOG_TEST_CLIENT_LOG'):
+    # The client library's own log on stderr (kafka-python's logging; librdkafka's debug contexts).
+    logging.basicConfig(level=logging.DEBUG, format='%(asctime)s %(threadName)s %(name)s %(message)s')
 
 stop = threading.Event()
 
@@ -93,9 +99,15 @@ def kafka_python(bootstrap, topic, group, instance):
         session_timeout_ms=10000,
         heartbeat_interval_ms=500,
     )
+    # kafka-python 3.0.12 as leader rejoins whenever its metadata snapshot moves (its first join
+    # assigns nothing if it has no metadata yet), and if the answer to such a rejoin arrives
+    # after poll() stopped waiting it never applies it: the member sits with no partitions and
+    # no heartbeats until its session expires (the same against Kafka). The topic's metadata
+    # first, and long polls, keep that window small.
+    c.partitions_for_topic(topic)
     c.subscribe([topic], listener=Listener())
     while not stop.is_set():
-        for tp, records in c.poll(timeout_ms=100).items():
+        for tp, records in c.poll(timeout_ms=1000).items():
             for r in records:
                 emit(event='record', partition=tp.partition, offset=r.offset, value=r.value.decode())
                 try:

@@ -87,7 +87,7 @@ impl Broker {
         args.extend(["serve", "--listen", "127.0.0.1:0", "--kafka-listen", kafka].map(String::from));
         let mut child = Command::new(env!("CARGO_BIN_EXE_tierlog"))
             .args(&args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("TIERLOG_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
