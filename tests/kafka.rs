@@ -6,7 +6,7 @@ mod harness;
 
 use std::collections::HashMap;
 
-use harness::{Broker, client, config_file, http_get, json_lines, tierlog};
+use harness::{Broker, client, config_file, http_get, json_lines, local_start, tierlog};
 
 /// Every record of a topic, from tierlog's own replay of a stopped data dir.
 fn replay(data: &std::path::Path, config: &std::path::Path, topic: &str) -> Vec<serde_json::Value> {
@@ -66,15 +66,6 @@ fn the_seeds_producer_as_written_sends_to_a_topic_nobody_created_and_replay_find
         }
     }
     assert!(partitions.len() > 1, "the producer spread its events over the auto-created partitions");
-}
-
-/// The first offset of a partition's local log: its oldest segment file's base offset.
-fn local_start(data: &std::path::Path, topic: &str, partition: i64) -> i64 {
-    std::fs::read_dir(data.join(format!("{topic}-{partition}")))
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".log")?.parse::<i64>().ok())
-        .min()
-        .unwrap()
 }
 
 #[test]

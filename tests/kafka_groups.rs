@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
-use harness::{Broker, client, config_file, http_get, json_lines, tierlog};
+use harness::{Broker, client, config_file, http_get, json_lines, local_start, tierlog};
 use serde_json::Value;
 
 /// The configs these tests start brokers with: `partitions` per auto-created topic, and no
@@ -499,15 +499,6 @@ fn committed_offsets_come_back_with_a_restore_from_the_bucket_into_a_new_data_di
     assert!(before.len() + rest.len() <= 1001, "at most one record twice");
     assert_caught_up(&broker, "credit-check-service", 3);
     broker.stop();
-}
-
-/// The first offset of a partition's local log: its oldest segment file's base offset.
-fn local_start(data: &Path, topic: &str, partition: i64) -> i64 {
-    std::fs::read_dir(data.join(format!("{topic}-{partition}")))
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".log")?.parse::<i64>().ok())
-        .min()
-        .unwrap()
 }
 
 #[test]

@@ -117,33 +117,24 @@ impl Client {
         }
         let (resp, v) = self.call(&req).await?;
         let mut out = Vec::new();
+        // The two forms carry the same fields in distinct generated types.
+        macro_rules! collect {
+            ($error:expr, $topics:expr) => {{
+                check(&format!("fetching the offsets of group {group:?}"), $error)?;
+                for t in $topics {
+                    for p in &t.partitions {
+                        check(&format!("offset of {}-{}", t.name.0, p.partition_index), p.error_code)?;
+                        let metadata = p.metadata.as_ref().map(|m| m.to_string());
+                        out.push((t.name.0.to_string(), p.partition_index, p.committed_offset, metadata));
+                    }
+                }
+            }};
+        }
         if v >= 8 {
             let g = resp.groups.first().ok_or_else(|| anyhow::anyhow!("OffsetFetch: no answer"))?;
-            check(&format!("fetching the offsets of group {group:?}"), g.error_code)?;
-            for t in &g.topics {
-                for p in &t.partitions {
-                    check(&format!("offset of {}-{}", t.name.0, p.partition_index), p.error_code)?;
-                    out.push((
-                        t.name.0.to_string(),
-                        p.partition_index,
-                        p.committed_offset,
-                        p.metadata.as_ref().map(|m| m.to_string()),
-                    ));
-                }
-            }
+            collect!(g.error_code, &g.topics);
         } else {
-            check(&format!("fetching the offsets of group {group:?}"), resp.error_code)?;
-            for t in &resp.topics {
-                for p in &t.partitions {
-                    check(&format!("offset of {}-{}", t.name.0, p.partition_index), p.error_code)?;
-                    out.push((
-                        t.name.0.to_string(),
-                        p.partition_index,
-                        p.committed_offset,
-                        p.metadata.as_ref().map(|m| m.to_string()),
-                    ));
-                }
-            }
+            collect!(resp.error_code, &resp.topics);
         }
         Ok(out)
     }

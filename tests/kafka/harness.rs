@@ -142,3 +142,12 @@ pub fn http_get(addr: &str, path: &str) -> String {
     s.read_to_string(&mut resp).unwrap();
     resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
 }
+
+/// The first offset of a partition's local log: its oldest segment file's base offset.
+pub fn local_start(data: &Path, topic: &str, partition: i64) -> i64 {
+    std::fs::read_dir(data.join(format!("{topic}-{partition}")))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".log")?.parse::<i64>().ok())
+        .min()
+        .unwrap()
+}
