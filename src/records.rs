@@ -82,7 +82,10 @@ pub fn parse_time(s: &str) -> Option<i64> {
 
 /// Formats ms since the epoch as RFC 3339 (UTC), or the number when it is out of range.
 pub fn format_time(ms: i64) -> String {
-    if ms < 0 {
+    // RFC 3339 stops at 9999-12-31T23:59:59.999Z (humantime panics past it); before the epoch
+    // Kafka's timestamps mean "none" (-1). Any other i64 is printed as its number.
+    const LAST_RFC3339_MS: i64 = 253_402_300_799_999;
+    if !(0..=LAST_RFC3339_MS).contains(&ms) {
         return ms.to_string();
     }
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);

@@ -532,3 +532,26 @@ fn read_only_commands_take_nothing_over_and_write_nothing_to_the_bucket() {
     let bumped: Vec<String> = heads.iter().map(|h| std::fs::read_to_string(h).unwrap()).collect();
     assert_eq!(epoch(&bumped[0]), epoch(&head_text[0]) + 1);
 }
+
+#[test]
+fn records_stamped_past_year_9999_or_at_the_i64_limits_are_described_inspected_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(tierlog(d, &["topic", "create", "far", "--partitions", "1"], None));
+    // The last millisecond RFC 3339 can write, the first it cannot, i64::MAX, and a negative one.
+    let stamps = [253_402_300_799_999i64, 253_402_300_800_000, i64::MAX, -7];
+    let input: String =
+        stamps.iter().map(|t| format!("{{\"key\":\"k\",\"value\":\"v\",\"timestamp\":{t}}}\n")).collect();
+    let summary: serde_json::Value = serde_json::from_str(&ok(tierlog(d, &["produce", "far"], Some(&input)))).unwrap();
+    assert_eq!(summary["records"], 4);
+
+    let read = json_lines(&ok(tierlog(d, &["consume", "far"], None)));
+    let got: Vec<i64> = read.iter().map(|r| r["timestamp"].as_i64().unwrap()).collect();
+    assert_eq!(got, stamps, "every timestamp read back as written");
+    // The newest timestamp is i64::MAX: printed as its number, not as a date.
+    let described: serde_json::Value =
+        serde_json::from_str(&ok(tierlog(d, &["topic", "describe", "far"], None))).unwrap();
+    assert_eq!(described["partitions"][0]["newest_timestamp"], i64::MAX.to_string(), "{described}");
+    let inspected = ok(tierlog(d, &["inspect", "--batches", d.join("far-0").to_str().unwrap()], None));
+    assert!(inspected.contains(&format!("\"max_timestamp\":\"{}\"", i64::MAX)), "{inspected}");
+}

@@ -220,3 +220,27 @@ async fn records_with_wait_ms_tail_a_partition() {
     assert_eq!(error_code(st, &b), (400, "invalid".into()));
     std::sync::Arc::into_inner(s).unwrap().stop().await;
 }
+
+#[tokio::test]
+async fn a_topic_holding_timestamps_past_year_9999_is_described_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(Engine::open(config(dir.path())).await.unwrap()).await;
+    assert_eq!(s.post("/topics/far", r#"{"partitions": 1}"#).await.0, 201);
+    let body = format!(
+        "{{\"key\":\"k\",\"value\":\"a\",\"timestamp\":{}}}\n{{\"key\":\"k\",\"value\":\"b\",\"timestamp\":253402300800000}}\n",
+        i64::MAX
+    );
+    let (st, out) = s.post("/topics/far/records", &body).await;
+    assert_eq!(st, 200, "{out}");
+    // Described (the newest timestamp as its number, not a date), again and again.
+    for _ in 0..2 {
+        let (st, out) = s.get("/topics/far").await;
+        assert_eq!(st, 200, "{out}");
+        assert_eq!(json(&out)["partitions"][0]["newest_timestamp"], i64::MAX.to_string(), "{out}");
+    }
+    let (st, out) = s.get("/topics/far/records?partition=0").await;
+    assert_eq!(st, 200, "{out}");
+    let got: Vec<i64> = lines(&out).iter().map(|r| r["timestamp"].as_i64().unwrap()).collect();
+    assert_eq!(got, [i64::MAX, 253_402_300_800_000]);
+    s.stop().await;
+}
