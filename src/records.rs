@@ -26,6 +26,8 @@ use crate::replay::ReplayRecord;
 pub enum JsonRecordError {
     #[error("not a JSON object: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("a record is a JSON object ({{\"key\", \"value\", ...}}), not an array, string or number")]
+    NotObject,
     #[error("`{field}` is not valid base64: {reason}")]
     Base64 { field: &'static str, reason: String },
     #[error("give either `{0}` or `{0}_b64`, not both")]
@@ -128,8 +130,17 @@ fn parse_headers(v: Value) -> Result<Vec<Header>, JsonRecordError> {
     }
 }
 
+/// Whether `text` is (at most) a JSON object: its first non-blank byte is `{`. Serde reads a
+/// struct from an array too (`[]` is a struct of defaults); tierlog's JSON inputs are objects.
+pub fn is_json_object(text: &[u8]) -> bool {
+    text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
 /// Parses one JSON line into a record; `now` is used when it has no timestamp.
 pub fn record_from_json(line: &str, now: i64) -> Result<Record, JsonRecordError> {
+    if !is_json_object(line.as_bytes()) {
+        return Err(JsonRecordError::NotObject);
+    }
     let j: JsonIn = serde_json::from_str(line)?;
     let timestamp = match j.timestamp {
         None | Some(Value::Null) => now,

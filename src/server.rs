@@ -248,11 +248,37 @@ async fn compact(State(engine): Shared, Path(topic): Path<String>) -> ApiResult<
     Ok(Json(json!({ "topic": topic, "partitions": parts })))
 }
 
+/// Overlays `given` on `base`: objects merge key by key, anything else replaces.
+fn merge_json(base: &mut serde_json::Value, given: serde_json::Value) {
+    match (base, given) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(g)) => {
+            for (k, v) in g {
+                match b.get_mut(&k) {
+                    Some(slot) => merge_json(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
 async fn create(State(engine): Shared, Path(topic): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let defaults = &engine.config().topic_defaults;
     let config: TopicConfig = if body.iter().all(u8::is_ascii_whitespace) {
-        engine.config().topic_defaults.clone()
+        defaults.clone()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid", format!("topic config: {e}")))?
+        let bad = |e: String| ApiError::bad_request("invalid", format!("topic config: {e}"));
+        if !crate::records::is_json_object(&body) {
+            return Err(bad("give a JSON object of settings (or nothing, for [topic_defaults])".into()));
+        }
+        let given: serde_json::Value = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
+        // What the body leaves out comes from [topic_defaults], field by field.
+        let mut merged = serde_json::to_value(defaults).expect("invariant: topic config serialises");
+        merge_json(&mut merged, given);
+        serde_json::from_value(merged).map_err(|e| bad(e.to_string()))?
     };
     engine.create_topic(&topic, config.clone()).await?;
     Ok((StatusCode::CREATED, Json(json!({ "created": topic, "config": config }))).into_response())
@@ -515,6 +541,9 @@ async fn group_reset(
     Path(group): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
+    if !crate::records::is_json_object(&body) {
+        return Err(ApiError::bad_request("invalid", "give a JSON object: {\"topic\", \"to_...\", \"execute\"}"));
+    }
     let b: ResetBody = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid", e.to_string()))?;
     let to = b.target().map_err(|e| ApiError::bad_request("invalid", e))?;
     let rows = groups.reset_offsets(&group, &b.topic, b.partition, to, b.execute).await?;

@@ -244,3 +244,39 @@ async fn a_topic_holding_timestamps_past_year_9999_is_described_and_read() {
     assert_eq!(got, [i64::MAX, 253_402_300_800_000]);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn json_that_is_not_an_object_is_refused_and_a_partial_topic_config_takes_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.topic_defaults.partitions = 3;
+    cfg.topic_defaults.log.segment_ms = 60_000;
+    let s = start(Engine::open(cfg).await.unwrap()).await;
+    // An array is not a topic config (serde would read it as a struct of defaults).
+    for body in ["[1]", "[]", "3", "\"x\""] {
+        let (st, out) = s.post("/topics/arr", body).await;
+        assert_eq!(error_code(st, &out), (400, "invalid".into()), "{body}: {out}");
+    }
+    assert_eq!(json(&s.get("/topics").await.1), serde_json::json!([]), "nothing was created");
+
+    // What a partial body leaves out comes from [topic_defaults], nested fields too.
+    let (st, out) = s.post("/topics/part", r#"{"log": {"segment_bytes": 8192}}"#).await;
+    assert_eq!(st, 201, "{out}");
+    let c = &json(&s.get("/topics/part").await.1)["config"];
+    assert_eq!((c["partitions"].as_u64(), c["log"]["segment_bytes"].as_u64()), (Some(3), Some(8192)), "{c}");
+    assert_eq!(c["log"]["segment_ms"], 60_000, "{c}");
+
+    // An array is not a record either: `[]` would have been a keyless tombstone.
+    for body in ["[]\n", "{\"key\":\"k\",\"value\":\"v\"}\n[]\n", "7\n"] {
+        let (st, out) = s.post("/topics/part/records", body).await;
+        assert_eq!(error_code(st, &out).0, 400, "{body}: {out}");
+    }
+    let (_, out) = s.get("/topics/part").await;
+    let ends: Vec<i64> =
+        json(&out)["partitions"].as_array().unwrap().iter().map(|p| p["high_watermark"].as_i64().unwrap()).collect();
+    assert_eq!(ends, [0, 0, 0], "nothing appended: {out}");
+    // Nor is it a reset request.
+    let (st, out) = s.post("/groups/g/reset-offsets", "[]").await;
+    assert_eq!(error_code(st, &out), (400, "invalid".into()), "{out}");
+    s.stop().await;
+}
