@@ -206,13 +206,22 @@ pub fn state_entry_to_json(e: &crate::state::StateEntry) -> Value {
     Value::Object(m)
 }
 
-/// Summary line printed by `produce`.
-#[derive(Debug, Serialize)]
+/// Summary line printed by `produce` (and answered by `POST /topics/{t}/records`): totals, and
+/// where the records went, per partition.
+#[derive(Debug, Default, Serialize)]
 pub struct ProduceSummary {
     pub records: u64,
     pub batches: u64,
-    pub first_offset: Option<i64>,
-    pub last_offset: Option<i64>,
+    pub partitions: Vec<PartitionProduced>,
+}
+
+/// The records one produce appended to one partition: offsets `first_offset..=last_offset`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PartitionProduced {
+    pub partition: u32,
+    pub records: u64,
+    pub first_offset: i64,
+    pub last_offset: i64,
 }
 
 /// What a manifest head says about a partition's remote log, for `topic describe` and `inspect`:

@@ -40,7 +40,7 @@ use crate::engine::Engine;
 use crate::error::{Error, ErrorKind};
 use crate::groups::{Coordinator, GroupError, ResetTo};
 use crate::ingest::{ProduceOptions, parse_compression, produce};
-use crate::records::{parse_time, record_from_json, record_to_json, state_entry_to_json};
+use crate::records::{parse_time, record_to_json, state_entry_to_json};
 use crate::replay::Merge;
 use crate::state::{At, StateSpec};
 
@@ -98,6 +98,19 @@ impl From<anyhow::Error> for ApiError {
             Ok(e) => e.into(),
             Err(e) => Self { status: StatusCode::BAD_REQUEST, code: "invalid", message: format!("{e:#}") },
         }
+    }
+}
+
+/// A produce that failed part way (the disk, say; lines are checked before): the error, and what
+/// had been appended before it.
+impl From<crate::ingest::ProduceFailed> for ApiError {
+    fn from(f: crate::ingest::ProduceFailed) -> Self {
+        let mut e = ApiError::from(f.error);
+        if f.appended.records > 0 {
+            let done = serde_json::to_string(&f.appended).expect("invariant: a summary serialises");
+            e.message = format!("{}; appended before it: {done}", e.message);
+        }
+        e
     }
 }
 
@@ -298,12 +311,15 @@ async fn produce_records(
 ) -> ApiResult<Json<serde_json::Value>> {
     let text =
         std::str::from_utf8(&body).map_err(|e| ApiError::bad_request("invalid", format!("body is not UTF-8: {e}")))?;
-    // Every line is checked before anything is appended.
+    // Every line is checked, its size against the topic's batch limit too, before anything is
+    // appended.
+    const BATCH_BYTES: usize = 1 << 20;
+    let limit = crate::ingest::batch_limit(&engine, &topic, BATCH_BYTES)?;
     let now = engine.clock().now_ms();
     for (n, line) in text.lines().enumerate() {
         if !line.trim().is_empty() {
-            record_from_json(line, now)
-                .map_err(|e| ApiError::bad_request("invalid_record", format!("line {}: {e}", n + 1)))?;
+            crate::ingest::parse_line(line, now, limit)
+                .map_err(|e| ApiError::bad_request("invalid_record", format!("line {}: {e:#}", n + 1)))?;
         }
     }
     let compression = match q.compression.as_deref() {
@@ -314,7 +330,7 @@ async fn produce_records(
         topic,
         partition: q.partition,
         batch_records: 1000,
-        batch_bytes: 1 << 20,
+        batch_bytes: BATCH_BYTES,
         compression,
         in_flight: 16,
     };

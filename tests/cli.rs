@@ -61,7 +61,10 @@ fn produce_consume_roundtrip_and_time_ranges() {
     )))
     .unwrap();
     assert_eq!(summary["records"], 302);
-    assert_eq!((summary["first_offset"].as_i64(), summary["last_offset"].as_i64()), (Some(0), Some(301)));
+    assert_eq!(
+        summary["partitions"],
+        serde_json::json!([{"partition": 1, "records": 302, "first_offset": 0, "last_offset": 301}])
+    );
 
     let all = json_lines(&ok(tierlog(d, &["consume", "orders", "--partition", "1"], None)));
     assert_eq!(all.len(), 302);
@@ -174,7 +177,7 @@ fn bad_input_fails_clearly() {
         tierlog(d, &["produce", "t"], Some("{\"value\":\"a\"}\n{\"value\":\"b\"}\nnot json\n{\"value\":\"c\"}\n"));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 3") && err.contains("2 records before the bad line were appended"), "{err}");
+    assert!(err.contains("line 3") && err.contains("2 records before it were appended"), "{err}");
     assert_eq!(json_lines(&ok(tierlog(d, &["consume", "t"], None))).len(), 2);
 
     for (args, needle) in [
@@ -554,4 +557,43 @@ fn records_stamped_past_year_9999_or_at_the_i64_limits_are_described_inspected_a
     assert_eq!(described["partitions"][0]["newest_timestamp"], i64::MAX.to_string(), "{described}");
     let inspected = ok(tierlog(d, &["inspect", "--batches", d.join("far-0").to_str().unwrap()], None));
     assert!(inspected.contains(&format!("\"max_timestamp\":\"{}\"", i64::MAX)), "{inspected}");
+}
+
+#[test]
+fn produce_says_per_partition_where_records_went_and_stops_at_a_bad_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(tierlog(d, &["topic", "create", "spread", "--partitions", "3"], None));
+    let good: String = (0..30).map(|i| format!("{{\"key\":\"k{i}\",\"value\":\"{i}\"}}\n")).collect();
+    let summary: serde_json::Value =
+        serde_json::from_str(&ok(tierlog(d, &["produce", "spread"], Some(&good)))).unwrap();
+    let read = json_lines(&ok(tierlog(d, &["consume", "spread"], None)));
+    // Each partition's range is the offsets its records got.
+    let parts = summary["partitions"].as_array().unwrap();
+    assert!(parts.len() > 1, "{summary}");
+    for p in parts {
+        let mine: Vec<i64> =
+            read.iter().filter(|r| r["partition"] == p["partition"]).map(|r| r["offset"].as_i64().unwrap()).collect();
+        assert_eq!(p["records"].as_u64().unwrap() as usize, mine.len(), "{p}");
+        assert_eq!(
+            (p["first_offset"].as_i64(), p["last_offset"].as_i64()),
+            (mine.first().copied(), mine.last().copied())
+        );
+    }
+
+    // A bad third line: the two before it are appended, it and the rest are not.
+    let input =
+        "{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"a\",\"value\":\"2\"}\n[]\n{\"key\":\"a\",\"value\":\"3\"}\n";
+    ok(tierlog(d, &["topic", "create", "bad"], None));
+    let out = tierlog(d, &["produce", "bad"], Some(input));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 3") && stderr.contains("2 records before it were appended"), "{stderr}");
+    let appended: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(appended["records"], 2, "{appended}");
+    let p0: Vec<String> = json_lines(&ok(tierlog(d, &["consume", "bad"], None)))
+        .iter()
+        .map(|r| r["value"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(p0, ["1", "2"], "the lines after the bad one were not appended");
 }

@@ -280,3 +280,31 @@ async fn json_that_is_not_an_object_is_refused_and_a_partial_topic_config_takes_
     assert_eq!(error_code(st, &out), (400, "invalid".into()), "{out}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn produce_answers_per_partition_ranges_and_refuses_an_oversized_record_before_appending_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(Engine::open(config(dir.path())).await.unwrap()).await;
+    assert_eq!(s.post("/topics/t", r#"{"partitions": 3, "log": {"max_batch_bytes": 4096}}"#).await.0, 201);
+    let body: String = (0..40).map(|i| format!("{{\"key\":\"k{i}\",\"value\":\"{i}\"}}\n")).collect();
+    let (st, out) = s.post("/topics/t/records", &body).await;
+    assert_eq!(st, 200, "{out}");
+    let summary = json(&out);
+    let parts = summary["partitions"].as_array().unwrap();
+    assert_eq!(parts.iter().map(|p| p["records"].as_u64().unwrap()).sum::<u64>(), 40, "{summary}");
+    for p in parts {
+        let n = p["records"].as_i64().unwrap();
+        assert_eq!((p["first_offset"].as_i64(), p["last_offset"].as_i64()), (Some(0), Some(n - 1)), "{p}");
+    }
+    // A record too big for any batch of the topic: 400 naming the line, and nothing appended
+    // (the good lines before it included).
+    let big = format!("{{\"key\":\"k0\",\"value\":\"x\"}}\n{{\"key\":\"k1\",\"value\":\"{}\"}}\n", "y".repeat(8000));
+    let (st, out) = s.post("/topics/t/records", &big).await;
+    assert_eq!(error_code(st, &out), (400, "invalid_record".into()), "{out}");
+    assert!(out.contains("line 2"), "{out}");
+    let (_, d) = s.get("/topics/t").await;
+    let total: i64 =
+        json(&d)["partitions"].as_array().unwrap().iter().map(|p| p["high_watermark"].as_i64().unwrap()).sum();
+    assert_eq!(total, 40, "nothing more appended: {d}");
+    s.stop().await;
+}

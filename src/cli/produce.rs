@@ -46,7 +46,16 @@ pub async fn run(cli: &Cli, args: &ProduceArgs) -> anyhow::Result<()> {
     let engine = Engine::open(cli.engine_config()?).await?;
     let res = produce(&engine, &args.options(), std::io::stdin().lock()).await;
     engine.close().await?;
-    let summary = res?;
-    println!("{}", serde_json::to_string(&summary)?);
-    Ok(())
+    match res {
+        Ok(summary) => {
+            println!("{}", serde_json::to_string(&summary)?);
+            Ok(())
+        }
+        // What was appended before the bad line goes to stdout as on success; the error (naming
+        // the line) to stderr, and the exit status is non-zero.
+        Err(failed) => {
+            println!("{}", serde_json::to_string(&failed.appended)?);
+            Err(anyhow::anyhow!(failed))
+        }
+    }
 }
