@@ -286,7 +286,9 @@ mod tests {
 
     #[test]
     fn bad_lines_are_typed_errors() {
-        assert!(matches!(record_from_json("nope", 0), Err(JsonRecordError::Json(_))));
+        assert!(matches!(record_from_json("nope", 0), Err(JsonRecordError::NotObject)));
+        assert!(matches!(record_from_json(" [] ", 0), Err(JsonRecordError::NotObject)), "not a keyless tombstone");
+        assert!(matches!(record_from_json("{nope", 0), Err(JsonRecordError::Json(_))));
         assert!(matches!(
             record_from_json(r#"{"value":"a","value_b64":"YQ=="}"#, 0),
             Err(JsonRecordError::Both("value"))
