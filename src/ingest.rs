@@ -52,11 +52,12 @@ fn record_size(record: &tiering::batch::Record) -> usize {
         + record.headers.iter().map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 8).sum::<usize>()
 }
 
-/// The largest batch a produce builds for `topic`: its `max_batch_bytes` (and segment size), less
-/// room for the batch header.
-pub fn batch_limit(engine: &Engine, topic: &str, wanted: usize) -> crate::Result<usize> {
+/// The most record bytes one batch of `topic` may hold: its `max_batch_bytes` (and segment size),
+/// less room for the batch header. A produce aims for smaller batches (`batch_bytes`); a record
+/// bigger than that goes alone in a batch, up to this.
+pub fn record_limit(engine: &Engine, topic: &str) -> crate::Result<usize> {
     let t = engine.describe_topic(topic)?;
-    Ok(wanted.min(t.config.log.batch_limit().saturating_sub(256).max(1)))
+    Ok(t.config.log.batch_limit().saturating_sub(256).max(1))
 }
 
 /// Parses one line of a produce and checks it fits in a batch of `limit` bytes.
@@ -141,7 +142,8 @@ pub async fn produce(
     let failed = |error: anyhow::Error| ProduceFailed { appended: ProduceSummary::default(), error };
     let topic = engine.describe_topic(&args.topic).map_err(|e| failed(e.into()))?;
     let partitions = topic.partitions.len() as u32;
-    let batch_bytes = batch_limit(engine, &args.topic, args.batch_bytes).map_err(|e| failed(e.into()))?;
+    let limit = record_limit(engine, &args.topic).map_err(|e| failed(e.into()))?;
+    let batch_bytes = args.batch_bytes.min(limit);
     if let Some(p) = args.partition
         && p >= partitions
     {
@@ -165,7 +167,7 @@ pub async fn produce(
             if line.trim().is_empty() {
                 continue;
             }
-            let record = match parse_line(&line, engine.clock().now_ms(), batch_bytes) {
+            let record = match parse_line(&line, engine.clock().now_ms(), limit) {
                 Ok(r) => r,
                 Err(e) => {
                     error = Some(e.context(format!("line {}", n + 1)));

@@ -314,7 +314,7 @@ async fn produce_records(
     // Every line is checked, its size against the topic's batch limit too, before anything is
     // appended.
     const BATCH_BYTES: usize = 1 << 20;
-    let limit = crate::ingest::batch_limit(&engine, &topic, BATCH_BYTES)?;
+    let limit = crate::ingest::record_limit(&engine, &topic)?;
     let now = engine.clock().now_ms();
     for (n, line) in text.lines().enumerate() {
         if !line.trim().is_empty() {

@@ -306,5 +306,12 @@ async fn produce_answers_per_partition_ranges_and_refuses_an_oversized_record_be
     let total: i64 =
         json(&d)["partitions"].as_array().unwrap().iter().map(|p| p["high_watermark"].as_i64().unwrap()).sum();
     assert_eq!(total, 40, "nothing more appended: {d}");
+    // A record over the produce's 1 MiB batch target but within the topic's limit (8 MiB by
+    // default) goes alone in a batch.
+    assert_eq!(s.post("/topics/wide", "").await.0, 201);
+    let wide = format!("{{\"key\":\"k\",\"value\":\"{}\"}}\n", "z".repeat(2 << 20));
+    let (st, out) = s.post("/topics/wide/records", &wide).await;
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(json(&out)["records"], 1);
     s.stop().await;
 }
