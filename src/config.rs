@@ -404,6 +404,21 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_interval_of_0_is_off_in_toml_and_json_as_on_the_cli() {
+        let cfg = EngineConfig::from_toml("[topic_defaults.compaction]\nsnapshot_interval_ms = 0\n").unwrap();
+        assert_eq!(cfg.topic_defaults.compaction.snapshot_interval_ms, None);
+        let t: TopicConfig = serde_json::from_str(r#"{"compaction": {"snapshot_interval_ms": 0}}"#).unwrap();
+        assert_eq!(t.compaction.snapshot_interval_ms, None);
+        let t: TopicConfig = serde_json::from_str(r#"{"compaction": {"snapshot_interval_ms": null}}"#).unwrap();
+        assert_eq!(t.compaction.snapshot_interval_ms, None);
+        // Omitted: the default (every hour); under a second: an error naming the field.
+        let cfg = EngineConfig::from_toml("[topic_defaults.compaction]\n").unwrap();
+        assert_eq!(cfg.topic_defaults.compaction.snapshot_interval_ms, Some(3_600_000));
+        let e = EngineConfig::from_toml("[topic_defaults.compaction]\nsnapshot_interval_ms = 500\n").unwrap_err();
+        assert!(e.to_string().contains("snapshot_interval_ms"), "{e}");
+    }
+
+    #[test]
     fn toml_roundtrip_and_errors() {
         let cfg = EngineConfig::from_toml(
             r#"

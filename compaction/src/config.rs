@@ -28,8 +28,16 @@ pub struct CompactionConfig {
     /// once per new segment). Default 16; at least 2.
     pub merge_min_segments: u32,
     /// Write a state snapshot of each partition to the bucket this often, when the archived log has
-    /// grown since the last one. `None` turns scheduled snapshots off. Default 1 h.
+    /// grown since the last one. `None` (JSON `null`), or 0 in any format (TOML has no null; the
+    /// CLI's `--snapshot-interval-ms 0`), turns scheduled snapshots off. Default 1 h; otherwise at
+    /// least 1000.
+    #[serde(deserialize_with = "zero_is_off")]
     pub snapshot_interval_ms: Option<u64>,
+}
+
+/// `0` reads as `None` (off), so TOML, JSON and the CLI say "off" the same way.
+fn zero_is_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<u64>::deserialize(d)?.filter(|&ms| ms > 0))
 }
 
 impl Default for CompactionConfig {
@@ -64,7 +72,7 @@ impl CompactionConfig {
             return Err(("merge_min_segments", format!("{} is under 2", self.merge_min_segments)));
         }
         if self.snapshot_interval_ms.is_some_and(|ms| ms < 1_000) {
-            return Err(("snapshot_interval_ms", "is under a second".into()));
+            return Err(("snapshot_interval_ms", "is under a second (0 turns snapshots off)".into()));
         }
         Ok(())
     }
