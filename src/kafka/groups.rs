@@ -248,60 +248,44 @@ fn by_topic(rows: Vec<(String, i32, Option<Committed>)>) -> ByTopic {
 
 pub(super) async fn offset_fetch(ctx: Ctx, req: OffsetFetchRequest) -> Reply {
     let coordinator = &ctx.broker.groups;
+    // One group's answer; the single-group form (before v8) and the batched one carry the same
+    // fields in distinct generated types.
+    macro_rules! answer {
+        ($group:expr, $topics:expr, $Topic:ident, $Partition:ident) => {{
+            let wanted: Option<Vec<(String, Vec<i32>)>> = $topics
+                .as_ref()
+                .map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
+            by_topic(coordinator.committed($group, wanted.as_deref()))
+                .into_iter()
+                .map(|(t, parts)| {
+                    let partitions = parts
+                        .iter()
+                        .map(|(p, c)| {
+                            let (offset, epoch, metadata) = fetched(c);
+                            $Partition::default()
+                                .with_partition_index(*p)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(epoch)
+                                .with_metadata(metadata)
+                        })
+                        .collect();
+                    $Topic::default().with_name(TopicName(s(t))).with_partitions(partitions)
+                })
+                .collect()
+        }};
+    }
     let mut resp = OffsetFetchResponse::default();
     if ctx.version >= 8 {
         resp.groups = req
             .groups
             .iter()
             .map(|g| {
-                let wanted: Option<Vec<(String, Vec<i32>)>> = g
-                    .topics
-                    .as_ref()
-                    .map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
-                let rows = coordinator.committed(&g.group_id.0, wanted.as_deref());
-                let topics = by_topic(rows)
-                    .into_iter()
-                    .map(|(t, parts)| {
-                        let partitions = parts
-                            .iter()
-                            .map(|(p, c)| {
-                                let (offset, epoch, metadata) = fetched(c);
-                                OffsetFetchResponsePartitions::default()
-                                    .with_partition_index(*p)
-                                    .with_committed_offset(offset)
-                                    .with_committed_leader_epoch(epoch)
-                                    .with_metadata(metadata)
-                            })
-                            .collect();
-                        OffsetFetchResponseTopics::default().with_name(TopicName(s(t))).with_partitions(partitions)
-                    })
-                    .collect();
+                let topics = answer!(&g.group_id.0, g.topics, OffsetFetchResponseTopics, OffsetFetchResponsePartitions);
                 OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone()).with_topics(topics)
             })
             .collect();
     } else {
-        let wanted: Option<Vec<(String, Vec<i32>)>> = req
-            .topics
-            .as_ref()
-            .map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
-        let rows = coordinator.committed(&req.group_id.0, wanted.as_deref());
-        resp.topics = by_topic(rows)
-            .into_iter()
-            .map(|(t, parts)| {
-                let partitions = parts
-                    .iter()
-                    .map(|(p, c)| {
-                        let (offset, epoch, metadata) = fetched(c);
-                        OffsetFetchResponsePartition::default()
-                            .with_partition_index(*p)
-                            .with_committed_offset(offset)
-                            .with_committed_leader_epoch(epoch)
-                            .with_metadata(metadata)
-                    })
-                    .collect();
-                OffsetFetchResponseTopic::default().with_name(TopicName(s(t))).with_partitions(partitions)
-            })
-            .collect();
+        resp.topics = answer!(&req.group_id.0, req.topics, OffsetFetchResponseTopic, OffsetFetchResponsePartition);
     }
     ctx.respond(&resp)
 }
