@@ -334,8 +334,7 @@ impl EngineConfig {
     }
 
     pub fn from_toml(text: &str) -> Result<Self> {
-        let cfg: Self = toml::from_str(text)
-            .map_err(|e| Error::InvalidConfig { field: "(config file)".into(), reason: e.to_string() })?;
+        let cfg: Self = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -375,9 +374,127 @@ impl EngineConfig {
     }
 }
 
+/// Keys whose values are credentials: never shown in an error.
+const CREDENTIAL_KEYS: [&str; 2] = ["secret_access_key", "access_key_id"];
+
+/// What a line of a TOML file sets: `Some((true, table))` for a `[table]` header, `Some((false,
+/// key))` for `key = value`.
+fn toml_line_key(line: &str) -> Option<(bool, &str)> {
+    let line = line.trim();
+    if let Some(table) = line.strip_prefix('[') {
+        let table = table.trim_start_matches('[').split(']').next().map(str::trim)?;
+        return (!table.is_empty()).then_some((true, table));
+    }
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+    (!key.is_empty() && !key.starts_with('#')).then_some((false, key))
+}
+
+/// The full key a line of `text` sets (`writer.max_group_bytes`, or the table of a header line).
+fn toml_key_at(text: &str, line_no: usize) -> Option<String> {
+    let mut table = None;
+    for line in text.lines().take(line_no - 1) {
+        if let Some((true, t)) = toml_line_key(line) {
+            table = Some(t);
+        }
+    }
+    match toml_line_key(text.lines().nth(line_no - 1)?)? {
+        (true, t) => Some(t.to_string()),
+        (false, key) => Some(table.map_or(key.to_string(), |t| format!("{t}.{key}"))),
+    }
+}
+
+fn is_credential_key(key: &str) -> bool {
+    CREDENTIAL_KEYS.iter().any(|c| key == *c || key.ends_with(&format!(".{c}")))
+}
+
+/// A TOML error as an `InvalidConfig` that names the key and the position, never the file's
+/// text: the parser's own rendering quotes the offending line, which may hold a credential.
+/// The values of credential keys are redacted from the parser's message as well (a type error
+/// quotes the value it got).
+fn toml_error(text: &str, e: &toml::de::Error) -> Error {
+    let mut message = e.message().to_string();
+    let mut field = "(config file)".to_string();
+    if let Some(span) = e.span() {
+        let start = span.start.min(text.len());
+        let before = &text[..text.floor_char_boundary(start)];
+        let line_no = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        if let Some(key) = toml_key_at(text, line_no) {
+            if is_credential_key(&key) {
+                message = "not a valid value (it is a credential, so it is not shown)".into();
+            }
+            field = key;
+        }
+        message = format!("line {line_no}, column {column}: {message}");
+    }
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else { continue };
+        if !is_credential_key(key.trim().trim_matches(|c| c == '"' || c == '\'')) {
+            continue;
+        }
+        let value = value.split(" #").next().unwrap_or("").trim();
+        for v in [value, value.trim_matches(|c| c == '"' || c == '\'')] {
+            if !v.is_empty() {
+                message = message.replace(v, "<redacted>");
+            }
+        }
+    }
+    Error::InvalidConfig { field, reason: message }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every way a config can be wrong, with credentials in it: the error names the key and the
+    /// position and never shows a credential.
+    #[test]
+    fn config_errors_never_show_credentials() {
+        let store = |extra: &str, secret_line: &str| {
+            format!(
+                "data_dir = \"/tmp/x\"\n[object_store]\nkind = \"s3\"\nendpoint = \"https://s3.example\"\n\
+                 bucket = \"b\"\naccess_key_id = \"AKIDSECRETID\"\n{secret_line}\n{extra}"
+            )
+        };
+        let good = "secret_access_key = \"s3cr3t-Value/xyz\"";
+        let cases: Vec<(String, &str)> = vec![
+            // Syntax error on the secret's line: an unterminated string.
+            (store("", "secret_access_key = \"s3cr3t-Value/xyz"), "object_store.secret_access_key"),
+            (store("", "secret_access_key = 's3cr3t-Value/xyz"), "object_store.secret_access_key"),
+            // Wrong type.
+            (store("", "secret_access_key = 5138"), "object_store"),
+            (store("", good).replace("\"AKIDSECRETID\"", "5138"), "object_store"),
+            // A key set twice.
+            (store("", "access_key_id = \"AKIDSECRETID\""), "object_store.access_key_id"),
+            // Unknown key, bad value of another key, bad section after it.
+            (store("bogus = 1", good), "object_store"),
+            (store("max_retries = \"many\"", good), "object_store"),
+            (store("request_timeout_ms = 0", good), "object_store.request_timeout_ms"),
+            (store("[writer]\nmax_group_bytes = \"big\"", good), "writer.max_group_bytes"),
+            (store("[tiering]\nnope = 1", good), "tiering.nope"),
+            (store("[topic_defaults.log]\nsegment_bytes = 1", good), "topic_defaults.log.segment_bytes"),
+            (store("]]]", good), "(config file)"),
+            (
+                format!("{}\nallow_http = false", store("", good)).replace("https://", "http://"),
+                "object_store.endpoint",
+            ),
+            (
+                store("", good).replace("https://s3.example", "https://AKIDSECRETID:s3cr3t-Value@s3.example"),
+                "object_store.endpoint",
+            ),
+            (store("", good).replace("bucket = \"b\"", "bucket = \"\""), "object_store.bucket"),
+        ];
+        for (text, field) in cases {
+            let e = EngineConfig::from_toml(&text).expect_err(&text);
+            let shown = e.to_string();
+            assert!(!shown.contains("s3cr3t") && !shown.contains("AKIDSECRETID") && !shown.contains("5138"), "{shown}");
+            assert!(matches!(&e, Error::InvalidConfig { field: f, .. } if f == field), "{shown}\nfor\n{text}");
+        }
+        // The position is named.
+        let e = EngineConfig::from_toml(&store("", "secret_access_key = \"s3cr3t")).unwrap_err().to_string();
+        assert!(e.contains("line 7, column"), "{e}");
+    }
 
     /// Every TOML block of the README is a valid config (so the documented keys and defaults
     /// stay true), and the defaults it shows are the defaults.

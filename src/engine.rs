@@ -963,10 +963,14 @@ impl Engine {
         self.inner.uploader.pass(&r).await.map_err(|e| Error::storage(topic, partition, e))
     }
 
-    /// Runs the orphan sweep of the partition now; returns how many objects it deleted.
-    pub async fn sweep_orphans(&self, topic: &str, partition: u32) -> Result<u64> {
+    /// Runs the orphan sweep of the partition now; returns how many objects it deleted. It deletes
+    /// unreferenced objects older than `min_age_ms` (`None`: `tiering.orphan_min_age_ms`). Objects
+    /// this engine is writing for a commit still to come (uploads, compaction rewrites,
+    /// snapshots) are never deleted, whatever their age; an age below the configured one is for
+    /// an operator who knows no other process writes the partition.
+    pub async fn sweep_orphans(&self, topic: &str, partition: u32, min_age_ms: Option<u64>) -> Result<u64> {
         let r = self.remote_log(topic, partition)?;
-        self.inner.uploader.sweep(&r).await.map_err(|e| Error::storage(topic, partition, e))
+        self.inner.uploader.sweep(&r, min_age_ms).await.map_err(|e| Error::storage(topic, partition, e))
     }
 
     /// The partition's manifest head as this engine holds it.

@@ -199,6 +199,18 @@ fn bad_input_fails_clearly() {
     std::fs::write(&bad_cfg, "[topic_defaults.log]\nsegment_bytes = 12\n").unwrap();
     let out = tierlog(d, &["--config", bad_cfg.to_str().unwrap(), "topic", "list"], None);
     assert!(String::from_utf8_lossy(&out.stderr).contains("topic_defaults.log.segment_bytes"));
+
+    // A syntax error on the secret's line names the key and the position, not the line.
+    std::fs::write(
+        &bad_cfg,
+        "[object_store]\nkind = \"s3\"\nendpoint = \"https://s3.example\"\nbucket = \"b\"\n\
+         secret_access_key = \"wJalrXUtnFEMI/K7MDENG\n",
+    )
+    .unwrap();
+    let out = tierlog(d, &["--config", bad_cfg.to_str().unwrap(), "topic", "list"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("object_store.secret_access_key") && err.contains("line 5"), "{err}");
+    assert!(!err.contains("wJalrXUtnFEMI"), "{err}");
 }
 
 #[test]

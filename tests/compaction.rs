@@ -321,7 +321,6 @@ async fn remote_swaps_on_s3_lose_nothing_with_a_reader_running_and_failures_mid_
     cfg.tiering.upload_attempts = 3;
     cfg.tiering.retry_base_ms = 2;
     cfg.tiering.retry_max_ms = 20;
-    cfg.tiering.orphan_min_age_ms = 0;
     // Small manifest chunks: most entries the swaps replace live in chunks, not in the head.
     cfg.tiering.manifest_chunk_segments = 4;
     let inner = cfg.object_store.clone().unwrap().build().unwrap();
@@ -454,7 +453,7 @@ async fn compaction_killed_at_random_moments_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let toml = format!(
-        "data_dir = {:?}\n[object_store]\nkind = \"local\"\npath = {:?}\n[tiering]\norphan_min_age_ms = 0\n[compactor]\nenabled = false\n",
+        "data_dir = {:?}\n[object_store]\nkind = \"local\"\npath = {:?}\n[compactor]\nenabled = false\n",
         data.to_str().unwrap(),
         dir.path().join("bucket").to_str().unwrap()
     );
@@ -500,7 +499,7 @@ async fn compaction_killed_at_random_moments_loses_nothing() {
         }
         read_all(&engine, "t", 0, end, &log).await;
         assert_eq!(state(&engine, "t", end - 1).await, expected(&log, end - 1), "round {round}");
-        engine.sweep_orphans("t", 0).await.unwrap();
+        engine.sweep_orphans("t", 0, Some(0)).await.unwrap();
         let store = cfg.object_store().build().unwrap();
         common::bucket_matches_manifest(&engine, &store, "t", 0).await;
         let rep = replica(&cfg, dir.path()).await;
@@ -512,4 +511,66 @@ async fn compaction_killed_at_random_moments_loses_nothing() {
         let _ = std::fs::remove_dir_all(dir.path().join("replica"));
     }
     assert!(kills >= 2 && cut_short >= 1, "kills landed while compacting: {kills}, cut short {cut_short}");
+}
+
+/// A rewritten segment sits uploaded but not yet swapped in (its index PUT is held) while the
+/// orphan sweep runs with no age limit: the sweep leaves it, as its key is registered in flight;
+/// the swap then commits, every record reads, and the bucket holds exactly what the manifest
+/// references.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orphan_sweep_never_deletes_a_rewrite_waiting_for_its_commit() {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use tierlog::object_store::{ObjectStore, ObjectStoreExt};
+    use tierlog::remote::faulty::{Faults, FaultyStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = engine_config(dir.path());
+    let inner = cfg.object_store().build().unwrap();
+    let faulty = Arc::new(FaultyStore::new(inner.clone(), Faults::default()));
+    let clock = tierlog::ManualClock::new(1_700_000_000_000);
+    let engine = Engine::open_with_store(cfg.clone(), clock.clone(), faulty.clone()).await.unwrap();
+    engine.create_topic("t", compact_topic(4 << 10, Some(1))).await.unwrap();
+    let log = append(&engine, "t", &ops(2500, 120, 3), 10).await;
+    engine.roll("t", 0).await.unwrap();
+    engine.tier_now("t", 0).await.unwrap();
+    let end = engine.remote_head("t", 0).unwrap().next_offset;
+    assert_eq!(end, log.len() as i64);
+    let dir_key = tierlog::remote::keys::PartitionKeys::new("t", 0).segments_dir();
+    let list = |store: Arc<dyn ObjectStore>| {
+        let dir_key = dir_key.clone();
+        async move {
+            let listed: Vec<_> = futures::TryStreamExt::try_collect(store.list(Some(&dir_key))).await.unwrap();
+            listed.into_iter().map(|m| m.location).collect::<BTreeSet<_>>()
+        }
+    };
+    let before = list(inner.clone()).await;
+
+    // Index PUTs wait at a gate: the first rewritten segment object lands, its index waits.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    faulty.set(Faults { hold_writes_containing: Some((".index.parquet".into(), gate.clone())), ..Default::default() });
+    let compacting = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.compact("t", None, None).await }
+    });
+    let pending = loop {
+        let now = list(inner.clone()).await;
+        if let Some(k) = now.difference(&before).find(|k| k.as_ref().ends_with(".log")) {
+            break k.clone();
+        }
+        assert!(!compacting.is_finished(), "compaction ended without writing: {:?}", compacting.await);
+        #[allow(clippy::disallowed_methods)] // polls a real upload in progress
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(engine.sweep_orphans("t", 0, Some(0)).await.unwrap(), 0, "nothing is an orphan yet");
+    inner.head(&pending).await.expect("the sweep left the rewrite that waits for its commit");
+
+    faulty.set(Faults::default());
+    gate.add_permits(1);
+    let done = compacting.await.unwrap().unwrap();
+    assert!(done[0].remote.records_removed > 0, "{:?}", done[0].remote);
+    read_all(&engine, "t", 0, end, &log).await;
+    assert_eq!(state(&engine, "t", end - 1).await, expected(&log, end - 1));
+    common::bucket_matches_manifest(&engine, &inner, "t", 0).await;
+    engine.close().await.unwrap();
 }

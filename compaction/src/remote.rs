@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tiering::object_store::ObjectStoreExt;
 use tiering::remote::manifest::{CompactionState, Replace};
-use tiering::remote::{RemoteLog, SegmentEntry, Uploader};
+use tiering::remote::{InFlight, RemoteLog, SegmentEntry, Uploader};
 use tiering::{Error, Result};
 
 use crate::config::CompactionConfig;
@@ -159,6 +159,8 @@ async fn compact_pass(
     let rewrite: Vec<&SegmentEntry> = entries.iter().filter(|e| e.base_offset < map_end).collect();
     let total: u64 = rewrite.iter().map(|e| e.size).sum();
     let mut replaces = Vec::new();
+    // The rewritten objects' keys stay registered until their commit, so the sweep spares them.
+    let mut pin = InFlight::new(log);
     let mut fetched = prefetch(log, &rewrite);
     for (i, e) in rewrite.iter().enumerate() {
         let data = fetched.next().await.expect("invariant: one fetch per segment")?;
@@ -174,7 +176,7 @@ async fn compact_pass(
                 report.records_removed += c.removed();
                 report.segments_rewritten += 1;
                 state.removed_records += c.removed();
-                let new = uploader.put_rewritten(log, e.base_offset, e.next_offset, c.data).await?;
+                let new = uploader.put_rewritten(log, &pin, e.base_offset, e.next_offset, c.data).await?;
                 replaces.push(Replace { old: vec![(*e).clone()], new: vec![new] });
             }
             None => report.bytes_out += e.size,
@@ -188,6 +190,7 @@ async fn compact_pass(
             }
             state.last_ms = now_ms;
             uploader.commit_rewrite(log, std::mem::take(&mut replaces), state).await?;
+            pin = InFlight::new(log);
         }
     }
     if rewrite.is_empty() {
@@ -226,11 +229,13 @@ pub async fn merge_remote(
         let (base, next) = (group[0].base_offset, group[group.len() - 1].next_offset);
         let data = data.freeze();
         report.bytes_out += data.len() as u64;
-        let new = uploader.put_rewritten(log, base, next, data).await?;
+        let pin = InFlight::new(log);
+        let new = uploader.put_rewritten(log, &pin, base, next, data).await?;
         let mut state = log.manifest().head().compaction;
         state.merged_segments += group.len() as u64 - 1;
         state.last_ms = new.uploaded_ms;
         uploader.commit_rewrite(log, vec![Replace { old: group.to_vec(), new: vec![new] }], state).await?;
+        drop(pin);
         report.segments_merged += group.len() as u64 - 1;
         progress(Progress { phase: Phase::Merge, done_bytes: report.bytes_in, total_bytes: total });
     }

@@ -107,7 +107,7 @@ pub async fn bucket_matches_manifest(
     for c in &head.chunks {
         referenced.insert(c.key(&keys).to_string());
     }
-    engine.sweep_orphans(topic, partition).await.unwrap();
+    engine.sweep_orphans(topic, partition, Some(0)).await.unwrap();
     let listed: Vec<_> = store.list(Some(&keys.root())).try_collect().await.unwrap();
     let listed: BTreeSet<String> = listed
         .into_iter()

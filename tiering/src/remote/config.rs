@@ -23,18 +23,24 @@ pub struct TieringConfig {
     pub part_bytes: u64,
     /// Attempts per object-store operation of the uploader, on top of the client's own retries of
     /// transient HTTP errors. Backoff doubles from `retry_base_ms` up to `retry_max_ms`, with full
-    /// jitter. Default 8, 100 ms, 10 s.
+    /// jitter. Default 8, 100 ms, 10 s; `1 <= retry_base_ms <= retry_max_ms <= 600000` (a zero
+    /// or inverted backoff would retry a struggling store in a tight loop).
     pub upload_attempts: u32,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
     /// How often the uploader looks for sealed segments (it is also woken on every roll). Default 1 s.
     pub poll_ms: u64,
     /// Objects dropped from a manifest are deleted this long after (readers that found them just
-    /// before the drop can finish). Default 1 hour.
+    /// before the drop can finish). Default 1 hour; at least 60000 (a reader holding the old
+    /// entries gets at least a minute, twice the default request timeout).
     pub delete_grace_ms: u64,
-    /// The orphan sweep deletes unreferenced objects older than this. Default 1 hour.
+    /// The orphan sweep deletes unreferenced objects older than this. Objects this engine is
+    /// writing for a commit still to come are spared whatever their age; the age covers what it
+    /// cannot know of (the skew between its clock and the store's, which stamps the objects).
+    /// Default 1 hour; at least 600000 (10 minutes).
     pub orphan_min_age_ms: u64,
-    /// How often the orphan sweep runs (it LISTs the partition's prefix). Default 6 hours.
+    /// How often the orphan sweep runs (it LISTs the partition's prefix). Default 6 hours; at
+    /// least 60000 (a LIST per partition per minute at most).
     pub orphan_sweep_interval_ms: u64,
     /// Manifest entries per level-0 chunk: the head keeps fewer than twice this many; 16 level-0
     /// chunks merge into one. Default 256.
@@ -107,6 +113,24 @@ impl TieringConfig {
         if self.upload_attempts == 0 {
             return bad("tiering.upload_attempts", "must be at least 1");
         }
+        if self.retry_base_ms == 0 || self.retry_base_ms > self.retry_max_ms {
+            return bad("tiering.retry_base_ms", "must be at least 1 and at most retry_max_ms");
+        }
+        if self.retry_max_ms > 600_000 {
+            return bad("tiering.retry_max_ms", "must be at most 600000");
+        }
+        if self.delete_grace_ms < 60_000 {
+            return bad(
+                "tiering.delete_grace_ms",
+                "must be at least 60000 (readers of dropped objects need time to finish)",
+            );
+        }
+        if self.orphan_min_age_ms < 600_000 {
+            return bad("tiering.orphan_min_age_ms", "must be at least 600000 (it covers clock skew with the store)");
+        }
+        if self.orphan_sweep_interval_ms < 60_000 {
+            return bad("tiering.orphan_sweep_interval_ms", "must be at least 60000 (each sweep LISTs the partition)");
+        }
         if self.poll_ms == 0 {
             return bad("tiering.poll_ms", "must be at least 1");
         }
@@ -127,5 +151,34 @@ impl TieringConfig {
             return bad("tiering.cache.disk_bytes", "must be 0 (no disk tier) or at least 16 MiB");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_retry_sweep_and_grace_settings_are_refused() {
+        let with = |f: fn(&mut TieringConfig)| {
+            let mut c = TieringConfig::default();
+            f(&mut c);
+            match c.validate() {
+                Err(Error::InvalidConfig { field, .. }) => field,
+                other => panic!("accepted: {other:?}"),
+            }
+        };
+        assert_eq!(with(|c| c.retry_base_ms = 20_000), "tiering.retry_base_ms");
+        assert_eq!(with(|c| c.retry_base_ms = 0), "tiering.retry_base_ms");
+        assert_eq!(with(|c| c.retry_max_ms = 0), "tiering.retry_base_ms");
+        assert_eq!(with(|c| c.retry_max_ms = 3_600_000), "tiering.retry_max_ms");
+        assert_eq!(with(|c| c.orphan_sweep_interval_ms = 0), "tiering.orphan_sweep_interval_ms");
+        assert_eq!(with(|c| c.delete_grace_ms = 0), "tiering.delete_grace_ms");
+        assert_eq!(with(|c| c.orphan_min_age_ms = 0), "tiering.orphan_min_age_ms");
+        let mut c = TieringConfig { retry_base_ms: 1, retry_max_ms: 1, ..Default::default() };
+        c.delete_grace_ms = 60_000;
+        c.orphan_min_age_ms = 600_000;
+        c.orphan_sweep_interval_ms = 60_000;
+        c.validate().unwrap();
     }
 }

@@ -28,6 +28,9 @@ pub struct Faults {
     pub part_error_rate: f64,
     /// Writes to keys containing this always fail.
     pub fail_writes_containing: Option<String>,
+    /// Writes to keys containing this wait for a permit of the semaphore (one per write), so a
+    /// test can hold a writer between two of its PUTs.
+    pub hold_writes_containing: Option<(String, Arc<tokio::sync::Semaphore>)>,
 }
 
 /// The failing wrapper.
@@ -62,6 +65,12 @@ impl FaultyStore {
             && k.as_ref().contains(s.as_str())
         {
             return Err(injected("write refused"));
+        }
+        if write
+            && let (Some(k), Some((s, gate))) = (key, &f.hold_writes_containing)
+            && k.as_ref().contains(s.as_str())
+        {
+            gate.acquire().await.map_err(|_| injected("hold gate closed"))?.forget();
         }
         let roll: f64 = rand::random();
         if roll < f.error_rate {

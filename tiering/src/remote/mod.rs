@@ -34,4 +34,4 @@ pub use instrumented::{CountingStore, RequestCounts};
 pub use manifest::{Head, Manifest, SegmentEntry, SnapshotRef};
 pub use reader::RemoteReader;
 pub use store::ObjectStoreConfig;
-pub use upload::{PassReport, RemoteLog, Uploader};
+pub use upload::{InFlight, PassReport, RemoteLog, Uploader};

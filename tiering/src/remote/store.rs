@@ -91,6 +91,13 @@ impl ObjectStoreConfig {
             if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
                 return Err(invalid("object_store.endpoint", "must start with http:// or https://"));
             }
+            let authority = endpoint.split_once("://").map_or("", |(_, rest)| rest).split(['/', '?', '#']).next();
+            if authority.is_some_and(|a| a.contains('@')) {
+                return Err(invalid(
+                    "object_store.endpoint",
+                    "must not hold user info (user:password@): set access_key_id and secret_access_key instead",
+                ));
+            }
             if endpoint.starts_with("http://") && !allow_http {
                 return Err(invalid("object_store.endpoint", "is plain HTTP: set allow_http = true to permit it"));
             }
@@ -217,6 +224,9 @@ mod tests {
         assert!(matches!(s3("http://127.0.0.1:1", false).validate(), Err(Error::InvalidConfig { .. })));
         assert!(s3("http://127.0.0.1:1", true).validate().is_ok());
         assert!(matches!(s3("ftp://x", true).validate(), Err(Error::InvalidConfig { .. })));
+        let e = s3("https://AKID:very-secret-value@s3.example/", false).validate().unwrap_err().to_string();
+        assert!(e.contains("user info") && !e.contains("very-secret-value"), "{e}");
+        assert!(s3("https://s3.example/path@odd", false).validate().is_ok());
     }
 
     #[test]

@@ -46,7 +46,7 @@ mod retention;
 mod segment;
 mod sweep;
 
-pub use remote_log::RemoteLog;
+pub use remote_log::{InFlight, RemoteLog};
 use retention::{delete_due, plan_retention};
 use segment::{put_index, upload_segment};
 use sweep::sweep;
@@ -144,6 +144,8 @@ impl Uploader {
         }
         let inner = &self.inner;
         let key = log.manifest().keys().snapshot(offset, log.epoch, &keys::new_id());
+        let pin = InFlight::new(log);
+        pin.add(&key);
         let size = bytes.len() as u64;
         let create = PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
         retry(&inner.config, "upload snapshot", &key, || {
@@ -154,17 +156,27 @@ impl Uploader {
         let snap = SnapshotRef { offset, key: key.to_string(), size, keys, created_ms: now };
         let change = Change { snapshot: Some(snap.clone()), ..Default::default() };
         log.manifest().commit(log.epoch, change, now, inner.config.delete_grace_ms).await?;
+        drop(pin);
         Ok(snap)
     }
 
     /// Writes a rewritten segment (the output of key compaction or merging) as a new object with
     /// its index, checking every batch's CRC and that its batches cover exactly `base..next`.
     /// It is not part of the log until [`Uploader::commit_rewrite`] swaps it in; if that never
-    /// happens it is an orphan for the sweep.
-    pub async fn put_rewritten(&self, log: &Arc<RemoteLog>, base: i64, next: i64, data: Bytes) -> Result<SegmentEntry> {
+    /// happens it is an orphan for the sweep. Its keys are registered in `pin`: keep it until
+    /// the commit is done, so the sweep leaves the objects alone meanwhile.
+    pub async fn put_rewritten(
+        &self,
+        log: &Arc<RemoteLog>,
+        pin: &InFlight<'_>,
+        base: i64,
+        next: i64,
+        data: Bytes,
+    ) -> Result<SegmentEntry> {
         let inner = &self.inner;
         let id = keys::new_id();
         let key = log.manifest().keys().segment(base, log.epoch, &id);
+        pin.add(&key);
         let scan = data.clone();
         let index = tokio::task::spawn_blocking(move || super::index::scan_segment(&scan))
             .await
@@ -176,7 +188,7 @@ impl Uploader {
             inner.store.put(&key, PutPayload::from(data.clone()))
         })
         .await?;
-        put_index(inner, log, &id, (base, next), size, &index).await
+        put_index(inner, log, pin, &id, (base, next), size, &index).await
     }
 
     /// Swaps rewritten segments (written by [`Uploader::put_rewritten`]) for the ones they
@@ -211,10 +223,13 @@ impl Uploader {
         result
     }
 
-    /// Runs the orphan sweep over `log` now, whatever its schedule.
-    pub async fn sweep(&self, log: &Arc<RemoteLog>) -> Result<u64> {
+    /// Runs the orphan sweep over `log` now, whatever its schedule, deleting unreferenced objects
+    /// older than `min_age_ms` (default: `orphan_min_age_ms`). Objects this engine is writing for
+    /// a commit still to come are never deleted, whatever their age; a smaller age is for an
+    /// operator who knows no other process writes the partition.
+    pub async fn sweep(&self, log: &Arc<RemoteLog>, min_age_ms: Option<u64>) -> Result<u64> {
         let _g = log.work.lock().await;
-        sweep(&self.inner, log).await
+        sweep(&self.inner, log, min_age_ms.unwrap_or(self.inner.config.orphan_min_age_ms)).await
     }
 
     /// Stops the loop; a pass in progress finishes its current request and stops.
@@ -315,7 +330,8 @@ async fn pass_locked(inner: &Arc<Inner>, log: &Arc<RemoteLog>) -> Result<PassRep
                 ),
             });
         }
-        let uploads = ready.iter().map(|s| upload_segment(inner, log, s));
+        let pin = InFlight::new(log);
+        let uploads = ready.iter().map(|s| upload_segment(inner, log, &pin, s));
         let entries = futures::future::try_join_all(uploads).await?;
         let deleted = delete_due(inner, log, now).await?;
         let cut = plan_retention(log, &entries, now).await?;
@@ -345,7 +361,7 @@ async fn pass_locked(inner: &Arc<Inner>, log: &Arc<RemoteLog>) -> Result<PassRep
         log.last_sweep_ms.store(now, Ordering::Relaxed);
     } else if now.saturating_sub(last) >= inner.config.orphan_sweep_interval_ms as i64 {
         log.last_sweep_ms.store(now, Ordering::Relaxed);
-        report.orphans_deleted += sweep(inner, log).await?;
+        report.orphans_deleted += sweep(inner, log, inner.config.orphan_min_age_ms).await?;
     }
     Ok(report)
 }

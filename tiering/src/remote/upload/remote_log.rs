@@ -18,6 +18,41 @@ pub struct RemoteLog {
     pub(super) confirmed_ms: AtomicI64,
     /// Held while the lease is renewed, so concurrent appends share one GET.
     pub(super) renewing: tokio::sync::Mutex<()>,
+    /// Keys of objects being written for a manifest commit that has not happened yet (see
+    /// [`InFlight`]): the orphan sweep never deletes them.
+    pub(super) in_flight: Mutex<std::collections::HashSet<String>>,
+}
+
+/// The objects one upload, rewrite or snapshot writes before the manifest commit that will
+/// reference them. Each key is registered on its partition before its first PUT is sent and
+/// stays registered until this is dropped (after the commit, or once the work failed), so the
+/// orphan sweep never deletes an object a pending commit will reference, whatever the clocks of
+/// the node and the store say about its age.
+pub struct InFlight<'a> {
+    log: &'a RemoteLog,
+    keys: Mutex<Vec<String>>,
+}
+
+impl<'a> InFlight<'a> {
+    pub fn new(log: &'a RemoteLog) -> Self {
+        Self { log, keys: Mutex::new(Vec::new()) }
+    }
+
+    pub(super) fn add(&self, key: &Path) {
+        let key = key.to_string();
+        self.log.in_flight.lock().expect("invariant: lock not poisoned").insert(key.clone());
+        self.keys.lock().expect("invariant: lock not poisoned").push(key);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let keys = std::mem::take(&mut *self.keys.lock().expect("invariant: lock not poisoned"));
+        let mut set = self.log.in_flight.lock().expect("invariant: lock not poisoned");
+        for k in keys {
+            set.remove(&k);
+        }
+    }
 }
 
 impl std::fmt::Debug for RemoteLog {
@@ -47,6 +82,7 @@ impl RemoteLog {
             last_error: Mutex::new(None),
             confirmed_ms: AtomicI64::new(now_ms),
             renewing: tokio::sync::Mutex::new(()),
+            in_flight: Mutex::new(Default::default()),
         }))
     }
 
@@ -110,6 +146,11 @@ impl RemoteLog {
         let f = *self.fenced.lock().expect("invariant: lock not poisoned");
         f.map(|(epoch, current)| Error::Fenced { partition: self.local.name().to_owned(), epoch, current })
     }
+    /// Whether `key` is being written for a commit that has not happened yet.
+    pub fn is_in_flight(&self, key: &str) -> bool {
+        self.in_flight.lock().expect("invariant: lock not poisoned").contains(key)
+    }
+
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().expect("invariant: lock not poisoned").clone()
     }

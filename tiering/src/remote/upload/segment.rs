@@ -12,11 +12,17 @@ pub(super) async fn read_part(local: &Arc<Partition>, base: i64, pos: u64, len: 
         .map_err(|e| Error::Closed { reason: Some(format!("upload reader task failed: {e}")) })?
 }
 
-pub(super) async fn upload_segment(inner: &Arc<Inner>, log: &RemoteLog, s: &SegmentInfo) -> Result<SegmentEntry> {
+pub(super) async fn upload_segment(
+    inner: &Arc<Inner>,
+    log: &RemoteLog,
+    pin: &InFlight<'_>,
+    s: &SegmentInfo,
+) -> Result<SegmentEntry> {
     let started = std::time::Instant::now();
     let keys = log.manifest().keys().clone();
     let id = keys::new_id();
     let key = keys.segment(s.base_offset, log.epoch, &id);
+    pin.add(&key);
     let config = &inner.config;
     let corrupt = |(position, reason): (u64, String)| Error::Corrupt { path: s.path.clone(), position, reason };
     let kind;
@@ -52,7 +58,7 @@ pub(super) async fn upload_segment(inner: &Arc<Inner>, log: &RemoteLog, s: &Segm
         }
     };
     let bounds = (s.base_offset, s.next_offset);
-    let entry = put_index(inner, log, &id, bounds, s.size, &index).await.map_err(|e| match e {
+    let entry = put_index(inner, log, pin, &id, bounds, s.size, &index).await.map_err(|e| match e {
         Error::Corrupt { position, reason, .. } => corrupt((position, reason)),
         e => e,
     })?;
@@ -67,6 +73,7 @@ pub(super) async fn upload_segment(inner: &Arc<Inner>, log: &RemoteLog, s: &Segm
 pub(super) async fn put_index(
     inner: &Arc<Inner>,
     log: &RemoteLog,
+    pin: &InFlight<'_>,
     id: &str,
     (base, next): (i64, i64),
     size: u64,
@@ -83,6 +90,7 @@ pub(super) async fn put_index(
         )));
     }
     let index_key = keys.index(base, log.epoch, id);
+    pin.add(&index_key);
     let encoded = index.encode().map_err(|e| corrupt(format!("encode index: {e}")))?;
     retry(&inner.config, "upload index", &index_key, || inner.store.put(&index_key, PutPayload::from(encoded.clone())))
         .await?;

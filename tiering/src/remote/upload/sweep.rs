@@ -4,9 +4,11 @@
 use super::*;
 
 /// Deletes objects under the partition's prefix that the manifest does not reference and that
-/// are older than `orphan_min_age_ms`: what failed uploads, crashes between upload and commit,
-/// and fenced writers leave behind. It LISTs; it runs rarely.
-pub(super) async fn sweep(inner: &Arc<Inner>, log: &RemoteLog) -> Result<u64> {
+/// are older than `min_age_ms`: what failed uploads, crashes between upload and commit, and
+/// fenced writers leave behind. Keys in flight (registered by an [`InFlight`] of an upload, a
+/// rewrite or a snapshot whose commit is still to come) are skipped whatever their age. It
+/// LISTs; it runs rarely.
+pub(super) async fn sweep(inner: &Arc<Inner>, log: &RemoteLog, min_age_ms: u64) -> Result<u64> {
     let manifest = log.manifest();
     let keys = manifest.keys();
     let head = manifest.head();
@@ -20,11 +22,11 @@ pub(super) async fn sweep(inner: &Arc<Inner>, log: &RemoteLog) -> Result<u64> {
         let mut orphans = Vec::new();
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(remote("list", &dir))?;
-            if now_wall - meta.last_modified.timestamp_millis() < inner.config.orphan_min_age_ms as i64 {
+            if now_wall - meta.last_modified.timestamp_millis() < min_age_ms as i64 {
                 continue;
             }
             let key = meta.location.to_string();
-            if head.pending_deletes.iter().any(|p| p.key == key) || held.contains(&key) {
+            if head.pending_deletes.iter().any(|p| p.key == key) || held.contains(&key) || log.is_in_flight(&key) {
                 continue;
             }
             let Some((base, epoch, id)) = meta.location.filename().and_then(parse_object_name) else { continue };
