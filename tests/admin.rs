@@ -74,12 +74,19 @@ async fn a_deleted_topic_leaves_at_once_its_objects_after_the_grace_period_and_i
     assert!(left.iter().all(|k| !waiting.contains(&k)), "every object of the old topic went");
     assert!(!left.iter().any(|k| k.contains("/gone/1/")));
     assert!(left.iter().any(|k| k.contains("/gone/0/segments/")), "the new topic's segment stays: {left:?}");
+    let head = tierlog::remote::keys::PartitionKeys::new("gone", 0).head();
+    assert!(left.contains(&head.to_string()), "the new topic's manifest head (same key as the old one's) stays");
     assert_eq!(values(&engine, "gone", 0).await, (0..5).map(|i| format!("new-{i}")).collect::<Vec<_>>());
     engine.close().await.unwrap();
 
     // A restart (and a restore) see only the new topic.
     let engine = Engine::open(cfg.clone()).await.unwrap();
     assert_eq!(engine.topic_config("gone").unwrap().partitions, 1);
+    engine.close().await.unwrap();
+    // The old topic's deletion left the new one's manifest head (same key) alone.
+    let restored = EngineConfig { data_dir: dir.path().join("restored"), restore: true, ..cfg };
+    let engine = Engine::open(restored).await.unwrap();
+    assert_eq!(values(&engine, "gone", 0).await, (0..5).map(|i| format!("new-{i}")).collect::<Vec<_>>());
     engine.close().await.unwrap();
 }
 
@@ -156,4 +163,57 @@ async fn retention_and_compaction_settings_change_on_a_live_topic_and_nothing_el
     assert_eq!(engine.topic_config("t").unwrap(), c, "kept across a restart");
     assert!(engine.append("t", 0, batch("keyless", 1, false)).await.is_err());
     engine.close().await.unwrap();
+}
+
+/// The longest topic name Kafka allows (249 characters) works in the local bucket and in S3:
+/// created, appended to, tiered, reopened, restored from the bucket, deleted and created again,
+/// and the old objects deleted after the grace period.
+#[tokio::test]
+async fn the_longest_topic_names_live_their_whole_life_in_either_bucket() {
+    for s3 in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = if s3 { common::s3_config(dir.path(), "long-names") } else { common::config(dir.path()) };
+        cfg.tiering.delete_grace_ms = 60_000;
+        cfg.compactor.enabled = false; // no snapshot lands while the bucket is compared with the manifest
+        let clock = ManualClock::new(T0);
+        let names: Vec<String> = (247..=249).map(|n| "n".repeat(n)).collect();
+        let engine = Engine::open_with_clock(cfg.clone(), clock.clone()).await.unwrap();
+        for name in &names {
+            engine.create_topic(name, tierlog::TopicConfig { partitions: 2, ..common::topic(None) }).await.unwrap();
+            for p in 0..2 {
+                engine.append(name, p, batch(&format!("old{p}"), 3, true)).await.unwrap();
+                engine.roll(name, p).await.unwrap();
+                engine.tier_now(name, p).await.unwrap();
+            }
+        }
+        engine.close().await.unwrap();
+        let engine = Engine::open_with_clock(cfg.clone(), clock.clone()).await.unwrap();
+        for name in &names {
+            assert_eq!(values(&engine, name, 1).await, ["old1-0", "old1-1", "old1-2"], "s3 {s3}");
+        }
+        let restored = EngineConfig { data_dir: dir.path().join("restored"), restore: true, ..cfg.clone() };
+        let replica = Engine::open_with_clock(restored, clock.clone()).await.unwrap();
+        let mut listed = replica.list_topics();
+        listed.retain(|t| t.len() >= 247);
+        assert_eq!(listed.len(), 3, "s3 {s3}");
+        replica.close().await.unwrap();
+
+        for name in &names {
+            engine.delete_topic(name).await.unwrap();
+            engine.create_topic(name, common::topic(None)).await.unwrap();
+            engine.append(name, 0, batch("new", 2, true)).await.unwrap();
+            engine.roll(name, 0).await.unwrap();
+            engine.tier_now(name, 0).await.unwrap();
+        }
+        clock.advance(60_001);
+        assert!(engine.sweep_deleted_topics().await.unwrap() > 0, "s3 {s3}");
+        let store = engine.object_store();
+        let left = keys(&*store).await;
+        for name in &names {
+            assert_eq!(values(&engine, name, 0).await, ["new-0", "new-1"]);
+            assert!(!left.iter().any(|k| k.contains(&format!("/{name}/1/"))), "s3 {s3}: {left:?}");
+            common::bucket_matches_manifest(&engine, &store, name, 0).await;
+        }
+        engine.close().await.unwrap();
+    }
 }

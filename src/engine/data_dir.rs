@@ -77,7 +77,8 @@ pub(super) fn remove_topic_files(data_dir: &Path, name: &str, partitions: u32) -
 
 pub(super) fn write_topic_config(topics_dir: &Path, name: &str, cfg: &TopicConfig) -> Result<()> {
     let path = topics_dir.join(format!("{name}.json"));
-    let tmp = topics_dir.join(format!("{name}.json.tmp"));
+    // `<name>.tmp`, not `<name>.json.tmp`: a 249-character name must fit in 255 bytes.
+    let tmp = topics_dir.join(format!("{name}.tmp"));
     let json = serde_json::to_vec_pretty(cfg).expect("invariant: topic config serialises");
     let mut f = File::create(&tmp).map_err(io("create topic metadata", &tmp))?;
     std::io::Write::write_all(&mut f, &json).map_err(io("write topic metadata", &tmp))?;

@@ -1,5 +1,5 @@
 //! Deleted topics in the bucket. Deleting a topic writes a record
-//! (`catalog/deleted/<topic>-<nanos>.json`) that lists every object the topic's partitions hold,
+//! (`catalog/deleted/t<crc32c of the name>-<nanos>.json`) that lists every object the topic's partitions hold,
 //! then removes the partitions' manifest heads and the topic's catalog entry at once, so the
 //! name is free again and a restore no longer sees the topic. The listed objects (segments,
 //! indexes, manifest chunks, snapshots) are deleted once the record's grace period has passed, so
@@ -42,11 +42,16 @@ pub async fn delete_topic(
 ) -> Result<usize> {
     let mut objects = Vec::new();
     for p in 0..partitions {
-        let root = PartitionKeys::new(topic, p).root();
+        let keys = PartitionKeys::new(topic, p);
+        let (root, head) = (keys.root(), keys.head());
         let mut listing = store.list(Some(&root));
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(remote("list a deleted topic's objects", &root))?;
-            objects.push(meta.location.to_string());
+            // The head is deleted now, below; its key is the same for a topic created again
+            // under the name, so the record must not hold it.
+            if meta.location != head {
+                objects.push(meta.location.to_string());
+            }
         }
     }
     let record = Record {
@@ -55,7 +60,7 @@ pub async fn delete_topic(
         delete_after_ms: now.saturating_add(grace_ms as i64),
         objects,
     };
-    let key = Path::from(format!("{DIR}/{topic}-{}.json", crate::clock::wall_clock_nanos()));
+    let key = Path::from(format!("{DIR}/{}-{}.json", record_prefix(topic), crate::clock::wall_clock_nanos()));
     let json = serde_json::to_vec(&record).expect("invariant: a deletion record serialises");
     store.put(&key, PutPayload::from(json)).await.map_err(remote("write deletion record", &key))?;
     for p in 0..partitions {
@@ -73,6 +78,13 @@ pub async fn delete_topic(
     Ok(record.objects.len())
 }
 
+/// The name prefix of `topic`'s deletion records: a hash of the name, as the name itself with a
+/// timestamp would not fit in a file name of the local bucket (a topic name has up to 249
+/// characters). Records hold the name; readers check it.
+fn record_prefix(topic: &str) -> String {
+    format!("t{:08x}", crc32c::crc32c(topic.as_bytes()))
+}
+
 /// The keys that deletion records of `topic` still hold: a topic created again under the name
 /// leaves them to the deletion (its orphan sweep skips them), so they stay for their grace period.
 pub async fn pending_keys(store: &Arc<dyn ObjectStore>, topic: &str) -> Result<std::collections::HashSet<String>> {
@@ -82,7 +94,9 @@ pub async fn pending_keys(store: &Arc<dyn ObjectStore>, topic: &str) -> Result<s
     let mut records = Vec::new();
     while let Some(meta) = listing.next().await {
         let meta = meta.map_err(remote("list deletion records", &dir))?;
-        if meta.location.filename().is_some_and(|f| f.starts_with(&format!("{topic}-"))) {
+        // Records of earlier versions are named `<topic>-<nanos>.json`.
+        let (new, old) = (format!("{}-", record_prefix(topic)), format!("{topic}-"));
+        if meta.location.filename().is_some_and(|f| f.starts_with(&new) || f.starts_with(&old)) {
             records.push(meta.location);
         }
     }
@@ -124,7 +138,9 @@ pub async fn sweep(store: &Arc<dyn ObjectStore>, now: i64) -> Result<u64> {
         if record.delete_after_ms > now {
             continue;
         }
-        for object in &record.objects {
+        // Records of earlier versions list the heads too, which were deleted with the topic: the
+        // head there now is a new topic's of the same name.
+        for object in record.objects.iter().filter(|o| !o.ends_with("/manifest/head.json")) {
             let path = Path::from(object.as_str());
             match store.delete(&path).await {
                 Ok(()) => deleted += 1,

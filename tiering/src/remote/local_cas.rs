@@ -56,7 +56,7 @@ impl LocalBucket {
             Err(e) => return Err(e),
         };
         let result = if current.is_some() && current == expected {
-            self.inner.put_opts(location, payload, PutOptions::default()).await
+            self.put_plain(location, payload, PutOptions::default()).await
         } else {
             Err(object_store::Error::Precondition {
                 path: location.to_string(),
@@ -65,6 +65,54 @@ impl LocalBucket {
         };
         drop(lock);
         result
+    }
+}
+
+/// The longest object file name `LocalFileSystem` can stage: it writes `<name>#<n>` and renames
+/// it, and file names are at most 255 bytes on Linux file systems.
+const MAX_STAGED_NAME: usize = 255 - 4;
+
+impl LocalBucket {
+    /// A create or overwrite put. Names too long for `LocalFileSystem`'s staging file (a
+    /// 249-character topic's catalog entry is 254 bytes) are staged here under a short name
+    /// that its listings skip (`#<digits>`, as its own staging files), fsynced, and moved into
+    /// place the same way: a rename to overwrite, a hard link to create only if absent.
+    async fn put_plain(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        if location.filename().is_none_or(|f| f.len() <= MAX_STAGED_NAME)
+            || opts.mode != PutMode::Overwrite && opts.mode != PutMode::Create
+        {
+            return self.inner.put_opts(location, payload, opts).await;
+        }
+        let dest = self.inner.path_to_filesystem(location)?;
+        let create = opts.mode == PutMode::Create;
+        let path = location.to_string();
+        tokio::task::spawn_blocking(move || -> std::result::Result<(), object_store::Error> {
+            use std::io::Write;
+            let generic =
+                |e: std::io::Error| object_store::Error::Generic { store: "LocalBucket", source: Box::new(e) };
+            let dir = dest.parent().expect("invariant: an object path has a parent");
+            std::fs::create_dir_all(dir).map_err(generic)?;
+            let staged = dir.join(format!("#{}", rand::random::<u64>()));
+            let mut f = File::options().write(true).create_new(true).open(&staged).map_err(generic)?;
+            let written = payload.iter().try_for_each(|chunk| f.write_all(chunk)).and_then(|()| f.sync_all());
+            let placed = written.and_then(|()| {
+                if create { std::fs::hard_link(&staged, &dest) } else { std::fs::rename(&staged, &dest) }
+            });
+            if create || placed.is_err() {
+                let _ = std::fs::remove_file(&staged);
+            }
+            match placed {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(object_store::Error::AlreadyExists { path, source: Box::new(e) });
+                }
+                other => other.map_err(generic)?,
+            }
+            File::open(dir).and_then(|d| d.sync_all()).map_err(generic)
+        })
+        .await
+        .map_err(|e| object_store::Error::Generic { store: "LocalBucket", source: Box::new(e) })??;
+        let meta = self.inner.head(location).await?;
+        Ok(PutResult { e_tag: meta.e_tag, version: meta.version, extensions: Default::default() })
     }
 }
 
@@ -79,7 +127,7 @@ impl ObjectStore for LocalBucket {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
         match opts.mode {
             PutMode::Update(version) => self.update(location, payload, version.e_tag).await,
-            _ => self.inner.put_opts(location, payload, opts).await,
+            _ => self.put_plain(location, payload, opts).await,
         }
     }
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
