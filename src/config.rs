@@ -127,6 +127,55 @@ pub struct EngineConfig {
     pub kafka: KafkaConfig,
     /// The consumer-group coordinator (see [`GroupsConfig`]).
     pub groups: GroupsConfig,
+    /// The HTTP listener of `tierlog serve` (see [`HttpConfig`]).
+    pub http: HttpConfig,
+}
+
+/// Limits of the HTTP listener of `tierlog serve` (`[http]` in the config file), so idle,
+/// slow or too many clients cannot hold it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Connections served at once; more get a 503 JSON answer and are closed. Default 1024;
+    /// bounds 1..=100000.
+    pub max_connections: usize,
+    /// A connection that has not sent a whole request head for this long is closed: an idle
+    /// keep-alive connection, or one trickling its request line and headers. Default 30000;
+    /// bounds 100..=3600000.
+    pub idle_timeout_ms: u64,
+    /// A request body must have arrived whole this long after its head; later, the request
+    /// fails with 408 and the connection is closed. Default 60000; bounds 100..=3600000.
+    pub body_timeout_ms: u64,
+    /// The largest request head (request line and headers); a larger one gets 431. Default
+    /// 65536; bounds 4096..=1048576.
+    pub max_head_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_connections: 1024, idle_timeout_ms: 30_000, body_timeout_ms: 60_000, max_head_bytes: 64 << 10 }
+    }
+}
+
+impl HttpConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, reason: &str| {
+            Err(Error::InvalidConfig { field: format!("http.{field}"), reason: reason.into() })
+        };
+        if !(1..=100_000).contains(&self.max_connections) {
+            return bad("max_connections", "must be within 1..=100000");
+        }
+        if !(100..=3_600_000).contains(&self.idle_timeout_ms) {
+            return bad("idle_timeout_ms", "must be within 100..=3600000");
+        }
+        if !(100..=3_600_000).contains(&self.body_timeout_ms) {
+            return bad("body_timeout_ms", "must be within 100..=3600000");
+        }
+        if !(4096..=(1 << 20)).contains(&self.max_head_bytes) {
+            return bad("max_head_bytes", "must be within 4096..=1048576");
+        }
+        Ok(())
+    }
 }
 
 /// The consumer-group coordinator (`[groups]` in the config file): Kafka's group settings, with
@@ -231,6 +280,10 @@ pub struct KafkaConfig {
     /// A connection with no request for this long is closed (Kafka's
     /// `connections.max.idle.ms`). Default 600000; bounds 1000..=86400000.
     pub idle_timeout_ms: u64,
+    /// Once a frame's length has arrived, the rest of the frame must arrive within this long, or
+    /// the connection is closed (a client trickling bytes cannot hold a connection and its
+    /// share of `max_in_flight_request_bytes`). Default 60000; bounds 100..=3600000.
+    pub frame_timeout_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -247,6 +300,7 @@ impl Default for KafkaConfig {
             max_in_flight_request_bytes: 256 << 20,
             max_connections: 1000,
             idle_timeout_ms: 600_000,
+            frame_timeout_ms: 60_000,
         }
     }
 }
@@ -270,6 +324,9 @@ impl KafkaConfig {
         }
         if !(1000..=86_400_000).contains(&self.idle_timeout_ms) {
             return bad("idle_timeout_ms", "must be within 1000..=86400000");
+        }
+        if !(100..=3_600_000).contains(&self.frame_timeout_ms) {
+            return bad("frame_timeout_ms", "must be within 100..=3600000");
         }
         if let Some(h) = &self.advertised_host
             && (h.is_empty() || h.len() > 255 || h.contains(|c: char| c.is_whitespace() || c == '/'))
@@ -303,6 +360,7 @@ impl Default for EngineConfig {
             lease_ms: 10_000,
             kafka: KafkaConfig::default(),
             groups: GroupsConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -359,6 +417,7 @@ impl EngineConfig {
         self.tiering.validate()?;
         self.kafka.validate()?;
         self.groups.validate()?;
+        self.http.validate()?;
         self.compactor
             .validate()
             .map_err(|(field, reason)| Error::InvalidConfig { field: format!("compactor.{field}"), reason })?;

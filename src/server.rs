@@ -22,6 +22,9 @@
 
 use std::sync::{Arc, OnceLock};
 
+mod listener;
+pub use listener::{CONNECTIONS as HTTP_CONNECTIONS, REFUSED as HTTP_REFUSED};
+
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -157,7 +160,62 @@ pub fn router(engine: Engine, groups: Arc<Coordinator>) -> Router {
         .route("/groups/{group}", get(group_describe).delete(group_delete))
         .route("/groups/{group}/reset-offsets", axum::routing::post(group_reset))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            std::time::Duration::from_millis(engine.config().http.body_timeout_ms),
+            errors_as_json,
+        ))
         .with_state(AppState { engine: Arc::new(engine), groups })
+}
+
+/// Every request's body gets the `[http] body_timeout_ms` deadline, and every error answer is
+/// the API's `{"code", "message"}`: the handlers' own already are; what the HTTP stack answers
+/// by itself (no route, a method a route does not take, a query, path or body its extractors
+/// refuse, a body over the limit) is plain text or empty, and is rewritten here with the code
+/// for its status and its text as the message. A body that timed out is answered 408 and
+/// closes the connection.
+async fn errors_as_json(
+    State(body_timeout): State<std::time::Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        let message = format!("the request body is larger than the limit of {MAX_BODY} bytes");
+        return stack_error(StatusCode::PAYLOAD_TOO_LARGE, message);
+    }
+    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let req = req.map(|b| Body::new(listener::DeadlineBody::new(b, body_timeout, expired.clone())));
+    let res = next.run(req).await;
+    if expired.load(std::sync::atomic::Ordering::SeqCst) {
+        let ms = body_timeout.as_millis();
+        return stack_error(StatusCode::REQUEST_TIMEOUT, format!("the request body did not arrive within {ms} ms"));
+    }
+    let status = res.status();
+    let is_json =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let text = axum::body::to_bytes(res.into_body(), 64 << 10).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = match status {
+        _ if !text.is_empty() => text,
+        StatusCode::NOT_FOUND => format!("no such endpoint: {method} {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => format!("{method} is not allowed on {path}"),
+        s => s.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    stack_error(status, message)
+}
+
+/// An error the HTTP stack answers, as `{"code", "message"}`; a body cut short (408, 413) also
+/// closes the connection, since what is left of the body cannot be told from the next request.
+fn stack_error(status: StatusCode, message: String) -> Response {
+    let mut res = (status, Json(json!({ "code": listener::code_for(status), "message": message }))).into_response();
+    if matches!(status, StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE) {
+        res.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    res
 }
 
 /// Serves `engine` on `listener` until `shutdown` resolves, with a group coordinator of its own
@@ -180,7 +238,8 @@ pub async fn serve_with(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(engine, groups)).with_graceful_shutdown(shutdown).await
+    let limits = engine.config().http.clone();
+    listener::serve(listener, router(engine, groups), limits, shutdown).await
 }
 
 type Shared = State<Arc<Engine>>;

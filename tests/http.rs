@@ -315,3 +315,114 @@ async fn produce_answers_per_partition_ranges_and_refuses_an_oversized_record_be
     assert_eq!(json(&out)["records"], 1);
     s.stop().await;
 }
+
+/// Sends `request` on a fresh connection and reads the answer until the server closes it (at
+/// most 10 s): (status, JSON body).
+async fn raw(addr: &str, request: &[u8]) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), c.read_to_end(&mut out))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {text:?}"));
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head: {text:?}"));
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    (status, json(body))
+}
+
+/// Reads from `c` until the server closes it; panics if it is still open after `within`.
+async fn closed_within(c: &mut tokio::net::TcpStream, within: std::time::Duration) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    match tokio::time::timeout(within, c.read_to_end(&mut out)).await {
+        Ok(_) => out, // EOF, or a reset: closed either way
+        Err(_) => panic!("the connection is still open after {within:?}"),
+    }
+}
+
+/// Every error the HTTP stack itself answers (no route, wrong method, a query, path or body the
+/// extractors refuse, a body over the limit, a URI or head too long, a request that is not
+/// HTTP) is the API's `{"code", "message"}`; idle and trickling connections are closed, a slow
+/// body gets 408, and a connection over the cap gets 503 while the others are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_json_and_idle_slow_or_surplus_connections_are_cut_off() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.http = tierlog::config::HttpConfig {
+        max_connections: 6,
+        idle_timeout_ms: 1000,
+        body_timeout_ms: 1000,
+        max_head_bytes: 1 << 20,
+    };
+    let engine = Engine::open(cfg).await.unwrap();
+    let s = start(engine).await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    assert_eq!(s.post("/topics/t", "").await.0, 201);
+
+    for (method, path, status, code) in [
+        (reqwest::Method::GET, "/nope", 404, "not_found"),
+        (reqwest::Method::DELETE, "/topics", 405, "method_not_allowed"),
+        (reqwest::Method::PUT, "/topics/t/records", 405, "method_not_allowed"),
+        (reqwest::Method::GET, "/topics/t/records?partition=x", 400, "invalid"),
+        (reqwest::Method::GET, "/topics/t/records?max_records=-1", 400, "invalid"),
+        (reqwest::Method::GET, "/topics/%FF%FE", 400, "invalid"),
+        (reqwest::Method::GET, "/topics/t/state?time=never", 400, "invalid"),
+    ] {
+        let (st, body) = s.call(method.clone(), path, None).await;
+        assert_eq!(error_code(st, &body), (status, code.to_owned()), "{method} {path}: {body}");
+    }
+    let too_large = b"POST /topics/t/records HTTP/1.1\r\nhost: a\r\ncontent-length: 100000000\r\n\r\n";
+    let (st, body) = raw(&addr, too_large).await;
+    assert_eq!((st, body["code"].as_str()), (413, Some("too_large")), "{body}");
+    let long_uri = format!("GET /{} HTTP/1.1\r\nhost: a\r\n\r\n", "a".repeat(70_000));
+    let (st, body) = raw(&addr, long_uri.as_bytes()).await;
+    assert_eq!((st, body["code"].as_str()), (414, Some("uri_too_long")), "{body}");
+    let many_headers =
+        format!("GET /health HTTP/1.1\r\n{}\r\n", (0..150).map(|i| format!("x-h{i}: v\r\n")).collect::<String>());
+    let (st, body) = raw(&addr, many_headers.as_bytes()).await;
+    assert_eq!((st, body["code"].as_str()), (431, Some("headers_too_large")), "{body}");
+    let (st, body) = raw(&addr, b"HELLO THERE\r\n\r\n").await;
+    assert_eq!((st, body["code"].as_str()), (400, Some("invalid")), "{body}");
+
+    // A slow body: 10 of 100 bytes, then nothing.
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    c.write_all(b"POST /topics/t/records HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\n{\"value\":").await.unwrap();
+    let answer = String::from_utf8(closed_within(&mut c, Duration::from_secs(5)).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("\"code\":\"timeout\""), "{answer}");
+    assert!(s.get("/topics/t/records").await.1.is_empty(), "nothing of it was appended");
+
+    // Idle, and trickling a request head a byte at a time: both closed after the idle timeout.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut trickle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let trickling = tokio::spawn(async move {
+        for b in b"GET /health HTTP/1.1\r\nhost: a\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if trickle.write_all(&[*b]).await.is_err() {
+                return true;
+            }
+            #[allow(clippy::disallowed_methods)] // a real client, trickling in real time
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    assert!(closed_within(&mut idle, Duration::from_secs(5)).await.is_empty());
+    assert!(trickling.await.unwrap(), "the trickling connection was closed while it trickled");
+
+    // The cap: 6 connections held open, a 7th is refused with 503; once they go, it is served.
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let (st, body) = raw(&addr, b"GET /health HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    assert_eq!((st, body["code"].as_str()), (503, Some("unavailable")), "{body}");
+    for mut c in held {
+        closed_within(&mut c, Duration::from_secs(5)).await;
+    }
+    assert_eq!(s.get("/health").await.0, 200);
+    s.stop().await;
+}

@@ -330,3 +330,79 @@ async fn hostile_frames_never_panic_keep_memory_bounded_and_close_only_their_con
     r.server.stop().await.unwrap();
     r.engine.close().await.unwrap();
 }
+
+/// Reads until the broker closes `s`; panics if it is still open after `within`.
+async fn closed_within(s: &mut TcpStream, within: Duration) {
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection is still open after {within:?}");
+}
+
+/// Slow and idle clients cannot hold the broker: a frame whose bytes trickle in is cut off after
+/// `frame_timeout_ms`, an idle connection after `idle_timeout_ms`, and connections over
+/// `max_connections` are closed at accept, while a well-behaved connection keeps being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_idle_and_surplus_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EngineConfig::new(dir.path().join("data"));
+    cfg.kafka.frame_timeout_ms = 500;
+    cfg.kafka.idle_timeout_ms = 1500;
+    cfg.kafka.max_connections = 4;
+    let engine = Engine::open(cfg.clone()).await.unwrap();
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = tierlog::kafka::Serving::start(engine.clone(), cfg.kafka.clone(), loopback).await.unwrap();
+    let addr = server.addr.to_string();
+    let versions = frame(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default());
+
+    // A frame of 100 bytes announced, then one byte every 100 ms.
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    slow.write_all(&100i32.to_be_bytes()).await.unwrap();
+    let trickling = tokio::spawn(async move {
+        for _ in 0..100 {
+            if slow.write_all(&[0]).await.is_err() {
+                return true;
+            }
+            #[allow(clippy::disallowed_methods)] // a real client, trickling in real time
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    assert!(trickling.await.unwrap(), "the trickling connection was closed");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+
+    // An idle connection is closed; one that keeps asking is served meanwhile.
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    let mut busy = TcpStream::connect(&addr).await.unwrap();
+    let idle_closed = tokio::spawn(async move { closed_within(&mut idle, Duration::from_secs(6)).await });
+    for cid in 0..10 {
+        let f = tierlog::kafka::request_frame(ApiKey::ApiVersions, 3, cid, &ApiVersionsRequest::default()).unwrap();
+        busy.write_all(&f).await.unwrap();
+        assert_eq!(read_response(&mut busy).await.0, cid);
+        #[allow(clippy::disallowed_methods)] // requests spread over more than the idle timeout
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    idle_closed.await.unwrap();
+
+    // Over the cap: with `busy` and 3 more open, a fifth is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut surplus = TcpStream::connect(&addr).await.unwrap();
+    let _ = surplus.write_all(&versions).await;
+    closed_within(&mut surplus, Duration::from_secs(2)).await;
+    busy.write_all(&versions).await.unwrap();
+    assert_eq!(read_response(&mut busy).await.0, 1);
+    drop(held);
+    server.stop().await.unwrap();
+    engine.close().await.unwrap();
+}

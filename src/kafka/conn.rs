@@ -123,12 +123,18 @@ async fn read_requests(
             return Close::WriterGone;
         };
         let mut buf = BytesMut::zeroed(len);
-        if let Err(e) = rd.read_exact(&mut buf).await {
-            return if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Close::malformed("truncated_frame", format!("connection ended inside a frame of {len} bytes"))
-            } else {
-                Close::Io(e)
-            };
+        let frame_ms = broker.config.frame_timeout_ms;
+        tokio::select! {
+            r = rd.read_exact(&mut buf) => if let Err(e) = r {
+                return if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    Close::malformed("truncated_frame", format!("connection ended inside a frame of {len} bytes"))
+                } else {
+                    Close::Io(e)
+                };
+            },
+            () = broker.engine.clock().sleep(frame_ms) => {
+                return Close::malformed("slow_frame", format!("a frame of {len} bytes did not arrive within {frame_ms} ms"));
+            }
         }
         metrics::counter!(super::BYTES_IN).increment(len as u64 + 4);
         let reply = match dispatch::request(broker, peer, buf.freeze(), permit).await {
