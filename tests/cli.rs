@@ -609,3 +609,35 @@ fn produce_says_per_partition_where_records_went_and_stops_at_a_bad_line_naming_
         .collect();
     assert_eq!(p0, ["1", "2"], "the lines after the bad one were not appended");
 }
+
+/// `tierlog consume ... | head`: the reader goes away early, and the command ends quietly with
+/// success, for every command that streams records.
+#[test]
+fn a_reader_that_goes_away_early_ends_the_command_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(tierlog(d, &["topic", "create", "t"], None));
+    let input: String = (0..20_000).map(|i| format!("{{\"key\":\"k{i}\",\"value\":\"v{i}\"}}\n")).collect();
+    ok(tierlog(d, &["produce", "t"], Some(&input)));
+    for args in [
+        vec!["consume", "t"],
+        vec!["replay", "t"],
+        vec!["replay", "t", "--merge-by-time"],
+        vec!["state-at", "t", "--time", "2100-01-01T00:00:00Z"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tierlog"))
+            .arg("--data-dir")
+            .arg(d)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 10];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then closed, as `head` does
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && err.is_empty(), "{args:?}: {:?} {err}", out.status);
+    }
+}

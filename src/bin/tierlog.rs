@@ -20,13 +20,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(tierlog::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // `tierlog consume | head` closes the pipe early: that is not an error.
-        Err(e)
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) =>
-        {
-            std::process::ExitCode::SUCCESS
-        }
+        Err(e) if tierlog::cli::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -133,11 +133,19 @@ impl Cli {
 /// Ends quietly when stdout was closed (`tierlog consume ... | head`).
 pub(crate) fn ignore_broken_pipe(res: anyhow::Result<()>) -> anyhow::Result<()> {
     match res {
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
-            Ok(())
-        }
+        Err(e) if is_broken_pipe(&e) => Ok(()),
         other => other,
     }
+}
+
+/// Whether `e` comes from writing to a closed pipe (an `io::Error`, or a JSON writer's error
+/// holding one), anywhere in its chain: the reader went away, which is not a failure.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let pipe = std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == pipe)
+            || c.downcast_ref::<serde_json::Error>().is_some_and(|j| j.io_error_kind() == Some(pipe))
+    })
 }
 
 /// Runs the command.
