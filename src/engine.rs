@@ -20,7 +20,8 @@ use tiering::local::{AppendInfo, LogWriter, OffsetSpec, Partition, ReadResult, S
 use tiering::log::{PartitionLog, Writing};
 use tiering::object_store::ObjectStore;
 use tiering::remote::{
-    ChunkCache, CountingStore, Head, Manifest, PassReport, RemoteLog, RemoteReader, RequestCounts, Uploader,
+    ChunkCache, CountingStore, Head, Manifest, PassReport, RemoteLog, RemoteReader, RequestCounts, SegmentEntry,
+    Uploader,
 };
 use tiering::tiered::TieredPartition;
 use tiering::topic::validate_topic_name;
@@ -977,6 +978,13 @@ impl Engine {
     pub fn remote_head(&self, topic: &str, partition: u32) -> Result<Arc<Head>> {
         let t = self.tiered(topic, partition)?;
         Ok(t.remote.as_ref().expect("invariant: every partition has a remote tier").manifest().head())
+    }
+
+    /// The partition's segments in the bucket that hold offsets at or past `from`, oldest first.
+    pub async fn remote_segments_from(&self, topic: &str, partition: u32, from: i64) -> Result<Vec<SegmentEntry>> {
+        let t = self.tiered(topic, partition)?;
+        let remote = t.remote.as_ref().expect("invariant: every partition has a remote tier");
+        remote.manifest().segments_from(from).await.map_err(|e| Error::storage(topic, partition, e))
     }
 
     /// Requests this engine made to the bucket so far, by kind.

@@ -256,14 +256,27 @@ fn tier_then_restore_into_a_fresh_data_dir() {
         tierlog(data, &args.iter().map(String::as_str).collect::<Vec<_>>(), stdin)
     };
     ok(run(&old, &["topic", "create", "ledger", "--partitions", "2"], None));
-    let lines: String = (0..400)
+    let lines: String = (0..3000)
         .map(|i| format!("{{\"key\":\"acct-{}\",\"value\":\"{i}\",\"timestamp\":{}}}\n", i % 7, 1000 + i))
         .collect();
-    ok(run(&old, &["produce", "ledger"], Some(&lines)));
+    // Produced with uploads off, so every segment goes up during `topic tier`: by its own pass
+    // or by the background uploader, which starts with it; either way the call reports them.
+    let no_uploads = dir.path().join("no-uploads.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&no_uploads, format!("{text}[tiering]\nauto_upload = false\n")).unwrap();
+    let produce = ["--config", no_uploads.to_str().unwrap(), "produce", "ledger"];
+    ok(tierlog(&old, &produce, Some(&lines)));
     let tiered = json_lines(&ok(run(&old, &["topic", "tier", "ledger"], None)));
     assert_eq!(tiered.len(), 2);
     let ends: Vec<i64> = tiered.iter().map(|l| l["remote_next_offset"].as_i64().unwrap()).collect();
-    assert_eq!(ends.iter().sum::<i64>(), 400, "everything is in the bucket: {tiered:?}");
+    assert_eq!(ends.iter().sum::<i64>(), 3000, "everything is in the bucket: {tiered:?}");
+    let described =
+        serde_json::from_str::<serde_json::Value>(&ok(run(&old, &["topic", "describe", "ledger"], None))).unwrap();
+    for (line, p) in tiered.iter().zip(described["partitions"].as_array().unwrap()) {
+        assert_eq!(line["uploaded_segments"], p["remote"]["segments"], "{line} {p}");
+        assert_eq!(line["uploaded_bytes"], p["remote"]["size_bytes"], "{line} {p}");
+        assert!(line["uploaded_segments"].as_u64().unwrap() > 1, "{line}");
+    }
 
     // A fresh data dir, the same bucket: every partition comes back with its last offset.
     let restored = json_lines(&ok(run(&new, &["restore"], None)));

@@ -159,15 +159,24 @@ pub async fn run(cli: &Cli, cmd: &TopicCommand) -> anyhow::Result<()> {
             TopicCommand::Tier { name } => {
                 let d = engine.describe_topic(name)?;
                 for p in &d.partitions {
+                    // What reached the bucket during the call, by this pass or the background
+                    // uploader (which starts with the engine and may take segments first):
+                    // everything past where the bucket's log ended when the engine opened.
+                    let before = engine.remote_log(name, p.partition)?.acquired_next_offset();
                     engine.roll(name, p.partition).await?;
-                    let report = engine.tier_now(name, p.partition).await?;
+                    engine.tier_now(name, p.partition).await?;
                     let head = engine.remote_head(name, p.partition)?;
+                    let uploaded = if head.next_offset > before {
+                        engine.remote_segments_from(name, p.partition, before).await?
+                    } else {
+                        Vec::new()
+                    };
                     println!(
                         "{}",
                         json!({
                             "partition": p.partition,
-                            "uploaded_segments": report.uploaded_segments,
-                            "uploaded_bytes": report.uploaded_bytes,
+                            "uploaded_segments": uploaded.len(),
+                            "uploaded_bytes": uploaded.iter().map(|e| e.size).sum::<u64>(),
                             "remote_next_offset": head.next_offset,
                         })
                     );

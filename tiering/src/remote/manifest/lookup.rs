@@ -58,6 +58,19 @@ impl Manifest {
         Ok(max.filter(|&t| t >= 0))
     }
 
+    /// The live segments holding offsets at or past `from`, oldest first (chunks that end before
+    /// it are not loaded).
+    pub async fn segments_from(&self, from: i64) -> Result<Vec<SegmentEntry>> {
+        let head = self.head();
+        let live = |e: &&SegmentEntry| e.base_offset >= head.log_start_offset && e.next_offset > from;
+        let mut out = Vec::new();
+        for c in head.chunks.iter().filter(|c| c.next_offset > head.log_start_offset.max(from)) {
+            out.extend(self.chunk(c).await?.iter().filter(live).cloned());
+        }
+        out.extend(head.segments.iter().filter(live).cloned());
+        Ok(out)
+    }
+
     /// The oldest live segments, in order, until `stop` says so (for retention and inspection).
     pub async fn scan(&self, mut visit: impl FnMut(&SegmentEntry) -> bool) -> Result<()> {
         let head = self.head();

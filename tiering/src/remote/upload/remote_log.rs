@@ -21,6 +21,8 @@ pub struct RemoteLog {
     /// Keys of objects being written for a manifest commit that has not happened yet (see
     /// [`InFlight`]): the orphan sweep never deletes them.
     pub(super) in_flight: Mutex<std::collections::HashSet<String>>,
+    /// Where the bucket's log ended when this writer took the partition.
+    acquired_next_offset: i64,
 }
 
 /// The objects one upload, rewrite or snapshot writes before the manifest commit that will
@@ -71,7 +73,8 @@ impl RemoteLog {
         now_ms: i64,
     ) -> Result<Arc<Self>> {
         let epoch = reader.manifest().acquire(writer).await?;
-        local.set_tiered_offset(reader.manifest().head().next_offset);
+        let acquired_next_offset = reader.manifest().head().next_offset;
+        local.set_tiered_offset(acquired_next_offset);
         Ok(Arc::new(Self {
             local,
             reader,
@@ -83,6 +86,7 @@ impl RemoteLog {
             confirmed_ms: AtomicI64::new(now_ms),
             renewing: tokio::sync::Mutex::new(()),
             in_flight: Mutex::new(Default::default()),
+            acquired_next_offset,
         }))
     }
 
@@ -146,6 +150,12 @@ impl RemoteLog {
         let f = *self.fenced.lock().expect("invariant: lock not poisoned");
         f.map(|(epoch, current)| Error::Fenced { partition: self.local.name().to_owned(), epoch, current })
     }
+    /// Where the bucket's log ended when this writer took the partition: what lies past it was
+    /// uploaded by this writer.
+    pub fn acquired_next_offset(&self) -> i64 {
+        self.acquired_next_offset
+    }
+
     /// Whether `key` is being written for a commit that has not happened yet.
     pub fn is_in_flight(&self, key: &str) -> bool {
         self.in_flight.lock().expect("invariant: lock not poisoned").contains(key)
