@@ -29,10 +29,11 @@ pub enum Error {
          (`tierlog restore`, or `restore = true` on an empty data dir) instead of creating it"
     } else { "" })]
     TopicExists { topic: String, in_bucket: bool },
-    /// This node does not write the partition (another writer took it over in the bucket, or its
-    /// local log cannot continue the bucket's): the reason says what to do. Reads are served from
-    /// the bucket.
-    #[error("partition {topic}-{partition} is not written by this node: {reason}")]
+    /// The partition takes no appends now: its disk failed a write or fsync (it reopens itself
+    /// once IO works), or this node does not write it (another writer took it over in the
+    /// bucket, or its local log cannot continue the bucket's). The reason says which, and what
+    /// to do. Reads are served from what is intact and from the bucket. Kind `Unavailable`.
+    #[error("partition {topic}-{partition} takes no appends now: {reason}")]
     PartitionUnavailable { topic: String, partition: u32, reason: String },
     #[error("unknown topic {topic:?}")]
     UnknownTopic { topic: String },
@@ -94,11 +95,13 @@ impl Error {
             | Error::InvalidProducerEpoch { .. } => ErrorKind::Invalid,
             Error::UnknownTopic { .. } | Error::UnknownPartition { .. } => ErrorKind::NotFound,
             Error::Corrupt { .. } | Error::CorruptBatch { .. } => ErrorKind::Data,
-            Error::Closed { .. } | Error::Fenced { .. } | Error::PartitionUnavailable { .. } => ErrorKind::Closed,
+            Error::Closed { .. } | Error::Fenced { .. } => ErrorKind::Closed,
             Error::ReadOnly { .. } => ErrorKind::Invalid,
-            Error::DataDirLocked { .. } | Error::Io { .. } | Error::Remote { .. } | Error::Conflict { .. } => {
-                ErrorKind::Unavailable
-            }
+            Error::DataDirLocked { .. }
+            | Error::Io { .. }
+            | Error::Remote { .. }
+            | Error::Conflict { .. }
+            | Error::PartitionUnavailable { .. } => ErrorKind::Unavailable,
         }
     }
 
@@ -151,4 +154,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub(crate) fn io(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_owned();
     move |error| Error::Io { op, path, error }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    /// A partition whose disk failed is `Unavailable` (retry later), as IO errors are; a closed
+    /// engine is `Closed`.
+    #[test]
+    fn a_failed_partition_is_unavailable_not_closed() {
+        let failed = tiering::Error::Unavailable { partition: "t-0".into(), reason: "fsync failed".into() };
+        let e = Error::storage("t", 0, failed);
+        assert!(matches!(&e, Error::PartitionUnavailable { partition: 0, .. }), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert_eq!(Error::from(tiering::Error::Closed { reason: None }).kind(), ErrorKind::Closed);
+    }
 }

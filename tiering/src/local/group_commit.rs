@@ -522,7 +522,7 @@ fn commit_group(
             let reason = e.to_string();
             for r in results.iter_mut() {
                 if r.is_ok() {
-                    *r = Err(Error::Closed { reason: Some(reason.clone()) });
+                    *r = Err(p.unavailable(&reason));
                 }
             }
         }

@@ -383,6 +383,12 @@ impl Partition {
         self.id
     }
     /// `<topic>-<partition>`.
+    /// The error of an operation this partition cannot do now: it failed (an IO error) and has
+    /// not reopened yet.
+    pub(crate) fn unavailable(&self, reason: &str) -> Error {
+        Error::Unavailable { partition: self.name().to_owned(), reason: reason.to_owned() }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -543,7 +549,7 @@ impl Partition {
         let mut st = self.lock_writer();
         if let Some(reason) = &st.failed {
             let reason = format!("partition {}-{} failed: {reason}", self.topic, self.id);
-            let results = batches.iter().map(|_| Err(Error::Closed { reason: Some(reason.clone()) })).collect();
+            let results = batches.iter().map(|_| Err(self.unavailable(&reason))).collect();
             return Written { results, sync: None, headers: Vec::new() };
         }
         let now = self.clock.now_ms();
@@ -645,7 +651,7 @@ impl Partition {
         let reason = e.to_string();
         self.fail(st, &reason);
         results.truncate(from);
-        results.extend((from..total).map(|_| Err(Error::Closed { reason: Some(reason.clone()) })));
+        results.extend((from..total).map(|_| Err(self.unavailable(&reason))));
         results
     }
 
@@ -828,7 +834,7 @@ impl Partition {
     pub(crate) fn roll(&self) -> Result<()> {
         let mut st = self.lock_writer();
         if let Some(reason) = &st.failed {
-            return Err(Error::Closed { reason: Some(reason.clone()) });
+            return Err(self.unavailable(reason));
         }
         if st.position == 0 {
             return Ok(());
