@@ -129,6 +129,9 @@ pub struct EngineConfig {
     pub groups: GroupsConfig,
     /// The HTTP listener of `tierlog serve` (see [`HttpConfig`]).
     pub http: HttpConfig,
+    /// `/health` reports the data dir's disk as full (and answers 503) when less than this is
+    /// free, before appends start failing with ENOSPC. Default 268435456 (256 MiB).
+    pub min_free_disk_bytes: u64,
 }
 
 /// Limits of the HTTP listener of `tierlog serve` (`[http]` in the config file), so idle,
@@ -361,6 +364,7 @@ impl Default for EngineConfig {
             kafka: KafkaConfig::default(),
             groups: GroupsConfig::default(),
             http: HttpConfig::default(),
+            min_free_disk_bytes: 256 << 20,
         }
     }
 }

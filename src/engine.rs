@@ -107,6 +107,48 @@ pub struct PartitionProblem {
     pub reason: String,
 }
 
+/// What [`Engine::health`] reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Health {
+    /// Partitions that take no appends (`refused`, `fenced`, `failed`), with the reason.
+    pub partitions: Vec<PartitionProblem>,
+    /// Partitions whose last upload pass failed, with the error: appends work, but the bucket
+    /// falls behind (and local retention keeps what is not uploaded).
+    pub tiering: Vec<PartitionProblem>,
+    /// Free and total bytes of the data dir's file system (`None` if it cannot be read); full
+    /// below `min_free_disk_bytes`.
+    pub disk: Option<DiskSpace>,
+    /// The background uploader's last error, if its last round failed.
+    pub uploader_error: Option<String>,
+}
+
+impl Health {
+    /// Whether every partition takes appends and the disk has room.
+    pub fn writable(&self) -> bool {
+        self.partitions.is_empty() && !self.disk.as_ref().is_some_and(|d| d.full)
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DiskSpace {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    pub full: bool,
+}
+
+/// (available, total) bytes of the file system holding `path`.
+fn disk_space(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a statvfs the call fills.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let unit = st.f_frsize as u64;
+    Some((st.f_bavail as u64 * unit, st.f_blocks as u64 * unit))
+}
+
 /// What `describe_topic` tells about a topic.
 #[derive(Debug, Clone)]
 pub struct TopicDescription {
@@ -859,6 +901,35 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// What `/health` reports: the partitions that take no appends ([`Engine::problems`]), those
+    /// whose uploads to the bucket keep failing (appends still work; the bucket falls behind), and
+    /// the data dir's disk.
+    pub fn health(&self) -> Health {
+        let topics = self.inner.topics.read().expect("invariant: topics lock not poisoned").clone();
+        let mut tiering = Vec::new();
+        for (name, t) in topics {
+            for (i, log) in t.logs.iter().enumerate() {
+                if let Some(reason) = log.owned().and_then(|(_, r)| r.last_error()) {
+                    tiering.push(PartitionProblem {
+                        topic: name.clone(),
+                        partition: i as u32,
+                        state: "tiering",
+                        reason,
+                    });
+                }
+            }
+        }
+        tiering.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        let mut partitions = self.problems();
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        let disk = disk_space(&self.inner.config.data_dir).map(|(free_bytes, total_bytes)| DiskSpace {
+            free_bytes,
+            total_bytes,
+            full: free_bytes < self.inner.config.min_free_disk_bytes,
+        });
+        Health { partitions, tiering, disk, uploader_error: self.inner.uploader.status().last_error() }
     }
 
     /// A topic's settings.

@@ -2,7 +2,7 @@
 //!
 //! | method and path                              | what                                           |
 //! |----------------------------------------------|------------------------------------------------|
-//! | `GET /health`                                | `{"status": "ok", "topics": n, "read_only": b}`; 503 `"degraded"` with the unwritable partitions |
+//! | `GET /health`                                | `{"status": "ok", ..}`; `"warning"` with partitions whose tiering stopped; 503 `"degraded"` with unwritable partitions or a full disk |
 //! | `GET /metrics`                               | Prometheus text                                |
 //! | `GET /topics`                                | topic names                                    |
 //! | `POST /topics/{topic}`                       | create; body: a `TopicConfig` (JSON, optional)  |
@@ -246,21 +246,28 @@ type Shared = State<Arc<Engine>>;
 
 /// 200 `{"status": "ok", ..}` while every partition takes appends; 503 `{"status": "degraded",
 /// "partitions": [{topic, partition, state, reason}], ..}` while any is refused, fenced or failed.
+/// 200 `ok` when all is well; 200 `warning` when appends work but tiering of some partitions
+/// stopped (the bucket falls behind); 503 `degraded` when a partition takes no appends or the
+/// disk is full. The body says which, and why.
 async fn health(State(engine): Shared) -> Response {
-    let problems = engine.problems();
-    let body = |status| {
-        json!({
-            "status": status,
-            "topics": engine.list_topics().len(),
-            "read_only": engine.config().read_only,
-            "partitions": problems,
-        })
-    };
-    if problems.is_empty() {
-        Json(body("ok")).into_response()
+    let h = engine.health();
+    let (status, code) = if !h.writable() {
+        ("degraded", StatusCode::SERVICE_UNAVAILABLE)
+    } else if !h.tiering.is_empty() || h.uploader_error.is_some() {
+        ("warning", StatusCode::OK)
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body("degraded"))).into_response()
-    }
+        ("ok", StatusCode::OK)
+    };
+    let body = json!({
+        "status": status,
+        "topics": engine.list_topics().len(),
+        "read_only": engine.config().read_only,
+        "partitions": h.partitions,
+        "tiering": h.tiering,
+        "uploader_error": h.uploader_error,
+        "disk": h.disk,
+    });
+    (code, Json(body)).into_response()
 }
 
 /// Prometheus text. Gauges that describe state (bytes per tier, upload lag) are set from the

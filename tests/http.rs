@@ -426,3 +426,49 @@ async fn every_error_is_json_and_idle_slow_or_surplus_connections_are_cut_off() 
     assert_eq!(s.get("/health").await.0, 200);
     s.stop().await;
 }
+
+/// `/health` says more than ok: tiering that stopped (200 `warning`, with each partition's
+/// error) and a disk below `min_free_disk_bytes` (503 `degraded`), beside the free space.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_stopped_tiering_and_a_full_disk() {
+    use std::sync::Arc;
+    use tierlog::remote::faulty::{Faults, FaultyStore};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.tiering.upload_attempts = 1;
+    let store = cfg.object_store().build().unwrap();
+    let faulty = Arc::new(FaultyStore::new(store, Faults::default()));
+    let engine = Engine::open_with_store(cfg.clone(), tierlog::clock::system_clock(), faulty.clone()).await.unwrap();
+    let s = start(engine.clone()).await;
+    let (st, body) = s.get("/health").await;
+    let h = json(&body);
+    assert_eq!((st, h["status"].as_str()), (200, Some("ok")), "{body}");
+    assert!(h["disk"]["free_bytes"].as_u64().unwrap() > 0 && h["disk"]["full"] == false, "{body}");
+
+    assert_eq!(s.post("/topics/t", "").await.0, 201);
+    assert_eq!(s.post("/topics/t/records", "{\"value\":\"a\"}\n").await.0, 200);
+    faulty.set(Faults { fail_writes_containing: Some("/segments/".into()), ..Default::default() });
+    engine.roll("t", 0).await.unwrap();
+    assert!(engine.tier_now("t", 0).await.is_err());
+    let (st, body) = s.get("/health").await;
+    let h = json(&body);
+    assert_eq!((st, h["status"].as_str()), (200, Some("warning")), "{body}");
+    assert_eq!(h["tiering"][0]["topic"], "t", "{body}");
+    assert!(h["tiering"][0]["reason"].as_str().unwrap().contains("injected fault"), "{body}");
+    // The bucket works again: the next pass clears it.
+    faulty.set(Faults::default());
+    engine.tier_now("t", 0).await.unwrap();
+    assert_eq!(json(&s.get("/health").await.1)["status"], "ok");
+    s.stop().await;
+
+    cfg.min_free_disk_bytes = u64::MAX;
+    let s = start(Engine::open(cfg).await.unwrap()).await;
+    let (st, body) = s.get("/health").await;
+    let h = json(&body);
+    assert_eq!(
+        (st, h["status"].as_str(), &h["disk"]["full"]),
+        (503, Some("degraded"), &serde_json::json!(true)),
+        "{body}"
+    );
+    s.stop().await;
+}
