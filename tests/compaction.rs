@@ -463,7 +463,14 @@ async fn compaction_killed_at_random_moments_loses_nothing() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let mut log = Log::new();
     let (mut kills, mut cut_short) = (0, 0);
-    for round in 0..10u64 {
+    // Kill times are drawn below `span`, which shrinks whenever a run finished before its kill
+    // (and grows a little when one was killed):
+    // on a loaded machine a run's length varies severalfold, and this keeps kills landing inside
+    // runs rather than relying on one machine's speed. At least 10 rounds; more (up to 30) until
+    // kills landed mid-run.
+    let mut span = 1400u64;
+    let mut round = 0u64;
+    while round < 10 || (!(kills >= 2 && cut_short >= 1) && round < 30) {
         let engine = Engine::open(cfg.clone()).await.unwrap();
         if round == 0 {
             engine.create_topic("t", compact_topic(32 << 10, None)).await.unwrap();
@@ -480,13 +487,16 @@ async fn compaction_killed_at_random_moments_loses_nothing() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Kill times sweep from process start-up to past the end of a run (about a second here),
-        // with jitter, so kills land in the local passes, the remote passes and the merges.
-        let ms = 100 + round * 130 + rng.random_range(0..100);
+        // Kill times range from process start-up to about the end of a run, so kills land in
+        // the local passes, the remote passes and the merges.
+        let ms = 50 + rng.random_range(0..span);
         #[allow(clippy::disallowed_methods)] // the kill lands at a real moment of a real process
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         if child.try_wait().unwrap().is_none() {
             kills += 1;
+            span = (span + span / 8).min(3000);
+        } else {
+            span = (ms * 3 / 4).max(50);
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -509,6 +519,7 @@ async fn compaction_killed_at_random_moments_loses_nothing() {
         rep.close().await.unwrap();
         engine.close().await.unwrap();
         let _ = std::fs::remove_dir_all(dir.path().join("replica"));
+        round += 1;
     }
     assert!(kills >= 2 && cut_short >= 1, "kills landed while compacting: {kills}, cut short {cut_short}");
 }

@@ -17,6 +17,7 @@ fn entry(i: i64, epoch: u64) -> SegmentEntry {
         max_timestamp: 1_000_000 + i * 10 + 9,
         size: 1 << 20,
         index_size: 4096,
+        index_crc32c: None,
         records: 100,
         batches: 10,
         epoch,

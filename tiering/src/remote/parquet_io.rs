@@ -74,6 +74,11 @@ impl Table {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
 
+    /// Whether the table has a column `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.batches.first().is_some_and(|b| b.column_by_name(name).is_some())
+    }
+
     pub fn i64(&self, name: &str) -> Result<Vec<i64>, String> {
         let mut out = Vec::with_capacity(self.rows());
         for b in &self.batches {

@@ -139,13 +139,8 @@ impl RemoteReader {
             .bytes()
             .await
             .map_err(remote("read segment index", &key))?;
-        if bytes.len() as u64 != e.index_size {
-            return Err(corrupt(
-                &key,
-                0,
-                format!("index has {} bytes, the manifest says {}", bytes.len(), e.index_size),
-            ));
-        }
+        crate::remote::manifest::check_object(&bytes, Some(e.index_size), e.index_crc32c)
+            .map_err(|r| corrupt(&key, 0, format!("index: {r}")))?;
         let idx = SegmentIndex::decode(bytes, e.base_offset, e.size).map_err(|r| corrupt(&key, 0, r))?;
         if idx.rows.last().map(|r| r.last_offset + 1) != Some(e.next_offset) {
             return Err(corrupt(&key, 0, "index does not end where the manifest entry does".into()));

@@ -36,6 +36,7 @@ use super::parquet_io::{self, Column, Table};
 use crate::error::{Error, Result, remote};
 
 mod chunks;
+pub use chunks::check_object;
 mod commit;
 mod head;
 mod lookup;
@@ -57,6 +58,10 @@ pub struct SegmentEntry {
     /// Bytes of the segment object and of its index object.
     pub size: u64,
     pub index_size: u64,
+    /// CRC-32C of the index object, checked with its size on every load. `None` in entries
+    /// written before it was recorded (their index is checked by size and by decoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_crc32c: Option<u32>,
     pub records: u64,
     pub batches: u64,
     /// Writer epoch and random id: part of both object keys.
@@ -90,6 +95,12 @@ pub struct ChunkRef {
     pub records: u64,
     pub epoch: u64,
     pub id: String,
+    /// Size and CRC-32C of the chunk object, checked on every load. `None` in references written
+    /// before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<u32>,
 }
 
 impl ChunkRef {

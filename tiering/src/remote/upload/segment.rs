@@ -101,6 +101,7 @@ pub(super) async fn put_index(
         max_timestamp: index.max_timestamp(),
         size,
         index_size: encoded.len() as u64,
+        index_crc32c: Some(crc32c::crc32c(&encoded)),
         records: index.records(),
         batches: index.rows.len() as u64,
         epoch: log.epoch,
