@@ -58,12 +58,15 @@ impl Default for TopicConfig {
     }
 }
 
+/// The bound of `max_partitions_per_topic`, and so of any topic's partition count.
+pub const MAX_PARTITIONS_PER_TOPIC: u32 = 100_000;
+
 impl TopicConfig {
     pub fn validate(&self) -> Result<()> {
-        if !(1..=10_000).contains(&self.partitions) {
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&self.partitions) {
             return Err(Error::InvalidConfig {
                 field: "partitions".into(),
-                reason: format!("{} is outside 1..=10000", self.partitions),
+                reason: format!("{} is outside 1..={MAX_PARTITIONS_PER_TOPIC}", self.partitions),
             });
         }
         self.compaction
@@ -132,6 +135,12 @@ pub struct EngineConfig {
     /// `/health` reports the data dir's disk as full (and answers 503) when less than this is
     /// free, before appends start failing with ENOSPC. Default 268435456 (256 MiB).
     pub min_free_disk_bytes: u64,
+    /// The most partitions one topic may have (at creation and after adding partitions).
+    /// Default 10000; at most 100000.
+    pub max_partitions_per_topic: u32,
+    /// The most partitions this node holds over all its topics (internal ones included): topic
+    /// creation and adding partitions are refused past it. Default 20000; at most 1000000.
+    pub max_partitions: u32,
 }
 
 /// Limits of the HTTP listener of `tierlog serve` (`[http]` in the config file), so idle,
@@ -365,6 +374,8 @@ impl Default for EngineConfig {
             groups: GroupsConfig::default(),
             http: HttpConfig::default(),
             min_free_disk_bytes: 256 << 20,
+            max_partitions_per_topic: 10_000,
+            max_partitions: 20_000,
         }
     }
 }
@@ -411,6 +422,18 @@ impl EngineConfig {
         }
         if self.lease_ms > 600_000 {
             return Err(Error::InvalidConfig { field: "lease_ms".into(), reason: "must be at most 600000".into() });
+        }
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&self.max_partitions_per_topic) {
+            return Err(Error::InvalidConfig {
+                field: "max_partitions_per_topic".into(),
+                reason: format!("must be within 1..={MAX_PARTITIONS_PER_TOPIC}"),
+            });
+        }
+        if !(1..=1_000_000).contains(&self.max_partitions) {
+            return Err(Error::InvalidConfig {
+                field: "max_partitions".into(),
+                reason: "must be within 1..=1000000".into(),
+            });
         }
         if self.read_only && self.restore {
             return Err(Error::InvalidConfig {

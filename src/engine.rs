@@ -306,7 +306,11 @@ impl Engine {
             // Cached chunks are not trusted across restarts.
             std::fs::remove_dir_all(&cache_dir).map_err(io("clear cache dir", &cache_dir))?;
         }
-        let cache = ChunkCache::new(store.clone(), &config.tiering.cache, &cache_dir).await?;
+        // A one-shot reader (a CLI read command) gains nothing from a disk tier emptied at start.
+        let free = disk_space(&config.data_dir).map_or(0, |(free, _)| free);
+        let disk_bytes = if reader { 0 } else { config.tiering.cache.disk_capacity(free) };
+        tracing::debug!(disk_bytes, "remote cache disk tier");
+        let cache = ChunkCache::new(store.clone(), &config.tiering.cache, disk_bytes, &cache_dir).await?;
         let uploader = Uploader::start(config.tiering.clone(), store.clone(), clock.clone());
         let node = tiering::remote::owner::node_id(&dir)?;
         let writer_id = tiering::remote::owner::writer_name(&node, &dir);
@@ -367,10 +371,7 @@ impl Engine {
         let mut manifests = Vec::new();
         for (name, cfg) in catalog_topics(&store).await? {
             let mut logs = Vec::with_capacity(cfg.partitions as usize);
-            for p in 0..cfg.partitions {
-                let manifest = Manifest::load(store.clone(), &name, p, chunk_segments)
-                    .await
-                    .map_err(|e| Error::storage(&name, p, e))?;
+            for (p, manifest) in (0..).zip(load_manifests(&store, &name, cfg.partitions, chunk_segments).await?) {
                 manifests.push(manifest.clone());
                 let reader = RemoteReader::new(manifest, self.inner.cache.clone(), read_ahead);
                 let tiers = TieredPartition { local: None, remote: Some(reader) };
@@ -392,30 +393,19 @@ impl Engine {
         let store: Arc<dyn ObjectStore> = self.inner.store.clone();
         let mut out = Vec::new();
         for (name, cfg) in catalog_topics(&store).await? {
-            let mut starts = Vec::with_capacity(cfg.partitions as usize);
-            let mut manifests = Vec::with_capacity(cfg.partitions as usize);
-            for p in 0..cfg.partitions {
-                let manifest =
-                    Manifest::load(store.clone(), &name, p, self.inner.config.tiering.manifest_chunk_segments)
-                        .await
-                        .map_err(|e| Error::storage(&name, p, e))?;
-                starts.push(manifest.head().next_offset);
-                manifests.push(manifest);
-            }
+            let manifests =
+                load_manifests(&store, &name, cfg.partitions, self.inner.config.tiering.manifest_chunk_segments)
+                    .await?;
+            let starts: Vec<i64> = manifests.iter().map(|m| m.head().next_offset).collect();
             let (dir, name2, cfg2, clock) =
                 (self.inner.config.data_dir.clone(), name.clone(), cfg.clone(), self.inner.clock.clone());
             let partitions = blocking(move || -> Result<Vec<Opened>> {
-                let partitions = starts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &start)| {
-                        let i = i as u32;
-                        let dir = partition_dir(&dir, &name2, i);
-                        Partition::open_at(&name2, i, &dir, cfg2.log.clone(), clock.clone(), start)
-                            .map(Opened::Log)
-                            .map_err(|e| Error::storage(&name2, i, e))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let partitions = in_parallel(0..starts.len() as u32, |i| {
+                    let dir = partition_dir(&dir, &name2, i);
+                    Partition::open_at(&name2, i, &dir, cfg2.log.clone(), clock.clone(), starts[i as usize])
+                        .map(Opened::Log)
+                        .map_err(|e| Error::storage(&name2, i, e))
+                })?;
                 write_topic_config(&dir.join(TOPICS_DIR), &name2, &cfg2)?;
                 Ok(partitions)
             })
@@ -437,110 +427,154 @@ impl Engine {
         name: &str,
         config: TopicConfig,
         partitions: Vec<Opened>,
-        mut manifests: Vec<Arc<Manifest>>,
+        manifests: Vec<Arc<Manifest>>,
         restoring: bool,
     ) -> Result<Arc<Topic>> {
+        let mut manifests = manifests.into_iter();
+        let jobs: Vec<_> = partitions.into_iter().map(|opened| (opened, manifests.next())).collect();
+        use futures::{StreamExt, TryStreamExt};
+        let logs: Vec<Arc<PartitionLog>> = futures::stream::iter(jobs)
+            .map(|(opened, manifest)| self.attach_partition(name, &config, opened, manifest, restoring))
+            .buffered(OPEN_PARALLELISM)
+            .try_collect()
+            .await?;
+        Ok(Arc::new(Topic { config, logs }))
+    }
+
+    /// One partition of [`Engine::attach`].
+    async fn attach_partition(
+        &self,
+        name: &str,
+        config: &TopicConfig,
+        opened: Opened,
+        manifest: Option<Arc<Manifest>>,
+        restoring: bool,
+    ) -> Result<Arc<PartitionLog>> {
         use tiering::remote::owner::{LocalLog, Ownership, decide};
-        manifests.reverse();
-        let n = partitions.len();
-        let mut logs = Vec::with_capacity(n);
         let chunk_segments = self.inner.config.tiering.manifest_chunk_segments;
         let read_ahead = self.inner.config.tiering.cache.read_ahead_bytes;
-        for opened in partitions {
-            let id = match &opened {
-                Opened::Log(p) => p.id(),
-                Opened::Damaged { id, .. } => *id,
-            };
-            let manifest = match manifests.pop() {
-                Some(m) => m,
-                None => Manifest::load(self.inner.store.clone(), name, id, chunk_segments)
-                    .await
-                    .map_err(|e| Error::storage(name, id, e))?,
-            };
-            let reader = RemoteReader::new(manifest.clone(), self.inner.cache.clone(), read_ahead);
-            let p = match opened {
-                Opened::Log(p) => p,
-                Opened::Damaged { reason, .. } => {
-                    let reason = format!(
-                        "{reason}; served from the bucket, appends refused: stop the engine and run `tierlog repair --topic {name} --partition {id}` to cut the local log back to its last intact batch"
-                    );
-                    tracing::error!(topic = name, partition = id, %reason, "partition damaged");
-                    let tiers = TieredPartition { local: None, remote: Some(reader) };
-                    logs.push(Arc::new(PartitionLog::reading(name, id, tiers, Some(("damaged", reason)))));
-                    continue;
-                }
-            };
-            if self.inner.reader {
-                // Registered so that closing syncs what journal recovery wrote into it.
-                self.inner.writer.register(p.clone()).await?;
-                let tiers = TieredPartition { local: Some(p), remote: Some(reader) };
-                logs.push(Arc::new(PartitionLog::reading(name, id, tiers, None)));
-                continue;
-            }
-            let local = LocalLog {
-                name: p.name(),
-                log_start_offset: p.log_start_offset(),
-                log_end_offset: p.high_watermark(),
-                writer: &self.inner.writer_id,
-                restoring,
-                take_over: self.inner.config.take_over,
-            };
-            // Set when the local log starts afresh at the bucket's end.
-            let mut fresh = restoring;
-            let p = match decide(&local, &manifest.head()) {
-                Ownership::Continue => p,
-                Ownership::Refuse { reason } => {
-                    tracing::error!(topic = name, partition = id, %reason, "partition refused: served from the bucket, appends fail");
-                    metrics::gauge!(tiering::stats::REFUSED_PARTITIONS, "topic" => name.to_owned()).increment(1.0);
-                    let tiers = TieredPartition { local: None, remote: Some(reader) };
-                    logs.push(Arc::new(PartitionLog::reading(name, id, tiers, Some(("refused", reason)))));
-                    continue;
-                }
-                Ownership::Reset { next_offset, reason } => {
-                    let (dir, cfg, clock, topic) =
-                        (p.dir().to_owned(), config.log.clone(), self.inner.clock.clone(), name.to_owned());
-                    drop(p);
-                    let (dropped, p) = blocking(move || -> tiering::Result<_> {
-                        let dropped = tiering::local::recover::discard_log(&tiering::local::StdFs, &dir)?;
-                        Ok((dropped, Partition::open_at(&topic, id, &dir, cfg, clock, next_offset)?))
-                    })
-                    .await?
-                    .map_err(|e| Error::storage(name, id, e))?;
-                    tracing::warn!(topic = name, partition = id, dropped_bytes = dropped, next_offset, %reason, "local log dropped");
-                    fresh = true;
-                    p
-                }
-            };
-            // A log that starts where the bucket's ends (restored, or reset to the bucket's end)
-            // learns its idempotent producers from the bucket's newest segment indexes.
-            let head = manifest.head();
-            if fresh && !head.is_empty() && p.high_watermark() == head.next_offset {
-                let producers =
-                    reader.producer_state(self.inner.clock.now_ms()).await.map_err(|e| Error::storage(name, id, e))?;
-                p.seed_producers(producers);
-            }
-            let now = self.inner.clock.now_ms();
-            let remote = RemoteLog::acquire(p.clone(), reader.clone(), &self.inner.writer_id, now)
+        let id = match &opened {
+            Opened::Log(p) => p.id(),
+            Opened::Damaged { id, .. } => *id,
+        };
+        let manifest = match manifest {
+            Some(m) => m,
+            None => Manifest::load(self.inner.store.clone(), name, id, chunk_segments)
                 .await
-                .map_err(|e| Error::storage(name, id, e))?;
-            let tiers = TieredPartition { local: Some(p.clone()), remote: Some(reader) };
-            let writing = Writing {
-                local: p,
-                remote,
-                writer: self.inner.writer.clone(),
-                clock: self.inner.clock.clone(),
-                lease_ms: self.inner.config.lease_ms,
-                require_keys: config.cleanup_policy.compacts(),
-            };
-            let log = Arc::new(PartitionLog::writing(name, id, tiers, writing));
-            log.start(&self.inner.uploader).await.map_err(|e| Error::storage(name, id, e))?;
-            logs.push(log);
+                .map_err(|e| Error::storage(name, id, e))?,
+        };
+        let reader = RemoteReader::new(manifest.clone(), self.inner.cache.clone(), read_ahead);
+        let p = match opened {
+            Opened::Log(p) => p,
+            Opened::Damaged { reason, .. } => {
+                let reason = format!(
+                    "{reason}; served from the bucket, appends refused: stop the engine and run `tierlog repair --topic {name} --partition {id}` to cut the local log back to its last intact batch"
+                );
+                tracing::error!(topic = name, partition = id, %reason, "partition damaged");
+                let tiers = TieredPartition { local: None, remote: Some(reader) };
+                return Ok(Arc::new(PartitionLog::reading(name, id, tiers, Some(("damaged", reason)))));
+            }
+        };
+        if self.inner.reader {
+            // Registered so that closing syncs what journal recovery wrote into it.
+            self.inner.writer.register(p.clone()).await?;
+            let tiers = TieredPartition { local: Some(p), remote: Some(reader) };
+            return Ok(Arc::new(PartitionLog::reading(name, id, tiers, None)));
         }
-        Ok(Arc::new(Topic { config, logs }))
+        let local = LocalLog {
+            name: p.name(),
+            log_start_offset: p.log_start_offset(),
+            log_end_offset: p.high_watermark(),
+            writer: &self.inner.writer_id,
+            restoring,
+            take_over: self.inner.config.take_over,
+        };
+        // Set when the local log starts afresh at the bucket's end.
+        let mut fresh = restoring;
+        let p = match decide(&local, &manifest.head()) {
+            Ownership::Continue => p,
+            Ownership::Refuse { reason } => {
+                tracing::error!(topic = name, partition = id, %reason, "partition refused: served from the bucket, appends fail");
+                metrics::gauge!(tiering::stats::REFUSED_PARTITIONS, "topic" => name.to_owned()).increment(1.0);
+                let tiers = TieredPartition { local: None, remote: Some(reader) };
+                return Ok(Arc::new(PartitionLog::reading(name, id, tiers, Some(("refused", reason)))));
+            }
+            Ownership::Reset { next_offset, reason } => {
+                let (dir, cfg, clock, topic) =
+                    (p.dir().to_owned(), config.log.clone(), self.inner.clock.clone(), name.to_owned());
+                drop(p);
+                let (dropped, p) = blocking(move || -> tiering::Result<_> {
+                    let dropped = tiering::local::recover::discard_log(&tiering::local::StdFs, &dir)?;
+                    Ok((dropped, Partition::open_at(&topic, id, &dir, cfg, clock, next_offset)?))
+                })
+                .await?
+                .map_err(|e| Error::storage(name, id, e))?;
+                tracing::warn!(topic = name, partition = id, dropped_bytes = dropped, next_offset, %reason, "local log dropped");
+                fresh = true;
+                p
+            }
+        };
+        // A log that starts where the bucket's ends (restored, or reset to the bucket's end)
+        // learns its idempotent producers from the bucket's newest segment indexes.
+        let head = manifest.head();
+        if fresh && !head.is_empty() && p.high_watermark() == head.next_offset {
+            let producers =
+                reader.producer_state(self.inner.clock.now_ms()).await.map_err(|e| Error::storage(name, id, e))?;
+            p.seed_producers(producers);
+        }
+        let now = self.inner.clock.now_ms();
+        let remote = RemoteLog::acquire(p.clone(), reader.clone(), &self.inner.writer_id, now)
+            .await
+            .map_err(|e| Error::storage(name, id, e))?;
+        let tiers = TieredPartition { local: Some(p.clone()), remote: Some(reader) };
+        let writing = Writing {
+            local: p,
+            remote,
+            writer: self.inner.writer.clone(),
+            clock: self.inner.clock.clone(),
+            lease_ms: self.inner.config.lease_ms,
+            require_keys: config.cleanup_policy.compacts(),
+        };
+        let log = Arc::new(PartitionLog::writing(name, id, tiers, writing));
+        log.start(&self.inner.uploader).await.map_err(|e| Error::storage(name, id, e))?;
+        Ok(log)
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// Refuses a topic of `topic_partitions`, or `adding` partitions to this node, past the
+    /// configured bounds. Called under the create lock.
+    fn check_partition_limits(&self, topic_partitions: u32, adding: u32) -> Result<()> {
+        let c = &self.inner.config;
+        if topic_partitions > c.max_partitions_per_topic {
+            return Err(Error::InvalidConfig {
+                field: "partitions".into(),
+                reason: format!(
+                    "{topic_partitions} is more than max_partitions_per_topic ({})",
+                    c.max_partitions_per_topic
+                ),
+            });
+        }
+        let held: u64 = self
+            .inner
+            .topics
+            .read()
+            .expect("invariant: topics lock not poisoned")
+            .values()
+            .map(|t| t.logs.len() as u64)
+            .sum();
+        if held + adding as u64 > c.max_partitions as u64 {
+            return Err(Error::InvalidConfig {
+                field: "partitions".into(),
+                reason: format!(
+                    "this node holds {held} partitions; {adding} more would pass max_partitions ({})",
+                    c.max_partitions
+                ),
+            });
+        }
+        Ok(())
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -714,6 +748,7 @@ impl Engine {
         if self.topic(name).is_ok() {
             return Err(Error::TopicExists { topic: name.to_owned(), in_bucket: false });
         }
+        self.check_partition_limits(config.partitions, config.partitions)?;
         // A topic the bucket already holds belongs to another node, or to this data dir before it
         // was emptied: creating it again would start a second history at offset 0 beside it.
         let store: Arc<dyn ObjectStore> = self.inner.store.clone();
@@ -803,6 +838,7 @@ impl Engine {
         }
         let config = TopicConfig { partitions, ..t.config.clone() };
         config.validate()?;
+        self.check_partition_limits(partitions, partitions - current)?;
         let (dir, topic, cfg, clock) =
             (self.inner.config.data_dir.clone(), name.to_owned(), config.clone(), self.inner.clock.clone());
         let opened = blocking(move || open_partitions(&dir, &topic, &cfg, &clock, current..partitions)).await??;
@@ -1187,7 +1223,15 @@ impl Engine {
         let dir = partition_dir(&config.data_dir, topic, partition);
         let repaired = tiering::local::recover::repair(&tiering::local::std_fs(), &dir, cfg.log.index_interval_bytes)
             .map_err(|e| Error::storage(topic, partition, e))?;
-        tracing::warn!(topic, partition, ?repaired, "partition repaired");
+        tracing::warn!(
+            topic,
+            partition,
+            log_start_offset = repaired.log_start_offset,
+            log_end_offset = repaired.log_end_offset,
+            dropped_bytes = repaired.dropped_bytes,
+            dropped_segments = repaired.dropped_segments.len(),
+            "partition repaired"
+        );
         Ok(repaired)
     }
 }
@@ -1201,13 +1245,63 @@ fn open_partitions(
     clock: &Arc<dyn Clock>,
     ids: std::ops::Range<u32>,
 ) -> Result<Vec<Opened>> {
-    ids.map(|i| match Partition::open(name, i, &partition_dir(data_dir, name, i), cfg.log.clone(), clock.clone()) {
-        Ok(p) => Ok(Opened::Log(p)),
-        Err(e @ tiering::Error::Corrupt { .. }) => {
-            metrics::counter!(tiering::stats::DAMAGED_PARTITIONS).increment(1);
-            Ok(Opened::Damaged { id: i, reason: e.to_string() })
+    in_parallel(ids, |i| {
+        match Partition::open(name, i, &partition_dir(data_dir, name, i), cfg.log.clone(), clock.clone()) {
+            Ok(p) => Ok(Opened::Log(p)),
+            Err(e @ tiering::Error::Corrupt { .. }) => {
+                metrics::counter!(tiering::stats::DAMAGED_PARTITIONS).increment(1);
+                Ok(Opened::Damaged { id: i, reason: e.to_string() })
+            }
+            Err(e) => Err(Error::storage(name, i, e)),
         }
-        Err(e) => Err(Error::storage(name, i, e)),
     })
-    .collect()
+}
+
+/// The manifests of a topic's partitions, loaded [`OPEN_PARALLELISM`] at a time.
+async fn load_manifests(
+    store: &Arc<dyn ObjectStore>,
+    name: &str,
+    partitions: u32,
+    chunk_segments: usize,
+) -> Result<Vec<Arc<Manifest>>> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(0..partitions)
+        .map(|p| async move {
+            Manifest::load(store.clone(), name, p, chunk_segments).await.map_err(|e| Error::storage(name, p, e))
+        })
+        .buffered(OPEN_PARALLELISM)
+        .try_collect()
+        .await
+}
+
+/// How many partitions are opened, created or attached at once: their work is mostly waiting
+/// for fsyncs and object-store requests, which the disk and the store serve better together.
+const OPEN_PARALLELISM: usize = 64;
+
+/// `f` over every id of `ids` on up to [`OPEN_PARALLELISM`] threads; the results in id order, or
+/// the error of the lowest failing id. Blocking: call it off the async runtime.
+fn in_parallel<T: Send>(ids: std::ops::Range<u32>, f: impl Fn(u32) -> Result<T> + Sync) -> Result<Vec<T>> {
+    let n = ids.len();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = OPEN_PARALLELISM.min(n);
+    let mut results: Vec<(u32, Result<T>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if k >= n {
+                            return out;
+                        }
+                        let id = ids.start + k as u32;
+                        out.push((id, f(id)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("invariant: partition open threads do not panic")).collect()
+    });
+    results.sort_unstable_by_key(|(id, _)| *id);
+    results.into_iter().map(|(_, r)| r).collect()
 }

@@ -82,11 +82,13 @@ pub fn parse_time(s: &str) -> Option<i64> {
     i64::try_from(ms).ok()
 }
 
+/// The last ms RFC 3339 can write: 9999-12-31T23:59:59.999Z.
+const LAST_RFC3339_MS: i64 = 253_402_300_799_999;
+
 /// Formats ms since the epoch as RFC 3339 (UTC), or the number when it is out of range.
 pub fn format_time(ms: i64) -> String {
     // RFC 3339 stops at 9999-12-31T23:59:59.999Z (humantime panics past it); before the epoch
     // Kafka's timestamps mean "none" (-1). Any other i64 is printed as its number.
-    const LAST_RFC3339_MS: i64 = 253_402_300_799_999;
     if !(0..=LAST_RFC3339_MS).contains(&ms) {
         return ms.to_string();
     }
@@ -172,12 +174,32 @@ fn put_bytes(m: &mut Map<String, Value>, name: &str, b: &Option<Bytes>) {
     }
 }
 
+/// How times are written in JSON output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Times {
+    /// RFC 3339 strings in UTC (`"2026-01-05T10:00:00.000Z"`), the number for a time RFC 3339
+    /// cannot hold (before the epoch, after year 9999): the CLI's default.
+    Rfc3339,
+    /// ms since the epoch (the HTTP API, and the CLI's `--epoch-ms`).
+    EpochMs,
+}
+
+impl Times {
+    pub fn value(self, ms: i64) -> Value {
+        match self {
+            Times::EpochMs => ms.into(),
+            Times::Rfc3339 if (0..=LAST_RFC3339_MS).contains(&ms) => Value::String(format_time(ms)),
+            Times::Rfc3339 => ms.into(),
+        }
+    }
+}
+
 /// One record as a JSON object (the `consume` output line).
-pub fn record_to_json(r: &ReplayRecord) -> Value {
+pub fn record_to_json(r: &ReplayRecord, times: Times) -> Value {
     let mut m = Map::new();
     m.insert("partition".into(), r.partition.into());
     m.insert("offset".into(), r.offset.into());
-    m.insert("timestamp".into(), r.timestamp.into());
+    m.insert("timestamp".into(), times.value(r.timestamp));
     put_bytes(&mut m, "key", &r.key);
     put_bytes(&mut m, "value", &r.value);
     let headers: Vec<Value> = r
@@ -196,13 +218,13 @@ pub fn record_to_json(r: &ReplayRecord) -> Value {
 
 /// One key's state as a JSON object: key and value (base64 when not UTF-8), and where the
 /// winning record is.
-pub fn state_entry_to_json(e: &crate::state::StateEntry) -> Value {
+pub fn state_entry_to_json(e: &crate::state::StateEntry, times: Times) -> Value {
     let mut m = Map::new();
     put_bytes(&mut m, "key", &Some(e.key.clone()));
     put_bytes(&mut m, "value", &Some(e.value.clone()));
     m.insert("partition".into(), e.partition.into());
     m.insert("offset".into(), e.offset.into());
-    m.insert("timestamp".into(), e.timestamp.into());
+    m.insert("timestamp".into(), times.value(e.timestamp));
     Value::Object(m)
 }
 
@@ -269,7 +291,7 @@ mod tests {
             value: r.value.clone(),
             headers: r.headers.clone(),
         };
-        let out = record_to_json(&view).to_string();
+        let out = record_to_json(&view, Times::EpochMs).to_string();
         let back = record_from_json(
             &{
                 let mut v: Value = serde_json::from_str(&out).unwrap();

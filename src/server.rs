@@ -43,7 +43,7 @@ use crate::engine::Engine;
 use crate::error::{Error, ErrorKind};
 use crate::groups::{Coordinator, GroupError, ResetTo};
 use crate::ingest::{ProduceOptions, parse_compression, produce};
-use crate::records::{parse_time, record_to_json, state_entry_to_json};
+use crate::records::{Times, parse_time, record_to_json, state_entry_to_json};
 use crate::replay::Merge;
 use crate::state::{At, StateSpec};
 
@@ -484,7 +484,7 @@ async fn replay(State(engine): Shared, Path(topic): Path<String>, Query(q): Quer
     // Errors in the request (unknown topic, offsets out of range) come back as a status.
     let replay = engine.replay(&topic, spec).await?;
     let limit = q.max_records.unwrap_or(u64::MAX) as usize;
-    Ok(json_lines(replay.into_stream().take(limit).map(|r| r.map(|rec| record_to_json(&rec)))))
+    Ok(json_lines(replay.into_stream().take(limit).map(|r| r.map(|rec| record_to_json(&rec, Times::EpochMs)))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -528,7 +528,7 @@ async fn state(State(engine): Shared, Path(topic): Path<String>, Query(q): Query
     let spec = StateSpec { partitions: q.partition.map(|p| vec![p]), ..StateSpec::new(at) };
     let stream = engine.state_at(&topic, spec).await?;
     let lines = futures::stream::try_unfold(stream, |mut s| async move { Ok(s.next().await?.map(|e| (e, s))) })
-        .map(|r| r.map(|e| state_entry_to_json(&e)));
+        .map(|r| r.map(|e| state_entry_to_json(&e, Times::EpochMs)));
     Ok(json_lines(lines))
 }
 

@@ -125,7 +125,22 @@ fn produce_consume_roundtrip_and_time_ranges() {
         None,
     )))
     .unwrap();
+    assert_eq!((t["offset"].as_i64(), t["timestamp"].as_str()), (Some(61), Some("2026-01-05T01:01:00.000Z")));
+    let t: serde_json::Value = serde_json::from_str(&ok(tierlog(
+        d,
+        &["--epoch-ms", "offset-for-time", "orders", "--partition", "1", "--time", "2026-01-05T01:00:30Z"],
+        None,
+    )))
+    .unwrap();
     assert_eq!((t["offset"].as_i64(), t["timestamp"].as_i64()), (Some(61), Some(1_767_571_200_000 + 61 * 60_000)));
+    // Record times print as RFC 3339 by default, as ms since the epoch with --epoch-ms.
+    assert_eq!(all[1]["timestamp"], "2026-01-05T00:01:00.000Z");
+    let ms = json_lines(&ok(tierlog(
+        d,
+        &["consume", "orders", "--partition", "1", "--epoch-ms", "--max-records", "2"],
+        None,
+    )));
+    assert_eq!(ms[1]["timestamp"], 1_767_571_200_000i64 + 60_000);
     let t: serde_json::Value = serde_json::from_str(&ok(tierlog(
         d,
         &["offset-for-time", "orders", "--partition", "1", "--time", "latest"],
@@ -355,10 +370,14 @@ fn replay_and_state_at_from_the_command_line() {
     assert_eq!(state(&["--time", "1970-01-01T00:00:10Z"]), s(&[("acct-a", "25"), ("acct-c", "1")]));
     assert_eq!(state(&["--offset", "0", "--partition", "0"]), s(&[("acct-a", "10")]));
     // Replay merged by time interleaves the partitions by timestamp.
-    let merged = json_lines(&ok(tierlog(&data, &["replay", "acct", "--merge-by-time"], None)));
+    let merged = json_lines(&ok(tierlog(&data, &["replay", "acct", "--merge-by-time", "--epoch-ms"], None)));
     let ts: Vec<i64> = merged.iter().map(|v| v["timestamp"].as_i64().unwrap()).collect();
     assert_eq!(ts, [1000, 2000, 3000, 4000, 5000]);
-    let seq = json_lines(&ok(tierlog(&data, &["replay", "acct", "--from-time", "2000", "--to-time", "5000"], None)));
+    let seq = json_lines(&ok(tierlog(
+        &data,
+        &["replay", "acct", "--from-time", "2000", "--to-time", "5000", "--epoch-ms"],
+        None,
+    )));
     let ts: Vec<i64> = seq.iter().map(|v| v["timestamp"].as_i64().unwrap()).collect();
     assert_eq!(ts, [3000, 2000, 4000], "partition 0 then partition 1, each from offset_for_time(2000)");
     // Bad requests fail clearly.
@@ -573,9 +592,16 @@ fn records_stamped_past_year_9999_or_at_the_i64_limits_are_described_inspected_a
     let summary: serde_json::Value = serde_json::from_str(&ok(tierlog(d, &["produce", "far"], Some(&input)))).unwrap();
     assert_eq!(summary["records"], 4);
 
-    let read = json_lines(&ok(tierlog(d, &["consume", "far"], None)));
+    let read = json_lines(&ok(tierlog(d, &["consume", "far", "--epoch-ms"], None)));
     let got: Vec<i64> = read.iter().map(|r| r["timestamp"].as_i64().unwrap()).collect();
     assert_eq!(got, stamps, "every timestamp read back as written");
+    // By default the ones RFC 3339 can hold print as dates, the others as their number.
+    let read = json_lines(&ok(tierlog(d, &["consume", "far"], None)));
+    let got: Vec<String> = read.iter().map(|r| r["timestamp"].to_string()).collect();
+    assert_eq!(
+        got,
+        ["\"9999-12-31T23:59:59.999Z\"".to_owned(), "253402300800000".into(), i64::MAX.to_string(), "-7".into()]
+    );
     // The newest timestamp is i64::MAX: printed as its number, not as a date.
     let described: serde_json::Value =
         serde_json::from_str(&ok(tierlog(d, &["topic", "describe", "far"], None))).unwrap();

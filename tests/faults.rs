@@ -21,7 +21,7 @@ fn config(dir: &std::path::Path) -> EngineConfig {
     c.tiering.upload_attempts = 10;
     c.tiering.retry_base_ms = 2;
     c.tiering.retry_max_ms = 40;
-    c.tiering.cache.disk_bytes = 0;
+    c.tiering.cache.disk_bytes = Some(0);
     c.tiering.cache.memory_bytes = 16 << 20;
     c
 }

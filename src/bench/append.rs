@@ -187,9 +187,7 @@ pub async fn read_all(engine: &Engine, max_bytes: usize) -> anyhow::Result<Throu
 pub(crate) fn ratio_line(name: &str, ours: &[f64], raw: &[f64], unit: &str, target: Option<f64>) {
     let pairs: Vec<f64> = ours.iter().zip(raw).map(|(a, b)| a / b).collect();
     let r = median(pairs.clone());
-    let t = target
-        .map(|t| format!(" (target >= {t:.1}{})", if r >= t { ", met" } else { ", NOT met" }))
-        .unwrap_or_default();
+    let t = target.map(|t| format!(" (target >= {t:.1}{})", super::verdict(r >= t))).unwrap_or_default();
     let each: Vec<String> = pairs.iter().map(|p| format!("{p:.2}")).collect();
     println!(
         "{name:<44} tierlog {:>9.1} {unit}  raw {:>9.1} {unit}  ratio {r:.2}{t} [per trial: {}]",
@@ -206,9 +204,7 @@ pub(crate) fn rounds_line(name: &str, ours: &[f64], theirs: &[f64], unit: &str, 
     pairs.sort_by(|a, b| a.total_cmp(b));
     let q = |f: f64| pairs.get(((pairs.len() as f64 - 1.0) * f).round() as usize).copied().unwrap_or(f64::NAN);
     let r = median(pairs.clone());
-    let t = target
-        .map(|t| format!(" (target >= {t:.1}{})", if r >= t { ", met" } else { ", NOT met" }))
-        .unwrap_or_default();
+    let t = target.map(|t| format!(" (target >= {t:.1}{})", super::verdict(r >= t))).unwrap_or_default();
     println!(
         "{name:<48} tierlog {:>8.1} {unit}  vs {:>8.1} {unit}  ratio median {r:.2} IQR {:.2}-{:.2} over {} rounds{t}",
         median(ours.to_vec()),

@@ -92,10 +92,10 @@ pub async fn run(args: &CompactionBenchArgs) -> anyhow::Result<()> {
     let mut config = EngineConfig::new(root.path.join("data"));
     config.object_store = Some(store_config.clone());
     config.tiering.auto_upload = false;
-    config.tiering.cache.disk_bytes = 0;
+    config.tiering.cache.disk_bytes = Some(0);
     config.compactor.enabled = false;
     println!(
-        "tierlog bench compaction: bucket {store_config:?}; {trials} trial(s) of {} MiB over {keys} keys (100-byte values); merging of {small} small segments",
+        "tierlog bench compaction: bucket: {store_config}; {trials} trial(s) of {} MiB over {keys} keys (100-byte values); merging of {small} small segments",
         bytes >> 20
     );
     if args.smoke {
@@ -121,6 +121,7 @@ pub async fn run(args: &CompactionBenchArgs) -> anyhow::Result<()> {
     let engine = Engine::open(config.clone()).await?;
     let (mut local_mb, mut raw_local_mb, mut remote_mb, mut raw_remote_mb) = (vec![], vec![], vec![], vec![]);
     let mut last = None;
+    let mut raw_local_bytes = 0u64;
     for t in 0..trials {
         let topic = format!("compact-{t}");
         engine.create_topic(&topic, compact_topic(segment, None, 0)).await?;
@@ -132,6 +133,20 @@ pub async fn run(args: &CompactionBenchArgs) -> anyhow::Result<()> {
             .filter(|s| s.sealed)
             .map(|s| s.path.clone())
             .collect();
+        // Compaction renames its output over these paths: the raw side reads copies of what
+        // compaction read, taken now (untimed).
+        let copies = root.path.join(format!("raw-src-{t}"));
+        std::fs::create_dir_all(&copies)?;
+        let files: Vec<PathBuf> = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let to = copies.join(format!("{i}.log"));
+                std::fs::copy(f, &to).map(|_| to)
+            })
+            .collect::<std::io::Result<_>>()?;
+        let raw_bytes: u64 =
+            files.iter().map(|f| std::fs::metadata(f).map(|m| m.len())).sum::<std::io::Result<u64>>()?;
         let head = engine.remote_head(&topic, 0)?;
         let pk = tiering::remote::keys::PartitionKeys::new(&topic, 0);
         let objects: Vec<_> = head.segments.iter().map(|e| e.segment_key(&pk)).collect();
@@ -139,11 +154,14 @@ pub async fn run(args: &CompactionBenchArgs) -> anyhow::Result<()> {
         let (l, r) = (done.local, done.remote);
         anyhow::ensure!(l.records_removed > 0 && r.records_removed > 0, "nothing was compacted: {l:?} {r:?}");
         let share = r.bytes_out as f64 / r.bytes_in.max(1) as f64;
-        let raw_l = raw_local(&files, share, &root.path)?;
+        let local_share = l.bytes_out as f64 / l.bytes_in.max(1) as f64;
+        let raw_l = raw_local(&files, local_share, &root.path)?;
+        std::fs::remove_dir_all(&copies)?;
         let raw_r = raw_remote(&raw_store, &objects, share).await?;
         local_mb.push(l.mb_per_s_in());
         remote_mb.push(r.mb_per_s_in());
-        raw_local_mb.push(l.bytes_in as f64 / raw_l / 1e6);
+        raw_local_mb.push(raw_bytes as f64 / raw_l / 1e6);
+        raw_local_bytes = raw_bytes;
         raw_remote_mb.push(r.bytes_in as f64 / raw_r / 1e6);
         last = Some((l, r));
     }
@@ -152,9 +170,10 @@ pub async fn run(args: &CompactionBenchArgs) -> anyhow::Result<()> {
     println!();
     ratio_line("1. key compaction, local (vs read + write + fsync)", &local_mb, &raw_local_mb, "MB/s", None);
     println!(
-        "   {:.1} MB in -> {:.1} MB out, {} records removed, {} pass(es), key map of up to {} MiB",
+        "   {:.1} MB in -> {:.1} MB out (the raw side read the same {:.1} MB of segments), {} records removed, {} pass(es), key map of up to {} MiB",
         l.bytes_in as f64 / 1e6,
         l.bytes_out as f64 / 1e6,
+        raw_local_bytes as f64 / 1e6,
         l.records_removed,
         l.passes,
         config.compactor.map_bytes >> 20

@@ -135,9 +135,9 @@ pub async fn run(args: &HistoryBenchArgs) -> anyhow::Result<()> {
     config.object_store = Some(store_config.clone());
     config.tiering.auto_upload = false;
     config.tiering.cache.memory_bytes = (replay_bytes + replay_bytes / 2).max(64 << 20);
-    config.tiering.cache.disk_bytes = 0;
+    config.tiering.cache.disk_bytes = Some(0);
     println!(
-        "tierlog bench history: bucket {store_config:?}; replay {} MiB of 256-byte records; state_at over {state_events} events and {state_keys} keys; restore of {restore_segments} segments",
+        "tierlog bench history: bucket: {store_config}; replay {} MiB of 256-byte records; state_at over {state_events} events and {state_keys} keys; restore of {restore_segments} segments",
         replay_bytes >> 20
     );
     if args.smoke {

@@ -59,7 +59,30 @@ pub enum BenchKind {
     Groups(groups::GroupsBenchArgs),
 }
 
+/// Set while a bench runs in smoke mode: its sizes are too small for a verdict to mean anything.
+static SMOKE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `", met"` or `", NOT met"` after a target, or nothing in smoke mode.
+pub(crate) fn verdict(met: bool) -> &'static str {
+    match (SMOKE.load(std::sync::atomic::Ordering::Relaxed), met) {
+        (true, _) => "",
+        (false, true) => ", met",
+        (false, false) => ", NOT met",
+    }
+}
+
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let smoke = match &args.which {
+        BenchKind::Append(a) => a.smoke,
+        BenchKind::Tier(a) => a.smoke,
+        BenchKind::History(a) => a.smoke,
+        BenchKind::Compaction(a) => a.smoke,
+        #[cfg(feature = "servers")]
+        BenchKind::Kafka(a) => a.smoke,
+        #[cfg(feature = "servers")]
+        BenchKind::Groups(a) => a.smoke,
+    };
+    SMOKE.store(smoke, std::sync::atomic::Ordering::Relaxed);
     match &args.which {
         BenchKind::Append(a) => append::run(a).await,
         BenchKind::Tier(a) => tier::run(a).await,

@@ -224,7 +224,7 @@ pub async fn run(args: &TierBenchArgs) -> anyhow::Result<()> {
     config.object_store = Some(store_config.clone());
     config.tiering.auto_upload = false;
     config.tiering.cache.memory_bytes = (cached + cached / 2).max(64 << 20);
-    config.tiering.cache.disk_bytes = 0;
+    config.tiering.cache.disk_bytes = Some(0);
     if args.smoke {
         // Exercise multipart: 12 MiB segments in 5 MiB parts.
         config.tiering.single_put_max_bytes = 4 << 20;
@@ -232,7 +232,7 @@ pub async fn run(args: &TierBenchArgs) -> anyhow::Result<()> {
     }
     let t = &config.tiering;
     println!(
-        "tierlog bench tier: bucket {store_config:?}; {} MiB per trial in {} MiB segments, {} trial(s); \
+        "tierlog bench tier: bucket: {store_config}; {} MiB per trial in {} MiB segments, {} trial(s); \
          uploads: single PUT <= {} MiB, else {} MiB parts, {} in flight; read-ahead {} MiB",
         total >> 20,
         segment >> 20,
@@ -402,8 +402,8 @@ pub async fn run(args: &TierBenchArgs) -> anyhow::Result<()> {
     let g8 = median(gets_per_8mib);
     println!(
         "5. requests: {wpg:.1} writes per GiB ingested (target <= 8{}), {g8:.2} GETs per 8 MiB replayed (target <= 1{}), cached replay GETs {cached_gets}",
-        if wpg <= 8.0 { ", met" } else { ", NOT met" },
-        if g8 <= 1.0 { ", met" } else { ", NOT met" },
+        super::verdict(wpg <= 8.0),
+        super::verdict(g8 <= 1.0),
     );
     // Leave the bucket as found.
     let mut listing = raw_store.list(None);

@@ -9,7 +9,7 @@ use tiering::local::{OffsetSpec, TimeOffset};
 
 use super::Cli;
 use crate::engine::Engine;
-use crate::records::{parse_time, record_to_json};
+use crate::records::{Times, parse_time, record_to_json};
 use crate::replay::ReplaySpec;
 
 /// Arguments of `tierlog consume` (ranges are described on the subcommand).
@@ -65,7 +65,8 @@ pub async fn offset_for_time(cli: &Cli, args: &OffsetForTimeArgs) -> anyhow::Res
     engine.close().await?;
     let out = match res? {
         Some(TimeOffset { offset, timestamp }) => {
-            json!({ "partition": args.partition, "offset": offset, "timestamp": (timestamp >= 0).then_some(timestamp) })
+            let timestamp = (timestamp >= 0).then(|| cli.times().value(timestamp));
+            json!({ "partition": args.partition, "offset": offset, "timestamp": timestamp })
         }
         None => json!({ "partition": args.partition, "offset": null, "timestamp": null }),
     };
@@ -77,7 +78,7 @@ pub async fn run(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
     let engine = Engine::open_reader(cli.engine_config()?).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let res = consume(&engine, args, &mut out).await;
+    let res = consume(&engine, args, cli.times(), &mut out).await;
     engine.close().await?;
     super::ignore_broken_pipe(res.map(|_| ()))
 }
@@ -95,13 +96,13 @@ pub fn replay_spec(args: &ConsumeArgs) -> ReplaySpec {
 }
 
 /// Writes the selected records as JSON lines; returns how many.
-pub async fn consume(engine: &Engine, args: &ConsumeArgs, out: &mut impl Write) -> anyhow::Result<u64> {
+pub async fn consume(engine: &Engine, args: &ConsumeArgs, times: Times, out: &mut impl Write) -> anyhow::Result<u64> {
     let mut replay = engine.replay(&args.topic, replay_spec(args)).await?;
     let mut printed = 0u64;
     let limit = args.max_records.unwrap_or(u64::MAX);
     while printed < limit {
         let Some(rec) = replay.next().await? else { break };
-        serde_json::to_writer(&mut *out, &record_to_json(&rec))?;
+        serde_json::to_writer(&mut *out, &record_to_json(&rec, times))?;
         out.write_all(b"\n")?;
         printed += 1;
     }

@@ -362,12 +362,12 @@ async fn bank(engine: &Engine, args: &DemoArgs, config: &EngineConfig) -> anyhow
     let res = async {
         let c = restored.object_store_counts();
         println!(
-            "restored {} into an empty data dir from the bucket alone in {:.2} s ({} LIST, {} GETs): topics {:?}",
+            "restored {} into an empty data dir from the bucket alone in {:.2} s ({} LIST, {} GETs): topics {}",
             fresh.data_dir.display(),
             started.elapsed().as_secs_f64(),
             c.list,
             c.gets(),
-            restored.list_topics()
+            restored.list_topics().join(", ")
         );
         for (&t, want) in instants.iter().zip(&answers) {
             let got = state_balances(&restored, t).await?;
@@ -394,7 +394,7 @@ async fn demo(
     tc.log.local_retention_bytes = Some(2 << 20);
     engine.create_topic("orders", tc).await?;
     println!(
-        "tierlog demo: {} orders over {} days into topic `orders` ({partitions} partitions) in {}, tiering to {bucket:?}",
+        "tierlog demo: {} orders over {} days into topic `orders` ({partitions} partitions) in {}, tiering to {bucket}",
         args.orders,
         args.days,
         data_dir.display(),

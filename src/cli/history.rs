@@ -66,7 +66,7 @@ pub async fn replay(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<()> {
         let mut n = 0u64;
         while n < limit {
             let Some(rec) = replay.next().await? else { break };
-            serde_json::to_writer(&mut out, &record_to_json(&rec))?;
+            serde_json::to_writer(&mut out, &record_to_json(&rec, cli.times()))?;
             out.write_all(b"\n")?;
             n += 1;
             if n.is_multiple_of(1024) {
@@ -103,7 +103,7 @@ pub async fn state_at(cli: &Cli, args: &StateAtArgs) -> anyhow::Result<()> {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let mut keys = 0u64;
         while let Some(e) = state.next().await? {
-            serde_json::to_writer(&mut out, &state_entry_to_json(&e))?;
+            serde_json::to_writer(&mut out, &state_entry_to_json(&e, cli.times()))?;
             out.write_all(b"\n")?;
             keys += 1;
         }

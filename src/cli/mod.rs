@@ -38,6 +38,10 @@ pub struct Cli {
     /// history. Without it such partitions are refused. Commands that only read ignore it.
     #[arg(long, global = true)]
     pub take_over: bool,
+    /// Print record times (consume, replay, state-at, offset-for-time) as ms since the epoch
+    /// instead of RFC 3339 in UTC.
+    #[arg(long, global = true)]
+    pub epoch_ms: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -113,6 +117,11 @@ pub enum Command {
 }
 
 impl Cli {
+    /// How record times are printed (`--epoch-ms`).
+    pub fn times(&self) -> crate::records::Times {
+        if self.epoch_ms { crate::records::Times::EpochMs } else { crate::records::Times::Rfc3339 }
+    }
+
     /// The engine config: the file if given, then flag overrides, validated.
     pub fn engine_config(&self) -> anyhow::Result<EngineConfig> {
         let mut cfg = match &self.config {

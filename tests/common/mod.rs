@@ -14,7 +14,7 @@ pub fn config(dir: &std::path::Path) -> EngineConfig {
     c.object_store = Some(ObjectStoreConfig::Local { path: dir.join("bucket") });
     c.tiering.poll_ms = 3_600_000; // tests drive passes with tier_now
     c.tiering.cache.memory_bytes = 32 << 20;
-    c.tiering.cache.disk_bytes = 0;
+    c.tiering.cache.disk_bytes = Some(0);
     c.tiering.cache.chunk_bytes = 64 << 10;
     c.tiering.cache.read_ahead_bytes = 512 << 10;
     c

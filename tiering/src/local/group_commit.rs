@@ -439,15 +439,25 @@ fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig, mut journal: Optio
     }
 }
 
+/// Closes every partition, a few at a time (their fsyncs overlap on the disk).
 fn close_all(partitions: &[Arc<Partition>]) -> Result<()> {
-    let mut first_err = None;
-    for p in partitions {
-        if let Err(e) = p.close() {
-            tracing::error!(topic = p.topic(), partition = p.id(), error = %e, "close failed");
-            first_err.get_or_insert(e);
+    const THREADS: usize = 8;
+    let close = |chunk: &[Arc<Partition>]| {
+        let mut first_err = None;
+        for p in chunk {
+            if let Err(e) = p.close() {
+                tracing::error!(topic = p.topic(), partition = p.id(), error = %e, "close failed");
+                first_err.get_or_insert(e);
+            }
         }
-    }
-    first_err.map_or(Ok(()), Err)
+        first_err
+    };
+    let per = partitions.len().div_ceil(THREADS).max(1);
+    let errors: Vec<Option<Error>> = std::thread::scope(|s| {
+        let workers: Vec<_> = partitions.chunks(per).map(|c| s.spawn(move || close(c))).collect();
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|_| Some(closed()))).collect()
+    });
+    errors.into_iter().flatten().next().map_or(Ok(()), Err)
 }
 
 /// One group: write every partition's batches, fsync the dirty ones together, publish, ack.

@@ -41,11 +41,11 @@ const MIN_REOPEN_BACKOFF_MS: i64 = 100;
 const MAX_REOPEN_BACKOFF_MS: i64 = 30_000;
 
 /// The read view and writer state of a freshly recovered partition folder.
-fn recovered_state(rec: super::recover::Recovered, now: i64) -> (View, WriterState) {
+fn recovered_state(fs: &Arc<dyn Fs>, rec: super::recover::Recovered, now: i64) -> (View, WriterState) {
     let active = rec.segments.last().expect("invariant: recovery yields an active segment").clone();
     let m = active.meta();
     let state = WriterState {
-        file: rec.active_file,
+        file: ActiveFile::new(fs, active.path(), None),
         position: m.size,
         next_offset: m.next_offset,
         active_since_ms: (m.size > 0).then_some(now),
@@ -115,10 +115,44 @@ struct Pending {
     next_offset: i64,
 }
 
+/// The append handle of the active segment, opened on the first write (or fsync) that needs it:
+/// a partition nobody writes holds no open file.
+struct ActiveFile {
+    fs: Arc<dyn Fs>,
+    path: PathBuf,
+    cell: std::sync::OnceLock<Arc<dyn LogFile>>,
+}
+
+impl ActiveFile {
+    fn new(fs: &Arc<dyn Fs>, path: &Path, file: Option<Arc<dyn LogFile>>) -> Self {
+        let cell = std::sync::OnceLock::new();
+        if let Some(f) = file {
+            let _ = cell.set(f);
+        }
+        Self { fs: fs.clone(), path: path.to_owned(), cell }
+    }
+
+    fn get(&self) -> Result<&Arc<dyn LogFile>> {
+        if let Some(f) = self.cell.get() {
+            return Ok(f);
+        }
+        let f = open_for_append(&*self.fs, &self.path)?;
+        Ok(self.cell.get_or_init(|| f))
+    }
+
+    /// fsyncs what this process wrote (nothing, if it never opened the file).
+    fn sync_data(&self) -> Result<()> {
+        match self.cell.get() {
+            Some(f) => f.sync_data().map_err(Error::io("fsync segment", &self.path)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// State only the writer task touches.
 struct WriterState {
     active: Arc<Segment>,
-    file: Arc<dyn LogFile>,
+    file: ActiveFile,
     /// Bytes written (or assigned in this group) to the active segment.
     position: u64,
     /// The next offset to assign.
@@ -227,7 +261,7 @@ impl Partition {
         let started = std::time::Instant::now();
         let rec = recover(&fs, dir, config.index_interval_bytes, start_offset)?;
         let truncated = rec.truncated_bytes;
-        let (view, state) = recovered_state(rec, clock.now_ms());
+        let (view, state) = recovered_state(&fs, rec, clock.now_ms());
         tracing::debug!(
             topic,
             partition = id,
@@ -335,7 +369,6 @@ impl Partition {
         if st.journaled
             && let Err(e) = st.file.sync_data()
         {
-            let e = Error::Io { op: "fsync segment", path: st.active.path().to_owned(), error: e };
             self.fail(&mut st, &e.to_string());
             return Err(e);
         }
@@ -364,7 +397,7 @@ impl Partition {
         sync_dir(fs, &self.dir)?;
         let start = self.log_start_offset();
         let rec = recover(&self.fs, &self.dir, self.config.index_interval_bytes, start)?;
-        let (view, state) = recovered_state(rec, now);
+        let (view, state) = recovered_state(&self.fs, rec, now);
         // The producers' state stays: it covers what is written, and the cut dropped only
         // batches that were never acknowledged.
         let producers = std::mem::take(&mut st.producers);
@@ -451,6 +484,16 @@ impl Partition {
     pub fn segments(&self) -> Vec<SegmentInfo> {
         self.view().segments.values().map(|s| s.info()).collect()
     }
+    /// The offset after the newest sealed segment that holds anything (None when none does):
+    /// what the uploader compares with the bucket's end to learn whether it has work, without
+    /// listing the segments.
+    pub fn sealed_end(&self) -> Option<i64> {
+        self.view().segments.values().rev().find_map(|s| {
+            let m = s.meta.read().expect("invariant: segment meta lock not poisoned");
+            (m.sealed && m.size > 0).then_some(m.next_offset)
+        })
+    }
+
     pub fn size_bytes(&self) -> u64 {
         self.view().segments.values().map(|s| s.meta.read().map(|m| m.size).unwrap_or(0)).sum()
     }
@@ -623,7 +666,8 @@ impl Partition {
             Durability::Interval { ms } => now - st.last_sync_ms >= ms as i64,
             Durability::None => false,
         };
-        let sync = sync.then(|| st.file.clone());
+        // Nothing to sync when this process never opened the file (it wrote nothing to it).
+        let sync = sync.then(|| st.file.cell.get().cloned()).flatten();
         Written { results, sync, headers }
     }
 
@@ -636,7 +680,7 @@ impl Partition {
             slices.push(IoSlice::new(h));
             slices.push(IoSlice::new(&batches[*i].bytes()[HEADER_LEN..]));
         }
-        st.file.append(&slices).map_err(Error::io("write segment", st.active.path()))
+        st.file.get()?.append(&slices).map_err(Error::io("write segment", st.active.path()))
     }
 
     /// After an IO error: the batches from `from` on are failed, and so is the partition.
@@ -661,7 +705,9 @@ impl Partition {
         tracing::error!(topic = %self.topic, partition = self.id, %reason, "partition failed; reopen to recover");
         st.pending.clear();
         let published = st.active.meta.read().map(|m| (m.size, m.next_offset)).unwrap_or((0, 0));
-        let _ = st.file.set_len(published.0);
+        if let Some(f) = st.file.cell.get() {
+            let _ = f.set_len(published.0);
+        }
         st.position = published.0;
         st.next_offset = published.1;
         st.failed = Some(reason.to_owned());
@@ -700,7 +746,7 @@ impl Partition {
     /// the journal.
     pub(crate) fn journaled_file(&self) -> Option<(Arc<dyn LogFile>, i64, u64)> {
         let st = self.lock_writer();
-        st.journaled.then(|| (st.file.clone(), st.active.base_offset, st.position))
+        st.journaled.then(|| st.file.cell.get().map(|f| (f.clone(), st.active.base_offset, st.position))).flatten()
     }
 
     /// Records that the active segment was fsynced after `journaled_file` gave `(base, position)`:
@@ -731,7 +777,7 @@ impl Partition {
                 reason: format!("journal holds offset {} but the log ends at {}", h.base_offset, st.next_offset),
             });
         }
-        st.file.append(&[IoSlice::new(batch)]).map_err(Error::io("write segment", st.active.path()))?;
+        st.file.get()?.append(&[IoSlice::new(batch)]).map_err(Error::io("write segment", st.active.path()))?;
         let pending = Pending {
             segment: st.active.clone(),
             base_offset: h.base_offset,
@@ -784,8 +830,7 @@ impl Partition {
 
     /// Seals the active segment (fsync, publish, index files) and starts a new one.
     fn roll_locked(&self, st: &mut WriterState, reason: &'static str) -> Result<()> {
-        let path = st.active.path().to_owned();
-        st.file.sync_data().map_err(Error::io("fsync segment", &path))?;
+        st.file.sync_data()?;
         st.synced = (st.active.base_offset, st.position);
         st.journaled = false;
         self.publish_locked(st);
@@ -798,7 +843,7 @@ impl Partition {
         let seg = Arc::new(Segment::new(&self.fs, &self.dir, base, meta, Some(file.clone())));
         self.view.write().expect("invariant: partition view lock not poisoned").segments.insert(base, seg.clone());
         st.active = seg;
-        st.file = file;
+        st.file = ActiveFile::new(&self.fs, &new_path, Some(file));
         st.position = 0;
         st.active_since_ms = None;
         st.synced = (base, 0);
@@ -866,7 +911,7 @@ impl Partition {
                     && st.synced != (st.active.base_offset, st.position)
                     && now - st.last_sync_ms >= ms as i64
                 {
-                    st.file.sync_data().map_err(Error::io("fsync segment", st.active.path()))?;
+                    st.file.sync_data()?;
                     st.synced = (st.active.base_offset, st.position);
                     st.last_sync_ms = now;
                 }
@@ -1028,7 +1073,13 @@ impl Partition {
         if st.failed.is_some() {
             return Ok(());
         }
-        let res = st.file.sync_data().map_err(Error::io("fsync segment", st.active.path())).and_then(|()| {
+        // Nothing written since the last checkpoint: nothing to do (an idle partition costs a
+        // shutdown nothing).
+        let end = (st.active.base_offset, st.position);
+        if st.synced == end && st.checkpointed == end && !st.producers_dirty && !st.journaled {
+            return Ok(());
+        }
+        let res = st.file.sync_data().and_then(|()| {
             st.synced = (st.active.base_offset, st.position);
             st.journaled = false;
             self.publish_locked(&mut st);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::checkpoint::{self, Checkpoint};
-use super::fs::{Fs, LogFile, list_paths, remove_if_present};
+use super::fs::{Fs, list_paths, remove_if_present};
 use super::index::SegmentIndex;
 use super::segment::{
     INDEX_EXT, LOG_EXT, ScanMode, Segment, SegmentMeta, TIME_INDEX_EXT, open_for_append, remove_segment_files, scan,
@@ -17,11 +17,9 @@ use super::segment::{
 use crate::error::{Error, Result};
 use crate::stats;
 
-/// A partition folder after recovery: its segments (the last one is active) and the append
-/// handle of the active segment.
+/// A partition folder after recovery: its segments (the last one is active).
 pub struct Recovered {
     pub segments: Vec<Arc<Segment>>,
-    pub active_file: Arc<dyn LogFile>,
     pub truncated_bytes: u64,
 }
 
@@ -151,6 +149,11 @@ pub fn recover(fs: &Arc<dyn Fs>, dir: &Path, interval: u32, start_offset: i64) -
             f.sync_data().map_err(Error::io("fsync segment", &path))?;
             truncated_bytes += cut;
             end = tail.end;
+        } else if tail.end > trusted {
+            // Bytes past the checkpoint that a crashed process wrote may sit in the page cache
+            // only: durable before the new checkpoint vouches for them.
+            let f = open_for_append(fsd, &path)?;
+            f.sync_data().map_err(Error::io("fsync segment", &path))?;
         }
         let meta = SegmentMeta { index, size: end, next_offset: tail.next_offset, sealed: false };
         let seg = Segment::new(fs, dir, base, meta, None);
@@ -202,25 +205,27 @@ pub fn recover(fs: &Arc<dyn Fs>, dir: &Path, interval: u32, start_offset: i64) -
         dir_changed = true;
     }
     let active = segments.last().expect("invariant: at least one segment");
-    let active_file = open_for_append(fsd, active.path())?;
+    // The active segment's file exists from here on; the writer opens it again on its first
+    // write, so a partition nobody writes holds no open file.
+    drop(open_for_append(fsd, active.path())?);
     if dir_changed {
         sync_dir(fsd, dir)?;
     }
     let m = active.meta();
-    checkpoint::write(
-        fsd,
-        dir,
-        &Checkpoint { segment_base: active.base_offset, position: m.size, next_offset: m.next_offset },
-    )?;
+    let at_end = Checkpoint { segment_base: active.base_offset, position: m.size, next_offset: m.next_offset };
+    // A checkpoint that already says this (a clean stop) is not written again.
+    if cp != Some(at_end) {
+        checkpoint::write(fsd, dir, &at_end)?;
+    }
     if truncated_bytes > 0 {
         metrics::counter!(stats::RECOVERY_TRUNCATED_BYTES).increment(truncated_bytes);
     }
-    let reopened = Segment::new(fs, dir, active.base_offset, m, Some(active_file.clone()));
+    let reopened = Segment::new(fs, dir, active.base_offset, m, None);
     reopened.copy_verified_from(active);
     let active = Arc::new(reopened);
     segments.pop();
     segments.push(active);
-    Ok(Recovered { segments, active_file, truncated_bytes })
+    Ok(Recovered { segments, truncated_bytes })
 }
 
 /// What [`repair`] did to a partition folder.

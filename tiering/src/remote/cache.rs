@@ -107,9 +107,14 @@ fn cache_key(object: u64, chunk: u64) -> u128 {
 }
 
 impl ChunkCache {
-    /// Builds the cache; the disk tier lives in `dir` (emptied: cached chunks are not trusted
-    /// across restarts).
-    pub async fn new(store: Arc<dyn ObjectStore>, config: &CacheConfig, dir: &std::path::Path) -> Result<Arc<Self>> {
+    /// Builds the cache; the disk tier, of `disk_bytes` (0: none), lives in `dir` (emptied:
+    /// cached chunks are not trusted across restarts).
+    pub async fn new(
+        store: Arc<dyn ObjectStore>,
+        config: &CacheConfig,
+        disk_bytes: u64,
+        dir: &std::path::Path,
+    ) -> Result<Arc<Self>> {
         let memory = HybridCacheBuilder::new()
             .with_name("tierlog-remote")
             .memory(config.memory_bytes as usize)
@@ -121,9 +126,9 @@ impl ChunkCache {
             .with_eviction_config(EvictionConfig::Lru(LruConfig { high_priority_pool_ratio: HIGH_PRIORITY_RATIO }))
             .with_weighter(|_k: &u128, v: &Chunk| v.bytes.len() + 24);
         let storage = memory.storage();
-        let cache = if config.disk_bytes > 0 {
+        let cache = if disk_bytes > 0 {
             let device = FsDeviceBuilder::new(dir)
-                .with_capacity(config.disk_bytes as usize)
+                .with_capacity(disk_bytes as usize)
                 .build()
                 .map_err(|e| Error::InvalidConfig { field: "tiering.cache.dir", reason: e.to_string() })?;
             let block = (config.chunk_bytes as usize * 4).max(4 << 20);
@@ -374,9 +379,14 @@ mod tests {
     }
 
     async fn cache(store: Arc<dyn ObjectStore>) -> Arc<ChunkCache> {
-        let config =
-            CacheConfig { memory_bytes: 1 << 20, disk_bytes: 0, dir: None, chunk_bytes: 4096, read_ahead_bytes: 16384 };
-        ChunkCache::new(store, &config, std::path::Path::new("/nonexistent")).await.unwrap()
+        let config = CacheConfig {
+            memory_bytes: 1 << 20,
+            disk_bytes: Some(0),
+            dir: None,
+            chunk_bytes: 4096,
+            read_ahead_bytes: 16384,
+        };
+        ChunkCache::new(store, &config, 0, std::path::Path::new("/nonexistent")).await.unwrap()
     }
 
     #[tokio::test]

@@ -74,8 +74,10 @@ impl Default for TieringConfig {
 pub struct CacheConfig {
     /// Memory tier capacity. Default 256 MiB.
     pub memory_bytes: u64,
-    /// Disk tier capacity (0 disables the disk tier). Default 1 GiB.
-    pub disk_bytes: u64,
+    /// Disk tier capacity (0 disables the disk tier). Default (absent): a tenth of the space
+    /// free on the cache directory's disk when the engine opens, at most 1 GiB, and no disk tier
+    /// when that is under 64 MiB. One-shot readers (the CLI's read commands) use none.
+    pub disk_bytes: Option<u64>,
     /// Disk tier directory. Default `<data_dir>/cache`.
     pub dir: Option<PathBuf>,
     /// GETs fetch aligned chunks of this size (the cache's unit). Default 1 MiB.
@@ -86,15 +88,25 @@ pub struct CacheConfig {
     pub read_ahead_bytes: u64,
 }
 
+/// The most the default disk tier takes.
+pub const AUTO_DISK_MAX_BYTES: u64 = 1 << 30;
+/// Below this, the default gives no disk tier.
+pub const AUTO_DISK_MIN_BYTES: u64 = 64 << 20;
+
+impl CacheConfig {
+    /// The disk tier's capacity on a disk with `free_bytes` free: the configured one, or the
+    /// default rule (a tenth of the free space, at most 1 GiB, none under 64 MiB).
+    pub fn disk_capacity(&self, free_bytes: u64) -> u64 {
+        self.disk_bytes.unwrap_or_else(|| {
+            let auto = (free_bytes / 10).min(AUTO_DISK_MAX_BYTES);
+            if auto < AUTO_DISK_MIN_BYTES { 0 } else { auto & !((4 << 20) - 1) }
+        })
+    }
+}
+
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self {
-            memory_bytes: 256 << 20,
-            disk_bytes: 1 << 30,
-            dir: None,
-            chunk_bytes: 1 << 20,
-            read_ahead_bytes: 48 << 20,
-        }
+        Self { memory_bytes: 256 << 20, disk_bytes: None, dir: None, chunk_bytes: 1 << 20, read_ahead_bytes: 48 << 20 }
     }
 }
 
@@ -147,7 +159,7 @@ impl TieringConfig {
         if c.memory_bytes < c.chunk_bytes * 4 {
             return bad("tiering.cache.memory_bytes", "must hold at least 4 chunks");
         }
-        if c.disk_bytes > 0 && c.disk_bytes < 16 << 20 {
+        if c.disk_bytes.is_some_and(|d| d > 0 && d < 16 << 20) {
             return bad("tiering.cache.disk_bytes", "must be 0 (no disk tier) or at least 16 MiB");
         }
         Ok(())
@@ -157,6 +169,16 @@ impl TieringConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_disk_tier_is_sized_from_free_space() {
+        let auto = CacheConfig::default();
+        assert_eq!(auto.disk_capacity(100 << 30), 1 << 30, "at most 1 GiB");
+        assert_eq!(auto.disk_capacity(4 << 30), ((4u64 << 30) / 10) & !((4 << 20) - 1), "a tenth, in 4 MiB blocks");
+        assert_eq!(auto.disk_capacity(600 << 20), 0, "no disk tier under 64 MiB");
+        let set = CacheConfig { disk_bytes: Some(32 << 20), ..Default::default() };
+        assert_eq!(set.disk_capacity(0), 32 << 20, "a configured size is kept");
+    }
 
     #[test]
     fn unsafe_retry_sweep_and_grace_settings_are_refused() {

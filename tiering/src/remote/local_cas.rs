@@ -2,8 +2,11 @@
 //!
 //! `object_store`'s `LocalFileSystem` implements create-only puts (`PutMode::Create`) but not
 //! `PutMode::Update`, which the manifest head needs. This wrapper adds it: under an exclusive
-//! `flock` on `<bucket>/.cas.lock` (so writers in other processes on the same machine are excluded
-//! too) it reads the object's current ETag, refuses with `Precondition` when it differs from the
+//! lock of the object's stripe (one of [`STRIPES`], by a hash of its name: a mutex in this process
+//! and an open-file-description lock on that byte of `<bucket>/.cas.lock`, so writers in other
+//! processes on the same machine are excluded too, while updates of different objects, such as
+//! the manifest heads of thousands of partitions opening together, go on at once) it reads the
+//! object's current ETag, refuses with `Precondition` when it differs from the
 //! expected one, and otherwise replaces the object with the same atomic staged rename a plain put
 //! uses. Every other operation goes straight to `LocalFileSystem`, with fsync on, so an object
 //! that a put reported is on disk.
@@ -26,23 +29,36 @@ use object_store::{
 pub struct LocalBucket {
     inner: Arc<LocalFileSystem>,
     lock_path: std::path::PathBuf,
-    /// Serializes updates inside this process; `flock` does it across processes.
-    local: tokio::sync::Mutex<()>,
+    /// Serializes updates of one stripe inside this process; the byte-range lock does it across
+    /// processes.
+    local: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// How many independent locks conditional updates are spread over.
+const STRIPES: usize = 256;
 
 impl LocalBucket {
     pub fn new(root: &std::path::Path) -> Result<Self> {
         let inner = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true).with_fsync(true);
-        Ok(Self { inner: Arc::new(inner), lock_path: root.join(".cas.lock"), local: tokio::sync::Mutex::new(()) })
+        let local = (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        Ok(Self { inner: Arc::new(inner), lock_path: root.join(".cas.lock"), local })
     }
 
     async fn update(&self, location: &Path, payload: PutPayload, expected: Option<String>) -> Result<PutResult> {
-        let _guard = self.local.lock().await;
+        let stripe = crc32c::crc32c(location.as_ref().as_bytes()) as usize % STRIPES;
+        let _guard = self.local[stripe].lock().await;
         let lock_path = self.lock_path.clone();
         let lock = tokio::task::spawn_blocking(move || -> std::io::Result<File> {
             let f = File::options().create(true).truncate(false).write(true).open(&lock_path)?;
-            // SAFETY: flock on a descriptor we own; it is released when `f` is closed.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            // SAFETY: an all-zero `flock` is a valid value of the plain C struct.
+            let mut range: libc::flock = unsafe { std::mem::zeroed() };
+            range.l_type = libc::F_WRLCK as libc::c_short;
+            range.l_whence = libc::SEEK_SET as libc::c_short;
+            range.l_start = stripe as libc::off_t;
+            range.l_len = 1;
+            // SAFETY: an open-file-description lock on a descriptor we own, with a valid `flock`;
+            // it is released when `f` is closed.
+            if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLKW, &range) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(f)

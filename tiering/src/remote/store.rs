@@ -15,6 +15,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Where the bucket is, as a person reads it (never a credential).
+impl std::fmt::Display for ObjectStoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjectStoreConfig::Local { path } => write!(f, "the local directory {}", path.display()),
+            ObjectStoreConfig::S3 { endpoint, bucket, prefix, .. } if prefix.is_empty() => {
+                write!(f, "S3 bucket {bucket} at {endpoint}")
+            }
+            ObjectStoreConfig::S3 { endpoint, bucket, prefix, .. } => {
+                write!(f, "S3 bucket {bucket} at {endpoint}, under {prefix}/")
+            }
+            ObjectStoreConfig::Memory => f.write_str("an in-memory bucket"),
+        }
+    }
+}
+
 /// Where the bucket is.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]

@@ -74,7 +74,7 @@ struct Inner {
 /// and whenever it is woken (after a roll or a registration).
 pub struct Uploader {
     inner: Arc<Inner>,
-    task: Task<()>,
+    task: Task<Option<Arc<RemoteLog>>>,
 }
 
 impl std::fmt::Debug for Uploader {
@@ -100,9 +100,10 @@ impl Uploader {
         Self { inner, task }
     }
 
+    /// Adds a partition; a pass runs on it now if it has work (sealed segments the bucket lacks).
     pub fn register(&self, log: Arc<RemoteLog>) {
-        self.inner.partitions.lock().expect("invariant: lock not poisoned").push(log);
-        self.wake();
+        self.inner.partitions.lock().expect("invariant: lock not poisoned").push(log.clone());
+        self.task.send(Some(log));
     }
 
     /// Takes a partition off the uploader (its topic is being deleted) once any pass running on it
@@ -112,9 +113,9 @@ impl Uploader {
         let _done = log.work.lock().await;
     }
 
-    /// Asks the loop to look for work now (after a roll).
+    /// Asks the loop to look for work now in every partition (after a roll).
     pub fn wake(&self) {
-        self.task.send(());
+        self.task.send(None);
     }
 
     /// The uploader task's state (its last error, its runs).
@@ -239,24 +240,30 @@ impl Uploader {
     }
 }
 
-/// The uploader's work: on every tick or wake-up, a pass for each partition that has none running
-/// (passes of different partitions run concurrently, bounded by `upload_concurrency` permits).
+/// The uploader's work: on every tick or wake-up, a pass for each partition that has work due
+/// and none running (passes of different partitions run concurrently, bounded by
+/// `upload_concurrency` permits). An idle partition costs a few comparisons per tick: no task,
+/// no request.
 struct Passes {
     inner: Arc<Inner>,
     running: FuturesUnordered<tokio::task::JoinHandle<()>>,
 }
 
 impl Passes {
-    fn round(&mut self) {
+    fn round(&mut self, only: Option<Arc<RemoteLog>>) {
         // Reap the passes that finished.
         while let Some(Some(_)) = futures::FutureExt::now_or_never(self.running.next()) {}
         let inner = &self.inner;
         if inner.stopping.load(Ordering::SeqCst) || !inner.config.auto_upload {
             return;
         }
-        let parts = inner.partitions.lock().expect("invariant: lock not poisoned").clone();
+        let parts = match only {
+            Some(log) => vec![log],
+            None => inner.partitions.lock().expect("invariant: lock not poisoned").clone(),
+        };
+        let now = inner.clock.now_ms();
         for log in parts {
-            if log.fenced().is_some() || log.work.try_lock().is_err() {
+            if log.fenced().is_some() || !has_work(inner, &log, now) || log.work.try_lock().is_err() {
                 continue;
             }
             let inner = inner.clone();
@@ -269,14 +276,37 @@ impl Passes {
     }
 }
 
+/// Whether a pass over `log` would do anything now: sealed segments the bucket lacks, deletes
+/// whose grace period passed, remote retention to apply, an orphan sweep due, or an
+/// error to retry. Reads in-memory state only.
+fn has_work(inner: &Inner, log: &RemoteLog, now: i64) -> bool {
+    let head = log.manifest().head();
+    let unsent = log.local.sealed_end().is_some_and(|end| head.is_empty() || end > head.next_offset);
+    let r = log.local.retention();
+    // Local retention runs on the writer's tick as well; only the remote side needs a pass.
+    let retention = r.remote_ms.is_some() || r.remote_bytes.is_some_and(|limit| head.totals.bytes > limit);
+    let deletes = head.pending_deletes.iter().any(|p| p.delete_after_ms <= now);
+    let last = log.last_sweep_ms.load(Ordering::Relaxed);
+    if last == i64::MIN {
+        // The first sweep of each partition falls somewhere in the first interval, so thousands
+        // of partitions opened together do not all LIST at once.
+        let interval = inner.config.orphan_sweep_interval_ms.max(1);
+        let spread = crc32c::crc32c(log.local.name().as_bytes()) as u64 % interval;
+        log.last_sweep_ms.store(now - spread as i64, Ordering::Relaxed);
+    }
+    let sweep = last != i64::MIN && now.saturating_sub(last) >= inner.config.orphan_sweep_interval_ms as i64;
+    let failed = log.last_error.lock().expect("invariant: lock not poisoned").is_some();
+    unsent || retention || deletes || sweep || failed
+}
+
 impl crate::task::Worker for Passes {
-    type Msg = ();
+    type Msg = Option<Arc<RemoteLog>>;
     async fn tick(&mut self) -> Result<()> {
-        self.round();
+        self.round(None);
         Ok(())
     }
-    async fn message(&mut self, (): ()) -> Result<()> {
-        self.round();
+    async fn message(&mut self, only: Option<Arc<RemoteLog>>) -> Result<()> {
+        self.round(only);
         Ok(())
     }
     async fn drain(&mut self) {
