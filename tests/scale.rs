@@ -107,3 +107,25 @@ async fn partition_bounds_refuse_topics_past_them() {
     assert_eq!(engine.topic_config("b").unwrap().partitions, 4);
     engine.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_uploader_finds_sealed_segments_among_idle_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::config(dir.path());
+    cfg.tiering.poll_ms = 20;
+    let engine = Engine::open(cfg).await.unwrap();
+    let mut tc = TopicConfig { partitions: 200, ..Default::default() };
+    tc.log.segment_bytes = 4096;
+    engine.create_topic("wide", tc).await.unwrap();
+    for i in 0..20 {
+        engine.append("wide", 137, batch(137, 20 + i)).await.unwrap();
+    }
+    let sealed = engine.describe_topic("wide").unwrap().partitions[137].segments.iter().filter(|s| s.sealed).count();
+    assert!(sealed >= 2, "{sealed} sealed segments");
+    common::eventually("the sealed segments are uploaded by the background uploader", || {
+        engine.remote_head("wide", 137).unwrap().totals.segments as usize >= sealed
+    })
+    .await;
+    assert_eq!(engine.remote_head("wide", 0).unwrap().totals.segments, 0);
+    engine.close().await.unwrap();
+}

@@ -77,6 +77,21 @@ pub async fn bench_engine(dir: &Path, partitions: u32, durability: Durability) -
     Ok(engine)
 }
 
+/// An engine with production settings: background uploads on (to the default local bucket, on
+/// the same disk) and the remote cache's default disk tier, segments sealed every
+/// `segment_bytes` so uploads run during the measurement. The uploader looks for sealed segments
+/// every 100 ms (default 1 s): the whole measurement lasts a few seconds.
+pub async fn production_engine(dir: &Path, partitions: u32, segment_bytes: u64) -> anyhow::Result<Engine> {
+    let mut config = EngineConfig::new(dir);
+    config.tiering.poll_ms = 100;
+    let engine = Engine::open(config).await?;
+    let mut tc = TopicConfig { partitions, ..Default::default() };
+    tc.log.durability = Durability::Fsync;
+    tc.log.segment_bytes = segment_bytes;
+    engine.create_topic("bench", tc).await?;
+    Ok(engine)
+}
+
 /// `producers` tasks append `batch` (producer i to partition i % partitions), each waiting for
 /// its ack before the next, until `total` bytes are acknowledged. With `rate` (bytes/s overall),
 /// each producer paces itself to its share. Returns throughput and append-to-ack latencies.
@@ -335,6 +350,49 @@ pub async fn run(args: &AppendBenchArgs) -> anyhow::Result<()> {
         rounds_line(&format!("2. 64 producers x 16KiB, {label}"), &plain, &theirs, "MB/s", Some(target));
         rounds_line(&format!("2. ... idempotent, {label} (vs raw)"), &idem, &theirs, "MB/s", None);
         rounds_line(&format!("2. ... idempotent, {label} (vs plain)"), &idem, &plain, "MB/s", None);
+    }
+
+    // 2b. The same 64 producers on one partition with production settings (uploads of segments
+    // sealed every slice and the disk cache on), beside the run without them and the raw disk.
+    {
+        let (mut prod, mut plain, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+        let segment = (plan.slice / 4).max(1 << 20);
+        for t in 0..plan.trials {
+            let d = Scratch::new(Some(&root.path), &format!("s2p-{t}"))?;
+            let d2 = Scratch::new(Some(&root.path), &format!("s2q-{t}"))?;
+            let production = production_engine(&d.path, 1, segment).await?;
+            let engine = bench_engine(&d2.path, 1, Durability::Fsync).await?;
+            let sides = [
+                Side::Engine {
+                    engine: &production,
+                    producers: 64,
+                    partitions: 1,
+                    batch: batch16.clone(),
+                    idempotent: None,
+                },
+                Side::Raw { dir: &d.path, chunk: 1 << 20 },
+                Side::Engine {
+                    engine: &engine,
+                    producers: 64,
+                    partitions: 1,
+                    batch: batch16.clone(),
+                    idempotent: None,
+                },
+            ];
+            let r = alternate(&sides, plan.slice, plan.rounds).await?;
+            let uploaded = production.remote_head("bench", 0)?.totals.segments;
+            production.close().await?;
+            engine.close().await?;
+            println!(
+                "   (production run, trial {t}: {uploaded} segments of {} MiB uploaded while measured)",
+                segment >> 20
+            );
+            prod.extend(&r[0]);
+            theirs.extend(&r[1]);
+            plain.extend(&r[2]);
+        }
+        rounds_line("2b. 64 producers x 16KiB, uploads + disk cache on (vs raw)", &prod, &theirs, "MB/s", None);
+        rounds_line("2b. ... uploads + disk cache on (vs without)", &prod, &plain, "MB/s", None);
     }
 
     // 3. Latency at half the maximum throughput of (2).
