@@ -140,10 +140,11 @@ impl Engine {
                 let state = || (remote.manifest().head().seq, local.tiered_offset().unwrap_or(-1));
                 let key = (topic.clone(), p);
                 if idle.get(&key).is_some_and(|&(seen, at)| seen == state() && now - at < RECHECK_MS) {
-                    self.snapshot_if_due(&topic, &config, remote, p).await.unwrap_or_else(|e| {
-                        tracing::warn!(topic, partition = p, error = %e, "scheduled snapshot failed; the next round retries");
-                        None
-                    });
+                    match self.snapshot_if_due(&topic, &config, remote, p).await {
+                        Err(Error::Closed { .. }) => return,
+                        Err(e) => snapshot_failed(&topic, p, &e),
+                        Ok(_) => {}
+                    }
                     continue;
                 }
                 match self.compact_partition(&topic, &config, local, remote, p, PASSES_PER_ROUND, &no_progress).await {
@@ -160,8 +161,10 @@ impl Engine {
                         tracing::warn!(topic, partition = p, error = %e, "compaction failed; the next round retries");
                     }
                 }
-                if let Err(e) = self.snapshot_if_due(&topic, &config, remote, p).await {
-                    tracing::warn!(topic, partition = p, error = %e, "scheduled snapshot failed; the next round retries");
+                match self.snapshot_if_due(&topic, &config, remote, p).await {
+                    Err(Error::Closed { .. }) => return,
+                    Err(e) => snapshot_failed(&topic, p, &e),
+                    Ok(_) => {}
                 }
             }
         }
@@ -213,4 +216,9 @@ impl tiering::task::Worker for Compactor {
     async fn message(&mut self, (): ()) -> tiering::Result<()> {
         Ok(())
     }
+}
+
+/// A scheduled snapshot failed for a reason other than shutdown: the next round retries.
+fn snapshot_failed(topic: &str, partition: u32, e: &Error) {
+    tracing::warn!(topic, partition, error = %e, "scheduled snapshot failed; the next round retries");
 }

@@ -59,7 +59,7 @@ async fn load(python: &Path, script: &Path, args: &[String]) -> anyhow::Result<s
     cmd.arg(script).args(args);
     let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
     if !out.status.success() {
-        anyhow::bail!("{} {args:?} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+        anyhow::bail!("{} {} failed: {}", script.display(), args.join(" "), String::from_utf8_lossy(&out.stderr));
     }
     Ok(serde_json::from_slice(&out.stdout)?)
 }
@@ -351,9 +351,11 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     let v =
         load(&python, &script, &["consume".into(), bootstrap.clone(), "kbench".into(), PRODUCERS.to_string()]).await?;
     let cold = remote as f64 / f(&v, "elapsed_s")? / 1e6;
-    let raw_s = super::tier::raw_replay(&store, &objects, 8 << 20, 8).await?;
+    let shape = super::tier::raw_best_shape(&store, &objects, super::tier::RAW_SWEEP_SAMPLE).await?;
+    let raw_s = super::tier::raw_replay(&store, &objects, shape.window, shape.depth).await?;
     let raw = remote as f64 / raw_s / 1e6;
     rounds_line("3. consume via Fetch, from the bucket (vs ranged GETs)", &[cold], &[raw], "MB/s", Some(0.7));
+    println!("   {}", shape.describe());
     // Cold again from Rust: a fresh engine on the same data dir and bucket has an empty cache.
     server.stop().await?;
     engine.close().await?;
@@ -362,7 +364,7 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     let server = crate::kafka::Serving::start(engine.clone(), cfg.kafka.clone(), loopback).await?;
     let bootstrap = server.addr.to_string();
     let (b, s) = fetch_all(&bootstrap, "kbench", &ends).await?;
-    let raw_s = super::tier::raw_replay(&store, &objects, 8 << 20, 8).await?;
+    let raw_s = super::tier::raw_replay(&store, &objects, shape.window, shape.depth).await?;
     rounds_line(
         "3. ... Fetch requests from Rust, bucket (vs ranged GETs)",
         &[b as f64 / s / 1e6],

@@ -471,8 +471,10 @@ async fn demo(
     let read_secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         total == events.len() as u64 && seen_status == expected_status,
-        "read back {total} events {seen_status:?}, produced {} {expected_status:?}",
-        events.len()
+        "read back {total} events ({}), produced {} ({})",
+        by_status(&seen_status),
+        events.len(),
+        by_status(&expected_status)
     );
     let reads = engine.object_store_counts().since(&before);
     println!(
@@ -546,4 +548,9 @@ async fn demo(
         remote as f64 / 1e6
     );
     Ok(())
+}
+
+/// `12 placed, 10 shipped, ...`: event counts by status, for messages.
+fn by_status(counts: &[u64; 4]) -> String {
+    STATUSES.iter().zip(counts).map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
 }

@@ -65,3 +65,6 @@ pub const TASK_FAILURES: &str = "tierlog_task_failures_total";
 pub const DAMAGED_PARTITIONS: &str = "tierlog_damaged_partitions_total";
 /// Batches of idempotent producers answered as duplicates (original offsets, nothing written).
 pub const DUPLICATE_BATCHES: &str = "tierlog_duplicate_batches_total";
+/// Segment file handles closed because their partition sat idle (`IDLE_CLOSE_MS`): append handles
+/// after a period without writes, read handles after one without reads.
+pub const IDLE_HANDLES_CLOSED: &str = "tierlog_idle_handles_closed_total";

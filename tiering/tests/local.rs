@@ -424,3 +424,69 @@ async fn local_reads_check_each_batch_once_and_keep_the_intact_batches_before_a_
     assert_eq!(p.read(tail, 1 << 20).unwrap().records().unwrap().len(), 2);
     h.writer.shutdown().await.unwrap();
 }
+
+/// Open file descriptors of this process on files under `dir`.
+fn open_files_under(dir: &Path) -> usize {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .count()
+}
+
+#[tokio::test]
+async fn a_partition_left_idle_closes_its_file_and_reopens_it_on_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    // No fsync on append: the idle close must sync what is unsynced before letting go.
+    let config = LogConfig { durability: Durability::None, segment_ms: 24 * 3_600_000, ..small_config() };
+    let h = open(dir.path(), config.clone(), ManualClock::new(T0)).await;
+    assert_eq!(open_files_under(dir.path()), 0, "nothing written, nothing open");
+    h.writer.append(&h.partition, batch(0, 3, |_| T0)).await.unwrap();
+    assert_eq!(open_files_under(dir.path()), 1, "the active segment is open for appends");
+
+    h.clock.advance(tiering::local::partition::IDLE_CLOSE_MS - 1);
+    h.writer.tick().await.unwrap();
+    assert_eq!(open_files_under(dir.path()), 1, "not idle long enough");
+    h.clock.advance(1);
+    h.writer.tick().await.unwrap();
+    assert_eq!(open_files_under(dir.path()), 0, "idle: the handle is closed");
+
+    // The next write opens it again and lands after the first batch.
+    h.writer.append(&h.partition, batch(1, 2, |_| T0 + 1)).await.unwrap();
+    assert_eq!(open_files_under(dir.path()), 1);
+    let got: Vec<i64> = read_all(&h.partition, 0, 1 << 20).iter().map(|r| r.0).collect();
+    assert_eq!(got, vec![0, 1, 2, 3, 4]);
+    assert_eq!(open_files_under(dir.path()), 2, "append handle and read handle");
+    let idle = tiering::local::partition::IDLE_CLOSE_MS;
+    h.clock.advance(idle);
+    h.writer.tick().await.unwrap();
+    assert_eq!(open_files_under(dir.path()), 1, "the append handle went; the read handle was read lately");
+    h.clock.advance(idle);
+    h.writer.tick().await.unwrap();
+    assert_eq!(open_files_under(dir.path()), 0, "unread for a whole period: the read handle went too");
+
+    // Enough to roll several segments (the new active segment shares its append handle with its
+    // readers), everything read back, then idle: no file stays open.
+    for b in 2..40 {
+        h.writer.append(&h.partition, batch(b, 4, |_| T0 + 2)).await.unwrap();
+    }
+    assert!(h.partition.segments().len() > 3);
+    let all = read_all(&h.partition, 0, 1 << 20);
+    assert_eq!(all.len(), 5 + 38 * 4);
+    assert!(open_files_under(dir.path()) > 3);
+    for _ in 0..3 {
+        h.clock.advance(idle);
+        h.writer.tick().await.unwrap();
+    }
+    assert_eq!(open_files_under(dir.path()), 0);
+    // Reads after the close open what they need and see the same records.
+    assert_eq!(read_all(&h.partition, 0, 1 << 20), all);
+    h.writer.shutdown().await.unwrap();
+    drop(h);
+
+    // Everything written before and after the closes comes back after a reopen.
+    let h = open(dir.path(), config, ManualClock::new(T0 + 10 * idle)).await;
+    assert_eq!(read_all(&h.partition, 0, 1 << 20), all);
+    h.writer.shutdown().await.unwrap();
+}

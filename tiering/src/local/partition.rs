@@ -35,6 +35,11 @@ use crate::stats;
 /// How often the writer rewrites a partition's recovery checkpoint while it is being written to.
 /// Recovery validates at most this much of recent log with CRCs.
 pub const CHECKPOINT_INTERVAL_MS: i64 = 5_000;
+/// A partition written to but then left alone this long closes its active segment's append
+/// handle (after an fsync), and a segment not read for one to two of these periods closes its read
+/// handle, so a node whose thousands of partitions were each written or read once holds no file
+/// for each of them. The next write or read opens the file again.
+pub const IDLE_CLOSE_MS: i64 = 30_000;
 
 /// The first wait before a failed partition is reopened, and the longest (it doubles per failure).
 const MIN_REOPEN_BACKOFF_MS: i64 = 100;
@@ -49,6 +54,8 @@ fn recovered_state(fs: &Arc<dyn Fs>, rec: super::recover::Recovered, now: i64) -
         position: m.size,
         next_offset: m.next_offset,
         active_since_ms: (m.size > 0).then_some(now),
+        last_write_ms: now,
+        last_handle_sweep_ms: now,
         pending: Vec::new(),
         synced: (active.base_offset, m.size),
         checkpointed: (active.base_offset, m.size),
@@ -140,6 +147,16 @@ impl ActiveFile {
         Ok(self.cell.get_or_init(|| f))
     }
 
+    fn is_open(&self) -> bool {
+        self.cell.get().is_some()
+    }
+
+    /// Drops the append handle; the next write opens the file again. Callers fsync first: a
+    /// handle opened later cannot vouch for what this one wrote.
+    fn close(&mut self) {
+        self.cell = std::sync::OnceLock::new();
+    }
+
     /// fsyncs what this process wrote (nothing, if it never opened the file).
     fn sync_data(&self) -> Result<()> {
         match self.cell.get() {
@@ -159,6 +176,10 @@ struct WriterState {
     next_offset: i64,
     /// Clock time of the first append to the active segment, for `segment_ms`.
     active_since_ms: Option<i64>,
+    /// Clock time of the last append, for [`IDLE_CLOSE_MS`].
+    last_write_ms: i64,
+    /// When segments' unread read handles were last let go (every [`IDLE_CLOSE_MS`]).
+    last_handle_sweep_ms: i64,
     pending: Vec<Pending>,
     /// `(segment base, position)` known to be on disk.
     synced: (i64, u64),
@@ -651,6 +672,7 @@ impl Partition {
             st.position += len;
             st.next_offset = next;
             st.active_since_ms.get_or_insert(now);
+            st.last_write_ms = now;
             if b.header().producer_id >= 0 {
                 st.producers.record(b.header(), base, next - 1, now);
                 st.producers_dirty = true;
@@ -918,6 +940,33 @@ impl Partition {
                 if st.synced != st.checkpointed && now - st.last_checkpoint_ms >= CHECKPOINT_INTERVAL_MS {
                     self.write_checkpoint(&mut st)?;
                 }
+                // Idle: fsync what is not yet synced and let the file go. Not while a group is
+                // between write and publish, nor while the disk journal holds batches that only
+                // this handle's fsync will release (its rotation syncs them, and a later tick
+                // closes the file).
+                if st.file.is_open()
+                    && st.pending.is_empty()
+                    && !st.journaled
+                    && now - st.last_write_ms >= IDLE_CLOSE_MS
+                {
+                    let end = (st.active.base_offset, st.position);
+                    if st.synced != end {
+                        st.file.sync_data()?;
+                        st.synced = end;
+                        st.last_sync_ms = now;
+                    }
+                    st.file.close();
+                    metrics::counter!(stats::IDLE_HANDLES_CLOSED).increment(1);
+                }
+                // Read handles of segments nobody read for a sweep interval go too: a node that
+                // once read every segment of thousands of partitions keeps no file for each.
+                if now - st.last_handle_sweep_ms >= IDLE_CLOSE_MS {
+                    st.last_handle_sweep_ms = now;
+                    let closed = self.view().segments.values().filter(|seg| seg.close_if_unread()).count();
+                    if closed > 0 {
+                        metrics::counter!(stats::IDLE_HANDLES_CLOSED).increment(closed as u64);
+                    }
+                }
                 Ok(())
             })();
             if let Err(e) = res {
@@ -1037,7 +1086,7 @@ impl Partition {
             return Err(invalid(format!("rewritten segment rejected: {reason}")));
         }
         // Readers holding the old segment keep its file open across the rename.
-        old.file()?;
+        old.hold_open()?;
         let meta = SegmentMeta { index, size: data.len() as u64, next_offset: m.next_offset, sealed: true };
         let new = Arc::new(Segment::new(&self.fs, &self.dir, base, meta, Some(file)));
         new.mark_verified(0, data.len() as u64);

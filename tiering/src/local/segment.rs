@@ -6,7 +6,8 @@
 //! through the same file handle.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 
@@ -43,7 +44,13 @@ pub struct Segment {
     pub base_offset: i64,
     path: PathBuf,
     fs: Arc<dyn Fs>,
-    file: OnceLock<Arc<dyn LogFile>>,
+    /// The read handle, opened on first use and let go by [`Segment::close_if_unread`].
+    file: RwLock<Option<Arc<dyn LogFile>>>,
+    /// Read since the last [`Segment::close_if_unread`].
+    touched: AtomicBool,
+    /// The handle must stay open: the path may come to name other bytes (a rewrite renamed over
+    /// it) while readers still hold this segment.
+    pinned: AtomicBool,
     pub(crate) meta: RwLock<SegmentMeta>,
     /// Byte ranges (sorted, merged) whose batches are known to pass their CRC: written by this
     /// process, validated by recovery, or checked by an earlier read. Reads check the rest once.
@@ -91,12 +98,17 @@ impl Segment {
         meta: SegmentMeta,
         file: Option<Arc<dyn LogFile>>,
     ) -> Self {
-        let cell = OnceLock::new();
-        if let Some(f) = file {
-            let _ = cell.set(f);
-        }
         let path = segment_path(dir, base_offset, LOG_EXT);
-        Self { base_offset, path, fs: fs.clone(), file: cell, meta: RwLock::new(meta), verified: Mutex::default() }
+        Self {
+            base_offset,
+            path,
+            fs: fs.clone(),
+            touched: AtomicBool::new(file.is_some()),
+            file: RwLock::new(file),
+            pinned: AtomicBool::new(false),
+            meta: RwLock::new(meta),
+            verified: Mutex::default(),
+        }
     }
 
     /// Records that the batches in `start..end` pass their CRC.
@@ -176,12 +188,39 @@ impl Segment {
 
     /// The read handle, opened on first use (sealed segments are opened lazily, so a partition
     /// of thousands of segments costs no file descriptors until read).
-    pub fn file(&self) -> Result<&Arc<dyn LogFile>> {
-        if let Some(f) = self.file.get() {
-            return Ok(f);
+    pub fn file(&self) -> Result<Arc<dyn LogFile>> {
+        self.touched.store(true, Ordering::Relaxed);
+        if let Some(f) = &*self.file.read().expect("invariant: segment file lock not poisoned") {
+            return Ok(f.clone());
+        }
+        let mut cell = self.file.write().expect("invariant: segment file lock not poisoned");
+        if let Some(f) = &*cell {
+            return Ok(f.clone());
         }
         let f = self.fs.open(&self.path).map_err(Error::io("open segment", &self.path))?;
-        Ok(self.file.get_or_init(|| f))
+        *cell = Some(f.clone());
+        Ok(f)
+    }
+
+    /// Opens the read handle and keeps it for the life of this segment: called before a rewrite
+    /// renames new bytes over the path, so readers holding this segment keep reading the old ones.
+    pub(crate) fn hold_open(&self) -> Result<()> {
+        self.pinned.store(true, Ordering::Relaxed);
+        self.file().map(drop)
+    }
+
+    /// Lets the read handle go if nothing read through it since the last call (and it is not
+    /// held open); returns whether a handle was closed. Readers that cloned it keep theirs.
+    pub(crate) fn close_if_unread(&self) -> bool {
+        if self.touched.swap(false, Ordering::Relaxed) || self.pinned.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut cell = self.file.write().expect("invariant: segment file lock not poisoned");
+        // A reader may have opened it between the two checks: it set `touched` first.
+        if self.touched.load(Ordering::Relaxed) || self.pinned.load(Ordering::Relaxed) {
+            return false;
+        }
+        cell.take().is_some()
     }
 
     pub fn meta(&self) -> SegmentMeta {
@@ -280,7 +319,7 @@ impl Segment {
             (m.index.lookup_offset(rel) as u64, m.size)
         };
         let file = self.file()?;
-        let mut reader = ChunkReader { file: &**file, end: size, buf: Vec::new(), at: start };
+        let mut reader = ChunkReader { file: &*file, end: size, buf: Vec::new(), at: start };
         let mut pos = start;
         while pos + HEADER_LEN as u64 <= size {
             let h = BatchHeader::parse(reader.get(pos, HEADER_LEN).map_err(Error::io("read segment", &self.path))?)
@@ -465,4 +504,39 @@ pub fn scan(
         batches += 1;
     }
     Ok(ScanOutcome { end: pos, next_offset: expected_offset, batches, stopped: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::fs::StdFs;
+
+    fn segment(fs: &Arc<dyn Fs>, dir: &Path, bytes: &[u8]) -> Segment {
+        std::fs::write(segment_path(dir, 0, LOG_EXT), bytes).unwrap();
+        let meta = SegmentMeta { index: SegmentIndex::new(), size: bytes.len() as u64, next_offset: 1, sealed: true };
+        Segment::new(fs, dir, 0, meta, None)
+    }
+
+    #[test]
+    fn an_unread_handle_closes_but_a_held_one_keeps_the_old_bytes_across_a_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs: Arc<dyn Fs> = Arc::new(StdFs);
+        let seg = segment(&fs, dir.path(), b"old bytes");
+        assert!(!seg.close_if_unread(), "never opened: nothing to close");
+        assert_eq!(&seg.read_at(0, 9).unwrap()[..], b"old bytes");
+        assert!(!seg.close_if_unread(), "read since the last sweep: kept");
+        assert!(seg.close_if_unread(), "unread for a sweep: closed");
+        assert_eq!(&seg.read_at(0, 9).unwrap()[..], b"old bytes", "reopened on the next read");
+
+        // A rewrite holds the old handle open, then renames new bytes over the path: readers of
+        // this segment keep seeing the old bytes, however many sweeps pass.
+        seg.hold_open().unwrap();
+        let tmp = dir.path().join("new.tmp");
+        std::fs::write(&tmp, b"new bytes").unwrap();
+        std::fs::rename(&tmp, seg.path()).unwrap();
+        for _ in 0..3 {
+            assert!(!seg.close_if_unread());
+        }
+        assert_eq!(&seg.read_at(0, 9).unwrap()[..], b"old bytes");
+    }
 }

@@ -76,7 +76,12 @@ impl LocalBucket {
         } else {
             Err(object_store::Error::Precondition {
                 path: location.to_string(),
-                source: format!("expected ETag {expected:?}, found {current:?}").into(),
+                source: format!(
+                    "expected ETag {}, found {}",
+                    expected.as_deref().unwrap_or("(none)"),
+                    current.as_deref().unwrap_or("(none)")
+                )
+                .into(),
             })
         };
         drop(lock);

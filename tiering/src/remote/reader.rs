@@ -35,6 +35,12 @@ const STREAMS: usize = 16;
 /// that per-request overhead vanishes, small enough to keep several in flight.
 pub const READ_AHEAD_WINDOW: u64 = 16 << 20;
 
+/// The size of one read-ahead GET: [`READ_AHEAD_WINDOW`], or `read_ahead_bytes` when smaller;
+/// whole chunks of `chunk_bytes`.
+pub fn read_ahead_window(read_ahead_bytes: u64, chunk_bytes: u64) -> u64 {
+    (read_ahead_bytes.min(READ_AHEAD_WINDOW) / chunk_bytes).max(1) * chunk_bytes
+}
+
 /// A read-ahead window: the segment's base offset and the window's number in it.
 type Window = (i64, u64);
 
@@ -225,11 +231,8 @@ impl RemoteReader {
         }
     }
 
-    /// Read-ahead window, the size of one read-ahead GET: [`READ_AHEAD_WINDOW`], or
-    /// `read_ahead_bytes` when smaller; whole chunks.
     fn window(&self) -> u64 {
-        let chunk = self.cache.chunk_bytes();
-        (self.read_ahead.min(READ_AHEAD_WINDOW) / chunk).max(1) * chunk
+        read_ahead_window(self.read_ahead, self.cache.chunk_bytes())
     }
 
     /// The first record with timestamp >= `t` in the remote tier: at most three GETs when nothing
