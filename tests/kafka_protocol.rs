@@ -197,6 +197,30 @@ async fn fetch_serves_whole_batches_within_limits_out_of_range_and_long_polls_on
     let ps = &resp.responses[0].partitions;
     assert_eq!(bases(&ps[0].records), [0]);
     assert_eq!((bases(&ps[1].records).len(), ps[1].high_watermark), (0, 1));
+    // The response limit cuts the second partition at whole batches, in request order.
+    r.engine.create_topic("u", TopicConfig { partitions: 2, ..Default::default() }).await.unwrap();
+    r.engine.append("u", 0, records(&[("first", 5)], true)).await.unwrap();
+    for b in 0..4 {
+        let vals: Vec<(String, i64)> = (0..10).map(|i| (format!("{b}-{i}-{}", "y".repeat(100)), 1000 + i)).collect();
+        let refs: Vec<(&str, i64)> = vals.iter().map(|(v, t)| (v.as_str(), *t)).collect();
+        r.engine.append("u", 1, records(&refs, true)).await.unwrap();
+    }
+    let one = |resp: &FetchResponse, i: usize| resp.responses[0].partitions[i].records.clone().unwrap_or_default();
+    let alone: FetchResponse = r.call(ApiKey::Fetch, 12, &fetch(&[("u", 0, 0, 1 << 20)], 1 << 20, 1, 0)).await;
+    let first_len = one(&alone, 0).len();
+    let all: FetchResponse = r.call(ApiKey::Fetch, 12, &fetch(&[("u", 1, 0, 1 << 20)], 1 << 20, 1, 0)).await;
+    let lens: Vec<usize> = tiering::batch::batches_in(&one(&all, 0)).map(|(h, _)| h.total_len()).collect();
+    assert_eq!(lens.len(), 4, "{lens:?}");
+    let max = first_len + lens[0] + lens[1] + lens[2] / 2;
+    let req = fetch(&[("u", 0, 0, 1 << 20), ("u", 1, 0, 1 << 20)], max as i32, 1, 0);
+    let resp: FetchResponse = r.call(ApiKey::Fetch, 12, &req).await;
+    assert_eq!(one(&resp, 0).len(), first_len);
+    assert_eq!(bases(&resp.responses[0].partitions[1].records), [0, 10]);
+    // The per-partition limit as well.
+    let req = fetch(&[("u", 1, 0, (lens[0] + lens[1] / 2) as i32), ("u", 0, 0, 1 << 20)], 1 << 20, 1, 0);
+    let resp: FetchResponse = r.call(ApiKey::Fetch, 12, &req).await;
+    assert_eq!(bases(&resp.responses[0].partitions[0].records), [0]);
+    assert_eq!(one(&resp, 1).len(), first_len);
     // At the high watermark: nothing; past it: OFFSET_OUT_OF_RANGE with the range.
     let resp: FetchResponse = r.call(ApiKey::Fetch, 12, &fetch(&[("t", 0, 80, 1 << 20)], 1 << 20, 0, 0)).await;
     assert_eq!(

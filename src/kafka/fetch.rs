@@ -15,6 +15,7 @@ use super::dispatch::{Ctx, Reply};
 use super::metadata::check_leader_epoch;
 use crate::engine::Engine;
 use crate::error::Error;
+use tiering::local::ReadResult;
 
 /// The longest a Fetch is held, whatever `max_wait_ms` asks.
 const MAX_WAIT_MS: u64 = 300_000;
@@ -101,17 +102,39 @@ pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
 
 /// One pass over every partition: whole batches within the limits (the first batch of the
 /// response even when it alone is over them, as KIP-74), and the partition's offsets.
+///
+/// The partitions that the response can hold even if each filled its own limit are read at once
+/// (on both cores; a fetch of many partitions waits for the slowest, not for their sum), the rest
+/// one by one with what is left of `max_bytes`. Results are then taken in request order under the
+/// same limits as a one-by-one pass, cut at whole batches, so the answer does not depend on which
+/// read finished first.
 async fn read_all(
     engine: &Engine,
     wants: &[Vec<Want>],
     max_bytes: usize,
     read_committed: bool,
 ) -> (Vec<Vec<PartitionData>>, usize) {
+    // The partitions read together: in order, while the limits before them leave room.
+    let mut eager: Vec<Option<tokio::task::JoinHandle<crate::Result<ReadResult>>>> = Vec::new();
+    let mut budget = max_bytes;
+    for w in wants.iter().flatten() {
+        if budget == 0 && !eager.is_empty() {
+            break;
+        }
+        let limit = w.max_bytes.min(max_bytes).max(1);
+        budget = budget.saturating_sub(limit);
+        eager.push(w.refused.is_none().then(|| {
+            let (engine, topic, partition, offset) = (engine.clone(), w.topic.clone(), w.partition as u32, w.offset);
+            tokio::spawn(async move { engine.read(&topic, partition, offset, limit).await })
+        }));
+    }
+    let mut eager = eager.into_iter();
     let mut total = 0usize;
     let mut out = Vec::with_capacity(wants.len());
     for topic in wants {
         let mut parts = Vec::with_capacity(topic.len());
         for w in topic {
+            let early = eager.next();
             let mut p = PartitionData::default()
                 .with_partition_index(w.partition)
                 .with_high_watermark(-1)
@@ -140,15 +163,24 @@ async fn read_all(
                 parts.push(p);
                 continue;
             }
-            match engine.read(&w.topic, w.partition as u32, w.offset, limit.max(1)).await {
+            let read = match early.flatten() {
+                Some(handle) => handle.await.unwrap_or_else(|e| {
+                    Err(Error::PartitionUnavailable {
+                        topic: w.topic.clone(),
+                        partition: w.partition as u32,
+                        reason: format!("the read task failed: {e}"),
+                    })
+                }),
+                None => engine.read(&w.topic, w.partition as u32, w.offset, limit.max(1)).await,
+            };
+            match read {
                 Ok(r) => {
                     (p.high_watermark, p.last_stable_offset, p.log_start_offset) =
                         (r.high_watermark, r.high_watermark, r.log_start_offset);
                     // Past the limits only as the response's first batch.
-                    if total == 0 || r.batches.len() <= limit {
-                        total += r.batches.len();
-                        p.records = Some(r.batches);
-                    }
+                    let records = whole_batches(r.batches, limit, total == 0);
+                    total += records.len();
+                    p.records = Some(records);
                 }
                 Err(Error::OffsetOutOfRange { start, end, .. }) => {
                     p.error_code = K::OffsetOutOfRange.code();
@@ -164,4 +196,21 @@ async fn read_all(
         out.push(parts);
     }
     (out, total)
+}
+
+/// The longest prefix of whole batches of `batches` within `limit` bytes; the first batch even
+/// when it alone is over, if `first_of_response`.
+fn whole_batches(batches: Bytes, limit: usize, first_of_response: bool) -> Bytes {
+    if batches.len() <= limit {
+        return batches;
+    }
+    let mut end = 0usize;
+    for (h, _) in tiering::batch::batches_in(&batches) {
+        let next = end + h.total_len();
+        if next > limit && !(end == 0 && first_of_response) {
+            break;
+        }
+        end = next;
+    }
+    batches.slice(..end)
 }
