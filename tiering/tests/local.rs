@@ -425,13 +425,14 @@ async fn local_reads_check_each_batch_once_and_keep_the_intact_batches_before_a_
     h.writer.shutdown().await.unwrap();
 }
 
-/// Open file descriptors of this process on files under `dir`.
+/// Open file descriptors of this process on segment files (`.log`) under `dir`. Only those: a
+/// tick of the writer's own ticker may be writing a checkpoint file meanwhile.
 fn open_files_under(dir: &Path) -> usize {
     let dir = dir.canonicalize().unwrap();
     std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.starts_with(&dir))
+        .filter(|target| target.starts_with(&dir) && target.extension().is_some_and(|x| x == "log"))
         .count()
 }
 
@@ -489,4 +490,34 @@ async fn a_partition_left_idle_closes_its_file_and_reopens_it_on_the_next_write(
     let h = open(dir.path(), config, ManualClock::new(T0 + 10 * idle)).await;
     assert_eq!(read_all(&h.partition, 0, 1 << 20), all);
     h.writer.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn partitions_going_idle_together_close_a_few_per_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    // Only this test's ticks: the writer's own come every 60 s of the manual clock, which moves
+    // 30 s here.
+    let writer = LogWriter::start(WriterConfig { tick_ms: 60_000, ..Default::default() }, None, clock.clone()).unwrap();
+    // No fsync on append: each idle close needs an fsync, and a tick spends at most 8.
+    let config = LogConfig { durability: Durability::None, segment_ms: 24 * 3_600_000, ..small_config() };
+    let mut parts = Vec::new();
+    for id in 0..20 {
+        let p = Partition::open("t", id, &dir.path().join(id.to_string()), config.clone(), clock.clone()).unwrap();
+        writer.register(p.clone()).await.unwrap();
+        writer.append(&p, batch(id as u64, 2, |_| T0)).await.unwrap();
+        parts.push(p);
+    }
+    assert_eq!(open_files_under(dir.path()), 20);
+    clock.advance(tiering::local::partition::IDLE_CLOSE_MS);
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        writer.tick().await.unwrap();
+        open.push(open_files_under(dir.path()));
+    }
+    assert_eq!(open, [12, 4, 0]);
+    for p in &parts {
+        assert_eq!(p.high_watermark(), 2);
+    }
+    writer.shutdown().await.unwrap();
 }

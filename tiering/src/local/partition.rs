@@ -918,7 +918,12 @@ impl Partition {
     /// A failed write or fsync fails the partition; it is never retried. After a failed fsync
     /// Linux may have dropped the dirty pages and cleared the error, so a retry could report
     /// success for bytes that are not on disk, and the checkpoint would then vouch for them.
-    pub(crate) fn tick(&self) -> Result<()> {
+    ///
+    /// `idle_syncs` is how many more fsyncs this round of ticks may spend closing idle handles
+    /// (the writer shares it across its partitions): thousands of partitions going idle at once
+    /// must not stall the writer for thousands of fsyncs in one tick. A partition over the budget
+    /// closes on a later tick.
+    pub(crate) fn tick(&self, idle_syncs: &mut u32) -> Result<()> {
         let now = self.clock.now_ms();
         {
             let mut st = self.lock_writer();
@@ -944,13 +949,15 @@ impl Partition {
                 // between write and publish, nor while the disk journal holds batches that only
                 // this handle's fsync will release (its rotation syncs them, and a later tick
                 // closes the file).
+                let end = (st.active.base_offset, st.position);
                 if st.file.is_open()
                     && st.pending.is_empty()
                     && !st.journaled
                     && now - st.last_write_ms >= IDLE_CLOSE_MS
+                    && (st.synced == end || *idle_syncs > 0)
                 {
-                    let end = (st.active.base_offset, st.position);
                     if st.synced != end {
+                        *idle_syncs -= 1;
                         st.file.sync_data()?;
                         st.synced = end;
                         st.last_sync_ms = now;
