@@ -851,6 +851,12 @@ impl Engine {
         Ok(self.topic(name)?.config.clone())
     }
 
+    /// How many partitions a topic has (cheap, unlike [`Engine::describe_topic`], which describes
+    /// every partition).
+    pub fn partition_count(&self, name: &str) -> Result<u32> {
+        Ok(self.topic(name)?.logs.len() as u32)
+    }
+
     /// A topic's settings and the state of each partition.
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
         let t = self.topic(name)?;

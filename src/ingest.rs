@@ -56,8 +56,8 @@ fn record_size(record: &tiering::batch::Record) -> usize {
 /// less room for the batch header. A produce aims for smaller batches (`batch_bytes`); a record
 /// bigger than that goes alone in a batch, up to this.
 pub fn record_limit(engine: &Engine, topic: &str) -> crate::Result<usize> {
-    let t = engine.describe_topic(topic)?;
-    Ok(t.config.log.batch_limit().saturating_sub(256).max(1))
+    let config = engine.topic_config(topic)?;
+    Ok(config.log.batch_limit().saturating_sub(256).max(1))
 }
 
 /// Parses one line of a produce and checks it fits in a batch of `limit` bytes.
@@ -140,8 +140,7 @@ pub async fn produce(
     input: impl BufRead,
 ) -> Result<ProduceSummary, ProduceFailed> {
     let failed = |error: anyhow::Error| ProduceFailed { appended: ProduceSummary::default(), error };
-    let topic = engine.describe_topic(&args.topic).map_err(|e| failed(e.into()))?;
-    let partitions = topic.partitions.len() as u32;
+    let partitions = engine.partition_count(&args.topic).map_err(|e| failed(e.into()))?;
     let limit = record_limit(engine, &args.topic).map_err(|e| failed(e.into()))?;
     let batch_bytes = args.batch_bytes.min(limit);
     if let Some(p) = args.partition

@@ -172,7 +172,7 @@ pub struct Replay {
 
 impl Replay {
     pub(crate) async fn start(engine: &Engine, topic: &str, spec: ReplaySpec) -> Result<Replay> {
-        let all = engine.describe_topic(topic)?.partitions.len() as u32;
+        let all = engine.partition_count(topic)?;
         let partitions = spec.partitions.clone().unwrap_or_else(|| (0..all).collect());
         let mut cursors = Vec::with_capacity(partitions.len());
         let mut ranges = Vec::with_capacity(partitions.len());

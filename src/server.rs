@@ -474,7 +474,7 @@ async fn replay(State(engine): Shared, Path(topic): Path<String>, Query(q): Quer
         if wait > MAX_WAIT_MS {
             return Err(ApiError::bad_request("invalid", format!("wait_ms={wait}: at most {MAX_WAIT_MS}")));
         }
-        let all = engine.describe_topic(&topic)?.partitions.len() as u32;
+        let all = engine.partition_count(&topic)?;
         let parts: Vec<u32> = q.partition.map_or_else(|| (0..all).collect(), |p| vec![p]);
         let targets: Vec<(&str, u32, i64)> = parts.iter().map(|&p| (topic.as_str(), p, from)).collect();
         engine.wait_for_any(&targets, wait).await?;

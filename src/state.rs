@@ -193,7 +193,7 @@ pub(crate) async fn state_at(engine: &Engine, topic: &str, spec: StateSpec) -> R
         At::Time(t) => Position::Time(t),
         At::Offset(o) => Position::Offset(o.saturating_add(1)),
     };
-    let all = engine.describe_topic(topic)?.partitions.len() as u32;
+    let all = engine.partition_count(topic)?;
     let partitions = spec.partitions.clone().unwrap_or_else(|| (0..all).collect());
     let scratch_dir = engine.config().data_dir.join("tmp").join(format!(
         "state-{}-{}",

@@ -34,7 +34,7 @@ pub async fn run(cli: &Cli, args: &CompactArgs) -> anyhow::Result<()> {
 }
 
 async fn compact(engine: &Engine, args: &CompactArgs) -> anyhow::Result<()> {
-    let partitions = engine.describe_topic(&args.topic)?.partitions.len() as u32;
+    let partitions = engine.partition_count(&args.topic)?;
     let chosen: Vec<u32> = args.partition.clone().unwrap_or_else(|| (0..partitions).collect());
     let pb = ProgressBar::new(0);
     pb.set_style(
