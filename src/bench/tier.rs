@@ -201,10 +201,10 @@ pub(crate) async fn raw_replay(
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// The raw reader's best shape of ranged GETs, found by a sweep over a sample of the objects.
 /// Bytes the raw reader's shape sweep reads per shape tried.
 pub(crate) const RAW_SWEEP_SAMPLE: u64 = 512 << 20;
 
+/// The raw reader's best shape of ranged GETs, found by a sweep over a sample of the objects.
 pub(crate) struct RawShape {
     /// Bytes per GET.
     pub window: u64,

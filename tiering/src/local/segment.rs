@@ -189,7 +189,11 @@ impl Segment {
     /// The read handle, opened on first use (sealed segments are opened lazily, so a partition
     /// of thousands of segments costs no file descriptors until read).
     pub fn file(&self) -> Result<Arc<dyn LogFile>> {
-        self.touched.store(true, Ordering::Relaxed);
+        // Written only when it changes: concurrent readers of one segment share the flag's
+        // cache line, and a store on every read would bounce it between cores.
+        if !self.touched.load(Ordering::Relaxed) {
+            self.touched.store(true, Ordering::Relaxed);
+        }
         if let Some(f) = &*self.file.read().expect("invariant: segment file lock not poisoned") {
             return Ok(f.clone());
         }
