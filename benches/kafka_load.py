@@ -34,18 +34,24 @@ def producer_proc(bootstrap, topic, partition, n, size, ready, go, out):
     p = Producer({'bootstrap.servers': bootstrap, 'acks': 'all', 'linger.ms': 5,
                   'batch.size': 1000000, 'queue.buffering.max.kbytes': 262144})
     value = bytes(i * 31 % 251 for i in range(size))
+    # The messages are built before the start, and handed to librdkafka a thousand at a time
+    # (produce_batch): the Python loop per record would otherwise cost more than the broker.
+    msgs = [{'value': value, 'key': b'k%06d' % (i % 100000)} for i in range(n)]
     p.list_topics(topic, timeout=10)
     ready.set()
     go.wait()
-    for i in range(n):
-        while True:
-            try:
-                p.produce(topic, value=value, key=b'k%06d' % (i % 100000), partition=partition)
-                break
-            except BufferError:
+    for j in range(0, n, 1000):
+        chunk, deadline = msgs[j:j + 1000], time.monotonic() + 60
+        while chunk:
+            p.produce_batch(topic, chunk, partition=partition)
+            # Messages librdkafka could not queue (its queue full) carry '_error': again, after
+            # serving delivery reports, for at most a minute.
+            failed = [(m, m.pop('_error')) for m in chunk if '_error' in m]
+            chunk = [m for m, _ in failed]
+            if chunk:
+                assert time.monotonic() < deadline, f'cannot queue records: {failed[0][1]}'
                 p.poll(0.001)
-        if i % 1000 == 0:
-            p.poll(0)
+        p.poll(0)
     assert p.flush(120) == 0
     out.put(time.perf_counter())
 

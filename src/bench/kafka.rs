@@ -134,6 +134,16 @@ async fn read_all(engine: &Engine, topic: &str, partitions: u32) -> anyhow::Resu
     Ok((bytes, started.elapsed().as_secs_f64()))
 }
 
+/// What a cold consume asked of the bucket, for `bytes` of segments.
+fn requests(c: &tiering::remote::RequestCounts, bytes: u64) -> String {
+    format!(
+        "the consume made {} GETs ({:.2} per 8 MiB) reading {:.2}x the segments' bytes",
+        c.gets(),
+        c.gets() as f64 / (bytes as f64 / (8u64 << 20) as f64),
+        c.bytes_read as f64 / bytes.max(1) as f64
+    )
+}
+
 /// Fetches every partition of `topic` to its end over one Kafka connection from Rust (the
 /// `kafka-protocol` codec: no client library in the way), 8 MiB per partition per request, the
 /// next request's offsets taken from the batches returned; (record bytes, seconds).
@@ -397,14 +407,16 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     let objects = segment_objects(&store, "kbench").await?;
     let remote: u64 = objects.iter().map(|(_, s)| s).sum();
     // Cold, once each: a second pass would read the cache.
+    let before = engine.object_store_counts();
     let v =
         load(&python, &script, &["consume".into(), bootstrap.clone(), "kbench".into(), PRODUCERS.to_string()]).await?;
+    let gets = engine.object_store_counts().since(&before);
     let cold = remote as f64 / f(&v, "elapsed_s")? / 1e6;
     let shape = super::tier::raw_best_shape(&store, &objects, super::tier::RAW_SWEEP_SAMPLE).await?;
     let raw_s = super::tier::raw_replay(&store, &objects, shape.window, shape.depth).await?;
     let raw = remote as f64 / raw_s / 1e6;
     rounds_line("3. consume via Fetch, from the bucket (vs ranged GETs)", &[cold], &[raw], "MB/s", Some(0.7));
-    println!("   {}", shape.describe());
+    println!("   {}; {}", shape.describe(), requests(&gets, remote));
     // Cold again from Rust: a fresh engine on the same data dir and bucket has an empty cache.
     server.stop().await?;
     engine.close().await?;
@@ -412,7 +424,9 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let server = crate::kafka::Serving::start(engine.clone(), cfg.kafka.clone(), loopback).await?;
     let bootstrap = server.addr.to_string();
+    let before = engine.object_store_counts();
     let (b, s) = fetch_all(&bootstrap, "kbench", &ends).await?;
+    let gets = engine.object_store_counts().since(&before);
     let raw_s = super::tier::raw_replay(&store, &objects, shape.window, shape.depth).await?;
     rounds_line(
         "3. ... Fetch requests from Rust, bucket (vs ranged GETs)",
@@ -421,6 +435,7 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
         "MB/s",
         Some(0.7),
     );
+    println!("   {}", requests(&gets, remote));
     let wire = loopback_limit(remote).await?;
     rounds_line(
         "3. ... Fetch requests from Rust, bucket (vs loopback TCP)",

@@ -12,6 +12,16 @@
 //!   chunks and leaves what point readers use alone; a replay that fits stays cached (nothing is
 //!   evicted below capacity). Chunks fetched by other reads go to the high-priority pool
 //!   (`HIGH_PRIORITY_RATIO` of the memory) and, when evicted from memory, to the disk tier.
+//! - **Read-ahead within the memory.** Read-ahead chunks fetched, or in flight, and not read yet
+//!   are counted against a budget of a quarter of the memory tier: a prefetch that would pass
+//!   it starts nothing, and the reader fetches those bytes itself when it gets there. A read
+//!   moves its chunks to the young end of the LRU, so read-ahead waiting to be read is older
+//!   than what was just read and goes first when the memory is full: it survives only while it
+//!   and the reads made before its turn fit in the low-priority pool (at least half the memory),
+//!   hence a quarter. Without the bound, many concurrent streams (a Fetch of eight partitions,
+//!   each reading 48 MiB ahead) evicted each other's read-ahead before it was read and fetched
+//!   every byte two or three times. Chunks neither read nor evicted within `AHEAD_TTL` (a
+//!   reader that stopped) no longer count.
 //! - **Verified once.** A GET of segment bytes given the segment's index CRC-checks every batch
 //!   wholly inside it as it arrives, and marks each chunk whose overlapping batches all passed.
 //!   Reads whose chunks are all marked skip the check; others (chunks cut through a batch at a
@@ -23,6 +33,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use foyer::{
@@ -41,6 +52,9 @@ use crate::stats;
 
 /// Share of the memory tier kept for chunks of non-scan reads.
 pub const HIGH_PRIORITY_RATIO: f64 = 0.5;
+
+/// How long a read-ahead chunk nobody has read counts against the read-ahead budget.
+const AHEAD_TTL: Duration = Duration::from_secs(30);
 
 type Flight = Shared<BoxFuture<'static, std::result::Result<Arc<Vec<Chunk>>, Arc<Error>>>>;
 
@@ -88,6 +102,10 @@ pub struct ChunkCache {
     store: Arc<dyn ObjectStore>,
     chunk: u64,
     inflight: Mutex<HashMap<u128, Arc<InFlight>>>,
+    /// Read-ahead chunks fetched or in flight and not read yet: when each was asked for.
+    ahead: Mutex<HashMap<u128, Instant>>,
+    /// The most bytes `ahead` may hold.
+    ahead_budget: u64,
 }
 
 impl std::fmt::Debug for ChunkCache {
@@ -141,7 +159,14 @@ impl ChunkCache {
             storage.build().await
         };
         let cache = cache.map_err(|e| Error::InvalidConfig { field: "tiering.cache", reason: e.to_string() })?;
-        Ok(Arc::new(Self { cache, store, chunk: config.chunk_bytes, inflight: Mutex::new(HashMap::new()) }))
+        Ok(Arc::new(Self {
+            cache,
+            store,
+            chunk: config.chunk_bytes,
+            inflight: Mutex::new(HashMap::new()),
+            ahead: Mutex::new(HashMap::new()),
+            ahead_budget: (config.memory_bytes as f64 * (1.0 - HIGH_PRIORITY_RATIO) / 2.0) as u64,
+        }))
     }
 
     pub fn chunk_bytes(&self) -> u64 {
@@ -228,6 +253,14 @@ impl ChunkCache {
             c = i.max(c + 1);
         }
         let chunks: Vec<Chunk> = chunks.into_iter().map(|c| c.expect("invariant: every chunk was fetched")).collect();
+        {
+            let mut ahead = self.ahead.lock().expect("invariant: cache lock not poisoned");
+            if !ahead.is_empty() {
+                for c in first..=last {
+                    ahead.remove(&cache_key(object, c));
+                }
+            }
+        }
         let verified = chunks.iter().all(|c| c.verified);
         let skip = (range.start - first * self.chunk) as usize;
         let len = (range.end - range.start) as usize;
@@ -311,7 +344,8 @@ impl ChunkCache {
 
     /// Starts fetching `range` in the background (read-ahead): one GET per run of chunks neither
     /// cached nor in flight, registered before this returns, so a read that follows shares it.
-    /// Errors are left for the reader that needs the bytes.
+    /// Only as much as the read-ahead budget has room for, from the start of `range` (see the
+    /// module docs). Errors are left for the reader that needs the bytes.
     pub fn prefetch(self: &Arc<Self>, key: &Path, size: u64, range: Range<u64>, index: Option<&Arc<SegmentIndex>>) {
         let range = range.start..range.end.min(size);
         if range.start >= range.end {
@@ -320,11 +354,25 @@ impl ChunkCache {
         let object = object_hash(key);
         let (first, last) = (range.start / self.chunk, (range.end - 1) / self.chunk);
         let mut inflight = self.inflight.lock().expect("invariant: cache lock not poisoned");
+        let mut ahead = self.ahead.lock().expect("invariant: cache lock not poisoned");
+        // What still waits to be read: not evicted meanwhile, its GET not failed, not abandoned.
+        let now = Instant::now();
+        ahead.retain(|k, at| {
+            now.duration_since(*at) < AHEAD_TTL && (inflight.contains_key(k) || self.cache.contains(k))
+        });
+        // Room for this object: its fair share of the budget among the objects read ahead now
+        // (so concurrent streams each keep some read-ahead), within what the budget has left.
+        let budget = self.ahead_budget / self.chunk;
+        let mine = ahead.keys().filter(|k| (**k >> 64) as u64 == object).count() as u64;
+        let objects: std::collections::HashSet<u64> = ahead.keys().map(|k| (*k >> 64) as u64).collect();
+        let share = budget / (objects.len() as u64 + u64::from(!objects.contains(&object))).max(1);
+        let room = share.saturating_sub(mine).min(budget.saturating_sub(ahead.len() as u64));
         let missing = |inflight: &HashMap<u128, Arc<InFlight>>, c: u64| {
             let k = cache_key(object, c);
             !self.cache.contains(&k) && !inflight.contains_key(&k)
         };
         let mut c = first;
+        let mut taken = 0u64;
         while c <= last {
             if !missing(&inflight, c) {
                 c += 1;
@@ -333,6 +381,16 @@ impl ChunkCache {
             let mut end = c + 1;
             while end <= last && missing(&inflight, end) {
                 end += 1;
+            }
+            let end = end.min(c + room - taken);
+            if end <= c {
+                let deferred = (last + 1 - c) * self.chunk;
+                metrics::counter!(stats::READ_AHEAD_DEFERRED_BYTES).increment(deferred);
+                return;
+            }
+            taken += end - c;
+            for i in c..end {
+                ahead.insert(cache_key(object, i), now);
             }
             let f = self.start_flight(&mut inflight, key, object, size, c, end, true, index.cloned());
             tokio::spawn(async move {
@@ -345,6 +403,12 @@ impl ChunkCache {
     /// Whether the cache holds chunk `chunk` of `key` (in memory or on disk).
     pub fn contains(&self, key: &Path, chunk: u64) -> bool {
         self.cache.contains(&cache_key(object_hash(key), chunk))
+    }
+
+    /// Whether the chunk holding byte `at` of `key` is cached or being fetched.
+    pub fn ready(&self, key: &Path, at: u64) -> bool {
+        let k = cache_key(object_hash(key), at / self.chunk);
+        self.cache.contains(&k) || self.inflight.lock().expect("invariant: cache lock not poisoned").contains_key(&k)
     }
 
     pub async fn close(&self) {
@@ -380,7 +444,7 @@ mod tests {
 
     async fn cache(store: Arc<dyn ObjectStore>) -> Arc<ChunkCache> {
         let config = CacheConfig {
-            memory_bytes: 1 << 20,
+            memory_bytes: 2 << 20,
             disk_bytes: Some(0),
             dir: None,
             chunk_bytes: 4096,
@@ -415,6 +479,71 @@ mod tests {
         counting.put(&other, PutPayload::from(data.clone())).await.unwrap();
         let read = c.get_range(&other, size, 0..idx.rows[0].end(), false, None).await.unwrap();
         assert!(!read.verified);
+    }
+
+    impl ChunkCache {
+        /// Waits for every GET in flight.
+        async fn settle(&self) {
+            let flights: Vec<Flight> = self.inflight.lock().unwrap().values().map(|f| f.flight.clone()).collect();
+            for f in flights {
+                let _ = f.await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn read_ahead_waiting_to_be_read_stays_within_a_quarter_of_the_memory() {
+        // 2 MiB of memory: 512 KiB (128 chunks of 4 KiB) of read-ahead may wait to be read.
+        let data: Vec<u8> = (0..2u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+        let counting = Arc::new(CountingStore::new(Arc::new(InMemory::new())));
+        let (a, b) = (Path::from("a.log"), Path::from("b.log"));
+        counting.put(&a, PutPayload::from(data.clone())).await.unwrap();
+        counting.put(&b, PutPayload::from(data.clone())).await.unwrap();
+        let c = cache(counting.clone()).await;
+        let size = data.len() as u64;
+        let fetched = |since: &crate::remote::RequestCounts| counting.counts().since(since).bytes_read;
+
+        let t0 = counting.counts();
+        c.prefetch(&a, size, 0..size, None);
+        c.prefetch(&b, size, 0..size, None);
+        c.settle().await;
+        let got = c.get_range(&a, size, 0..4096, true, None).await.unwrap();
+        assert_eq!(&got.bytes[..], &data[..4096]);
+        assert_eq!(fetched(&t0), 512 << 10, "only the budget's worth is fetched ahead, from the start");
+
+        // Reading what was fetched frees its room; the next prefetch fetches that much again.
+        for at in (4096..512 << 10).step_by(64 << 10) {
+            let end = (at + (64 << 10)).min(512 << 10);
+            let got = c.get_range(&a, size, at..end, true, None).await.unwrap();
+            assert_eq!(&got.bytes[..], &data[at as usize..end as usize]);
+        }
+        assert_eq!(fetched(&t0), 512 << 10, "the reads were served by the read-ahead");
+        let t1 = counting.counts();
+        c.prefetch(&b, size, 0..size, None);
+        c.settle().await;
+        let got = c.get_range(&a, size, (1 << 20)..(1 << 20) + 100, true, None).await.unwrap();
+        assert_eq!(&got.bytes[..], &data[1 << 20..(1 << 20) + 100]);
+        let n = fetched(&t1);
+        assert_eq!(n, (512 << 10) + 4096, "b's next 512 KiB ahead, and a's chunk on demand: {n}");
+        // Past the budget nothing is fetched, and reads still get their bytes.
+        let t2 = counting.counts();
+        c.prefetch(&a, size, (1 << 20)..size, None);
+        c.settle().await;
+        assert_eq!(fetched(&t2), 0);
+        let got = c.get_range(&b, size, size - 10..size, true, None).await.unwrap();
+        assert_eq!(&got.bytes[..], &data[data.len() - 10..]);
+
+        // Two streams share the budget: once b has read half of its read-ahead, a may take the
+        // room (its half), and b gets no more until it reads on.
+        let got = c.get_range(&b, size, 0..256 << 10, true, None).await.unwrap();
+        assert_eq!(&got.bytes[..], &data[..256 << 10]);
+        let t3 = counting.counts();
+        c.prefetch(&a, size, (1 << 20) + 4096..size, None);
+        c.prefetch(&b, size, 512 << 10..size, None);
+        c.settle().await;
+        let got = c.get_range(&a, size, (1 << 20) + 4096..(1 << 20) + 8192, true, None).await.unwrap();
+        assert_eq!(&got.bytes[..], &data[(1 << 20) + 4096..(1 << 20) + 8192]);
+        assert_eq!(fetched(&t3), 256 << 10, "a's share; nothing more for b");
     }
 
     #[tokio::test]

@@ -177,9 +177,11 @@ impl RemoteReader {
         let window = (e.base_offset, range.start / self.window());
         let (sequential, ahead) = self.continues_stream(offset, next, window);
         let key = e.segment_key(self.manifest.keys());
-        if ahead {
-            // Entering a window: that window and the two after it. The read below then waits
-            // on the window's GET instead of fetching a sliver of its own.
+        // Entering a window: that window and the ones after it. The read below then waits on
+        // the window's GET instead of fetching a sliver of its own. Inside a window, again when
+        // what follows this read is not on its way (the cache's read-ahead budget cut the last
+        // prefetch short).
+        if ahead || (sequential && range.end < e.size && !self.cache.ready(&key, range.end)) {
             self.read_ahead(&e, &idx, range.start).await;
         }
         let read = self.cache.get_range(&key, e.size, range.clone(), sequential, Some(&idx)).await?;
