@@ -124,6 +124,11 @@ fn cache_key(object: u64, chunk: u64) -> u128 {
     ((object as u128) << 64) | chunk as u128
 }
 
+/// The object of a [`cache_key`].
+fn key_object(key: u128) -> u64 {
+    (key >> 64) as u64
+}
+
 impl ChunkCache {
     /// Builds the cache; the disk tier, of `disk_bytes` (0: none), lives in `dir` (emptied:
     /// cached chunks are not trusted across restarts).
@@ -219,10 +224,7 @@ impl ChunkCache {
                 } else if self.cache.contains(&k) {
                     None
                 } else {
-                    let free = |i: u64| {
-                        let k = cache_key(object, i);
-                        !inflight.contains_key(&k) && !self.cache.contains(&k)
-                    };
+                    let free = |i: u64| !self.held(&inflight, cache_key(object, i));
                     let mut end = c + 1;
                     while end <= last && chunks[(end - first) as usize].is_none() && free(end) {
                         end += 1;
@@ -357,20 +359,15 @@ impl ChunkCache {
         let mut ahead = self.ahead.lock().expect("invariant: cache lock not poisoned");
         // What still waits to be read: not evicted meanwhile, its GET not failed, not abandoned.
         let now = Instant::now();
-        ahead.retain(|k, at| {
-            now.duration_since(*at) < AHEAD_TTL && (inflight.contains_key(k) || self.cache.contains(k))
-        });
+        ahead.retain(|k, at| now.duration_since(*at) < AHEAD_TTL && self.held(&inflight, *k));
         // Room for this object: its fair share of the budget among the objects read ahead now
         // (so concurrent streams each keep some read-ahead), within what the budget has left.
         let budget = self.ahead_budget / self.chunk;
-        let mine = ahead.keys().filter(|k| (**k >> 64) as u64 == object).count() as u64;
-        let objects: std::collections::HashSet<u64> = ahead.keys().map(|k| (*k >> 64) as u64).collect();
+        let mine = ahead.keys().filter(|k| key_object(**k) == object).count() as u64;
+        let objects: std::collections::HashSet<u64> = ahead.keys().map(|k| key_object(*k)).collect();
         let share = budget / (objects.len() as u64 + u64::from(!objects.contains(&object))).max(1);
         let room = share.saturating_sub(mine).min(budget.saturating_sub(ahead.len() as u64));
-        let missing = |inflight: &HashMap<u128, Arc<InFlight>>, c: u64| {
-            let k = cache_key(object, c);
-            !self.cache.contains(&k) && !inflight.contains_key(&k)
-        };
+        let missing = |inflight: &HashMap<u128, Arc<InFlight>>, c: u64| !self.held(inflight, cache_key(object, c));
         let mut c = first;
         let mut taken = 0u64;
         while c <= last {
@@ -407,8 +404,13 @@ impl ChunkCache {
 
     /// Whether the chunk holding byte `at` of `key` is cached or being fetched.
     pub fn ready(&self, key: &Path, at: u64) -> bool {
-        let k = cache_key(object_hash(key), at / self.chunk);
-        self.cache.contains(&k) || self.inflight.lock().expect("invariant: cache lock not poisoned").contains_key(&k)
+        let inflight = self.inflight.lock().expect("invariant: cache lock not poisoned");
+        self.held(&inflight, cache_key(object_hash(key), at / self.chunk))
+    }
+
+    /// Whether chunk `k` is cached or in `inflight` (the caller holds the in-flight lock).
+    fn held(&self, inflight: &HashMap<u128, Arc<InFlight>>, k: u128) -> bool {
+        inflight.contains_key(&k) || self.cache.contains(&k)
     }
 
     pub async fn close(&self) {
