@@ -68,6 +68,7 @@ pub const DUPLICATE_BATCHES: &str = "tierlog_duplicate_batches_total";
 /// Segment file handles closed because their partition sat idle (`IDLE_CLOSE_MS`): append handles
 /// after a period without writes, read handles after one without reads.
 pub const IDLE_HANDLES_CLOSED: &str = "tierlog_idle_handles_closed_total";
-/// Read-ahead bytes not fetched because the read-ahead already waiting in the memory cache was at
-/// its budget (a quarter of the memory tier): the reader fetches them when it gets there.
-pub const READ_AHEAD_DEFERRED_BYTES: &str = "tierlog_read_ahead_deferred_bytes_total";
+/// Bytes sequential readers of the bucket fetched themselves because read-ahead had not started
+/// them (a stream's first reads, or its share of the read-ahead budget was full): near zero
+/// while read-ahead keeps up.
+pub const READ_AHEAD_MISSED_BYTES: &str = "tierlog_read_ahead_missed_bytes_total";

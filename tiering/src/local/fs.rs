@@ -45,6 +45,10 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     fn create(&self, path: &Path) -> std::io::Result<Arc<dyn LogFile>>;
     /// Opens an existing file for reading.
     fn open(&self, path: &Path) -> std::io::Result<Arc<dyn LogFile>>;
+    /// Opens an existing file to write it again from its start: `append` writes over its old
+    /// bytes, which stay past the last write (a recycled journal file: no block allocation, and
+    /// an fdatasync with no metadata to commit).
+    fn reuse(&self, path: &Path) -> std::io::Result<Arc<dyn LogFile>>;
     /// The whole content of a file.
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>>;
     /// The size of a file.
@@ -124,6 +128,10 @@ impl Fs for StdFs {
     }
     fn open(&self, path: &Path) -> std::io::Result<Arc<dyn LogFile>> {
         File::open(path).map(shared)
+    }
+    fn reuse(&self, path: &Path) -> std::io::Result<Arc<dyn LogFile>> {
+        // Not in append mode: `append` writes at the cursor, which starts at 0.
+        OpenOptions::new().read(true).write(true).open(path).map(shared)
     }
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
         std::fs::read(path)

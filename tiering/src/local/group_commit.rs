@@ -434,7 +434,7 @@ fn run(mut rx: mpsc::Receiver<Command>, config: WriterConfig, mut journal: Optio
     let mut res = close_all(&partitions);
     // Every segment is synced now; the journal is no longer needed.
     if let (Ok(()), Some(j)) = (&res, journal) {
-        res = j.remove_all();
+        res = j.retire_all();
     }
     if let Err(e) = &res {
         tracing::error!(error = %e, "closing partitions failed");
@@ -590,9 +590,9 @@ fn maybe_rotate(
                     p.segment_synced(*base, *position);
                 }
                 if let Some(j) = journal.as_ref()
-                    && let Err(e) = journal::remove_before(j.fs(), j.dir(), r.keep_from)
+                    && let Err(e) = journal::retire_before(j.fs(), j.dir(), r.keep_from)
                 {
-                    tracing::error!(error = %e, "deleting old journal files failed");
+                    tracing::error!(error = %e, "retiring old journal files failed");
                 }
             }
             _ => tracing::error!("fsync before journal rotation failed; old journal files are kept"),

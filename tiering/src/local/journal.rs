@@ -12,11 +12,20 @@
 //! acknowledged batch is either durable in its segment or durable in the journal, and recovery puts
 //! it back in the segment either way.
 //!
-//! File `<data_dir>/journal/<seq:020>.wal`; each entry is a frame
-//! `[len u32][crc u32][name_len u16][partition name][batch]`, where `len` counts what follows `crc`
-//! and `crc` (CRC-32C) covers the name and the batch's first 21 bytes (base offset, length, leader
-//! epoch, magic and the batch's own CRC, which covers the rest). A frame that is torn or fails a
-//! check ends the file.
+//! File `<data_dir>/journal/<seq:020>.wal`: a 16-byte header `["TLJ2"][seq u64][crc u32]`, then
+//! one frame per entry, `[len u32][crc u32][name_len u16][partition name][batch]`, where `len`
+//! counts what follows `crc` and `crc` (CRC-32C) covers the file's `seq`, the name and the
+//! batch's first 21 bytes (base offset, length, leader epoch, magic and the batch's own CRC, which
+//! covers the rest). A frame that is torn or fails a check ends the file. (Files without the
+//! header, from before it, hold frames from byte 0 whose CRC leaves out the `seq`.)
+//!
+//! Recycling: a retired file (its entries durable in their segments) is kept as a spare,
+//! `spare-<old seq>.wal` (at most [`SPARES`]), and the next file is the spare renamed and written
+//! again from its start. Overwriting allocated blocks makes each group's fdatasync a data flush
+//! with no filesystem metadata to commit, and the writes land in pages already cached. The old
+//! frames left past the last write carry the old `seq` in their CRC, so replay stops at them, and
+//! a renamed spare whose new header never became durable still carries its old `seq` and is
+//! skipped: nothing in it was acknowledged.
 
 use std::io::IoSlice;
 use std::path::{Path, PathBuf};
@@ -29,6 +38,31 @@ use crate::error::{Error, Result};
 
 const EXT: &str = "wal";
 const FRAME_HEADER: usize = 8;
+const MAGIC: [u8; 4] = *b"TLJ2";
+const FILE_HEADER: usize = 16;
+/// Retired journal files kept to be written again.
+pub const SPARES: usize = 2;
+
+/// The header of journal file `seq`.
+fn file_header(seq: u64) -> [u8; FILE_HEADER] {
+    let mut h = [0u8; FILE_HEADER];
+    h[..4].copy_from_slice(&MAGIC);
+    h[4..12].copy_from_slice(&seq.to_be_bytes());
+    let crc = crc32c::crc32c(&h[..12]);
+    h[12..].copy_from_slice(&crc.to_be_bytes());
+    h
+}
+
+/// A frame's CRC: over the file's `seq` (none in files from before the header), the name's
+/// length and bytes, and the batch header's first bytes.
+fn frame_crc(seq: Option<u64>, name: &[u8], batch_head: &[u8]) -> u32 {
+    let name_len = (name.len() as u16).to_be_bytes();
+    let crc = match seq {
+        Some(s) => crc32c::crc32c_append(crc32c::crc32c(&s.to_be_bytes()), &name_len),
+        None => crc32c::crc32c(&name_len),
+    };
+    crc32c::crc32c_append(crc32c::crc32c_append(crc, name), &batch_head[..ATTRIBUTES])
+}
 
 /// The open journal of a writer task.
 #[derive(Debug)]
@@ -87,9 +121,18 @@ impl Journal {
         let last = list(&**fs, dir)?.last().map(|(s, _)| *s).max(list_kept(&**fs, dir)?.last().map(|(s, _)| *s));
         let seq = last.map_or(0, |s| s + 1);
         let path = file_path(dir, seq);
-        let file = fs.create_new(&path).map_err(Error::io("create journal", &path))?;
+        let file = match list_spares(&**fs, dir)?.first() {
+            Some((_, spare)) => {
+                fs.rename(spare, &path).map_err(Error::io("recycle journal", spare))?;
+                fs.reuse(&path).map_err(Error::io("recycle journal", &path))?
+            }
+            None => fs.create_new(&path).map_err(Error::io("create journal", &path))?,
+        };
+        // The name is durable before any entry is acknowledged in the file; the header becomes
+        // durable with the first entries' fdatasync.
         super::segment::sync_dir(&**fs, dir)?;
-        Ok(Self { fs: fs.clone(), dir: dir.to_owned(), seq, file, size: 0 })
+        file.append(&[IoSlice::new(&file_header(seq))]).map_err(Error::io("write journal", &path))?;
+        Ok(Self { fs: fs.clone(), dir: dir.to_owned(), seq, file, size: FILE_HEADER as u64 })
     }
 
     pub fn size(&self) -> u64 {
@@ -113,9 +156,7 @@ impl Journal {
         for e in entries {
             let name = e.partition.as_bytes();
             let len = (2 + name.len() + HEADER_LEN + e.rest.len()) as u32;
-            let mut crc = crc32c::crc32c(&(name.len() as u16).to_be_bytes());
-            crc = crc32c::crc32c_append(crc, name);
-            crc = crc32c::crc32c_append(crc, &e.header[..ATTRIBUTES]);
+            let crc = frame_crc(Some(self.seq), name, e.header);
             let mut f = [0u8; FRAME_HEADER + 2];
             f[..4].copy_from_slice(&len.to_be_bytes());
             f[4..8].copy_from_slice(&crc.to_be_bytes());
@@ -145,26 +186,40 @@ impl Journal {
     }
 
     /// Starts the next journal file. The caller must first have made every partition written
-    /// through the current one durable in its segments; then all older files are deleted.
+    /// through the current one durable in its segments; then all older files are retired.
     pub fn rotate(&mut self) -> Result<()> {
         let next = Journal::create(&self.fs, &self.dir)?;
         let old = std::mem::replace(self, next);
         drop(old);
-        remove_before(&*self.fs, &self.dir, self.seq)
+        retire_before(&*self.fs, &self.dir, self.seq)
     }
 
-    /// Deletes every journal file (at close, after every partition was synced).
-    pub fn remove_all(self) -> Result<()> {
+    /// Retires every journal file (at close, after every partition was synced).
+    pub fn retire_all(self) -> Result<()> {
         let (fs, dir) = (self.fs.clone(), self.dir.clone());
         drop(self);
-        remove_before(&*fs, &dir, u64::MAX)
+        retire_before(&*fs, &dir, u64::MAX)
     }
 }
 
-/// Deletes journal files older than `seq`.
-pub fn remove_before(fs: &dyn Fs, dir: &Path, seq: u64) -> Result<()> {
-    for (s, path) in list(fs, dir)? {
-        if s < seq {
+fn spare_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("spare-{seq:020}.{EXT}"))
+}
+
+/// The spare journal files in `dir`, oldest first.
+fn list_spares(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    list_named(fs, dir, "spare-")
+}
+
+/// Retires the journal files older than `seq`, whose entries are durable in their segments: the
+/// newest become spares, up to [`SPARES`], the others are deleted.
+pub fn retire_before(fs: &dyn Fs, dir: &Path, seq: u64) -> Result<()> {
+    let mut spares = list_spares(fs, dir)?.len();
+    for (s, path) in list(fs, dir)?.into_iter().rev().filter(|(s, _)| *s < seq) {
+        if spares < SPARES {
+            fs.rename(&path, &spare_path(dir, s)).map_err(Error::io("retire journal", &path))?;
+            spares += 1;
+        } else {
             fs.remove_file(&path).map_err(Error::io("delete journal", &path))?;
         }
     }
@@ -176,8 +231,8 @@ pub fn remove_before(fs: &dyn Fs, dir: &Path, seq: u64) -> Result<()> {
 /// never acknowledged).
 pub fn replay(fs: &dyn Fs, dir: &Path, mut apply: impl FnMut(&str, &[u8]) -> Result<()>) -> Result<u64> {
     let mut applied = 0u64;
-    for (_, path) in list(fs, dir)? {
-        applied += replay_file(fs, &path, &mut apply)?;
+    for (seq, path) in list(fs, dir)? {
+        applied += replay_file(fs, seq, &path, &mut apply)?;
     }
     Ok(applied)
 }
@@ -189,10 +244,24 @@ pub fn list_kept(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     list_named(fs, dir, "kept-")
 }
 
-fn replay_file(fs: &dyn Fs, path: &Path, apply: &mut impl FnMut(&str, &[u8]) -> Result<()>) -> Result<u64> {
+/// Where the frames of file `seq` start, and the `seq` their CRCs cover; `None` when the file
+/// holds no entries (its header is not this file's: a recycled spare whose new header never
+/// became durable, or a header cut short).
+fn frames_start(data: &[u8], seq: u64) -> Option<(usize, Option<u64>)> {
+    let n = data.len().min(MAGIC.len());
+    if data[..n] != MAGIC[..n] {
+        // From before the header (a frame there starts with its length, far below "TLJ2").
+        return Some((0, None));
+    }
+    (data.get(..FILE_HEADER)? == file_header(seq)).then_some((FILE_HEADER, Some(seq)))
+}
+
+fn replay_file(fs: &dyn Fs, seq: u64, path: &Path, apply: &mut impl FnMut(&str, &[u8]) -> Result<()>) -> Result<u64> {
     let mut applied = 0u64;
     let data = fs.read(path).map_err(Error::io("read journal", path))?;
-    let mut pos = 0usize;
+    let Some((mut pos, crc_seq)) = frames_start(&data, seq) else {
+        return Ok(0);
+    };
     while data.len() - pos >= FRAME_HEADER + 2 {
         let len = u32::from_be_bytes(data[pos..pos + 4].try_into().expect("invariant: 4 bytes")) as usize;
         let crc = u32::from_be_bytes(data[pos + 4..pos + 8].try_into().expect("invariant: 4 bytes"));
@@ -206,9 +275,7 @@ fn replay_file(fs: &dyn Fs, path: &Path, apply: &mut impl FnMut(&str, &[u8]) -> 
             break;
         }
         let (name, batch) = body[2..].split_at(name_len);
-        let mut want = crc32c::crc32c(&body[..2]);
-        want = crc32c::crc32c_append(want, name);
-        want = crc32c::crc32c_append(want, &batch[..ATTRIBUTES]);
+        let want = frame_crc(crc_seq, name, batch);
         let (Ok(name), true, Ok(_)) = (std::str::from_utf8(name), want == crc, check_batch(batch)) else {
             tracing::warn!(journal = %path.display(), position = pos, "journal ends in a torn or bad frame");
             break;
@@ -236,7 +303,7 @@ pub fn recover(fs: &Arc<dyn Fs>, dir: &Path, partitions: &[Arc<super::Partition>
     let mut keep = Vec::new();
     for (seq, path) in &files {
         let mut orphaned = std::collections::BTreeSet::new();
-        entries += replay_file(&**fs, path, &mut |name, batch| {
+        entries += replay_file(&**fs, *seq, path, &mut |name, batch| {
             let Some(p) = by_name.get(name) else {
                 orphaned.insert(name.to_owned());
                 return Ok(());
@@ -283,6 +350,119 @@ pub fn recover(fs: &Arc<dyn Fs>, dir: &Path, partitions: &[Arc<super::Partition>
         }
     }
     let journal = Journal::create(fs, dir)?;
-    remove_before(&**fs, dir, journal.seq)?;
+    retire_before(&**fs, dir, journal.seq)?;
     Ok(journal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, Compression, Record};
+    use crate::local::sim_fs::SimFs;
+
+    fn batch(base: i64, value: &[u8]) -> Vec<u8> {
+        let mut b = BatchBuilder::new(Compression::None).base_offset(base);
+        b.push(&Record { value: Some(value.to_vec().into()), timestamp: base, ..Default::default() });
+        b.build().to_vec()
+    }
+
+    fn append(j: &mut Journal, name: &str, batches: &[Vec<u8>]) {
+        let headers: Vec<[u8; HEADER_LEN]> = batches.iter().map(|b| b[..HEADER_LEN].try_into().unwrap()).collect();
+        let entries: Vec<Entry<'_>> = batches
+            .iter()
+            .zip(&headers)
+            .map(|(b, h)| Entry { partition: name, header: h, rest: &b[HEADER_LEN..] })
+            .collect();
+        j.append(&entries).unwrap();
+    }
+
+    fn replayed(fs: &dyn Fs, dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        replay(fs, dir, |name, batch| {
+            out.push((name.to_owned(), batch.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// `dir` and the folders above it, durable.
+    fn durable_dirs(sim: &SimFs, dir: &Path) {
+        sim.create_dir_all(dir).unwrap();
+        for d in dir.ancestors().skip(1) {
+            sim.sync_dir(d).unwrap();
+        }
+    }
+
+    #[test]
+    fn recycled_files_replay_only_their_own_entries() {
+        let sim = SimFs::new();
+        let fs: Arc<dyn Fs> = Arc::new(sim.clone());
+        let dir = Path::new("/data/journal");
+        durable_dirs(&sim, dir);
+        let mut j = Journal::create(&fs, dir).unwrap();
+        let old: Vec<Vec<u8>> = (0..20).map(|i| batch(i, &[i as u8; 3000])).collect();
+        append(&mut j, "t-0", &old);
+        let written = j.size();
+        j.rotate().unwrap(); // file 1 is new; file 0 becomes a spare
+        assert_eq!(list_spares(&*fs, dir).unwrap().len(), 1);
+        j.rotate().unwrap(); // file 2 is the spare, written again from its start
+        assert_eq!(j.seq(), 2);
+        assert!(list_spares(&*fs, dir).unwrap().iter().all(|(s, _)| *s == 1));
+        let new = vec![batch(100, b"new")];
+        append(&mut j, "t-1", &new);
+        let path = file_path(dir, 2);
+        assert_eq!(fs.len(&path).unwrap(), written, "the old frames are still there, past the new ones");
+        assert_eq!(replayed(&*fs, dir), vec![("t-1".to_owned(), new[0].clone())], "the old frames are not replayed");
+
+        // Cut the power at every seed: the new entry was synced, so it is always replayed, and
+        // the stale frames never are.
+        for seed in 0..32 {
+            let after = sim.power_cut(seed);
+            assert_eq!(replayed(&after, dir), vec![("t-1".to_owned(), new[0].clone())], "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn a_recycled_file_whose_new_header_never_reached_the_disk_holds_nothing() {
+        let sim = SimFs::new();
+        let fs: Arc<dyn Fs> = Arc::new(sim.clone());
+        let dir = Path::new("/data/journal");
+        durable_dirs(&sim, dir);
+        let mut j = Journal::create(&fs, dir).unwrap();
+        append(&mut j, "t-0", &[batch(0, b"acknowledged long ago")]);
+        j.rotate().unwrap();
+        append(&mut j, "t-0", &[batch(1, b"acknowledged a while ago")]);
+        j.rotate().unwrap(); // file 2: file 0's bytes and header under a new name, not yet synced
+        append(&mut j, "t-0", &[batch(2, b"ours")]);
+        let unsynced = Journal::create(&fs, dir).unwrap(); // file 3: spare 1, renamed, header unsynced
+        assert_eq!(unsynced.seq(), 3);
+        let mut torn = 0;
+        for seed in 0..64 {
+            let after = sim.power_cut(seed);
+            let got = replayed(&after, dir);
+            assert_eq!(got.len(), 1, "seed {seed}: only file 2's own entry, never file 3's old ones");
+            assert_eq!(got[0].1, batch(2, b"ours"));
+            torn += usize::from(after.contents(&file_path(dir, 3)).unwrap()[..FILE_HEADER] != file_header(3));
+        }
+        assert!(torn > 0, "some cuts kept file 3's old header");
+    }
+
+    #[test]
+    fn files_from_before_the_header_still_replay() {
+        let sim = SimFs::new();
+        let dir = Path::new("/data/journal");
+        sim.create_dir_all(dir).unwrap();
+        let b = batch(7, b"written by an older tierlog");
+        let name = b"t-3";
+        let len = (2 + name.len() + b.len()) as u32;
+        let mut frame = len.to_be_bytes().to_vec();
+        frame.extend_from_slice(&frame_crc(None, name, &b).to_be_bytes());
+        frame.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        frame.extend_from_slice(name);
+        frame.extend_from_slice(&b);
+        let f = sim.create_new(&file_path(dir, 5)).unwrap();
+        f.append(&[IoSlice::new(&frame), IoSlice::new(&frame[..20])]).unwrap();
+        assert_eq!(replayed(&sim, dir), vec![("t-3".to_owned(), b)]);
+    }
 }

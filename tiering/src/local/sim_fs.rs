@@ -32,6 +32,9 @@ struct Inode {
     durable: Vec<u8>,
     /// Everything before this position is the same in `data` and `durable`.
     dirty_from: usize,
+    /// Written over through a [`Fs::reuse`] handle since its last sync: a power cut may keep any
+    /// prefix of the unsynced writes over the durable bytes.
+    overwritten: bool,
 }
 
 impl Inode {
@@ -39,6 +42,7 @@ impl Inode {
         self.durable.truncate(self.dirty_from);
         self.durable.extend_from_slice(&self.data[self.dirty_from.min(self.data.len())..]);
         self.dirty_from = self.data.len();
+        self.overwritten = false;
     }
 }
 
@@ -66,6 +70,8 @@ struct SimFile {
     state: Arc<Mutex<State>>,
     ino: u64,
     path: PathBuf,
+    /// Where the next write goes, for a [`Fs::reuse`] handle (others append).
+    cursor: Option<Mutex<usize>>,
 }
 
 fn eio(what: &str) -> IoError {
@@ -155,8 +161,18 @@ impl SimFs {
                 if appended_only && rng.random_bool(0.5) {
                     let extra = rng.random_range(0..=old.data.len() - old.durable.len());
                     data.extend_from_slice(&old.data[old.durable.len()..old.durable.len() + extra]);
+                } else if old.overwritten && old.data.len() > old.dirty_from && rng.random_bool(0.5) {
+                    // A torn overwrite: the first `extra` unsynced bytes reached the disk.
+                    let extra = rng.random_range(0..=old.data.len() - old.dirty_from);
+                    let torn = &old.data[old.dirty_from..old.dirty_from + extra];
+                    let end = old.dirty_from + extra;
+                    if data.len() < end {
+                        data.resize(end, 0);
+                    }
+                    data[old.dirty_from..end].copy_from_slice(torn);
                 }
-                next.inodes.insert(*ino, Inode { durable: data.clone(), dirty_from: data.len(), data });
+                next.inodes
+                    .insert(*ino, Inode { durable: data.clone(), dirty_from: data.len(), data, overwritten: false });
             }
             next.live.insert(path.clone(), *entry);
         }
@@ -230,8 +246,22 @@ impl LogFile for SimFile {
             if matches(&st.fail_writes, &path) {
                 return Err(eio("write"));
             }
+            let Some(cursor) = &self.cursor else {
+                for b in bufs {
+                    n.data.extend_from_slice(b);
+                }
+                return Ok(());
+            };
+            let mut pos = cursor.lock().unwrap_or_else(|p| p.into_inner());
             for b in bufs {
-                n.data.extend_from_slice(b);
+                let end = *pos + b.len();
+                if n.data.len() < end {
+                    n.data.resize(end, 0);
+                }
+                n.data[*pos..end].copy_from_slice(b);
+                n.dirty_from = n.dirty_from.min(*pos);
+                n.overwritten = true;
+                *pos = end;
             }
             Ok(())
         })
@@ -283,7 +313,7 @@ impl LogFile for SimFile {
 
 impl SimFs {
     fn handle(&self, ino: u64, path: &Path) -> Arc<dyn LogFile> {
-        Arc::new(SimFile { state: self.state.clone(), ino, path: path.to_owned() })
+        Arc::new(SimFile { state: self.state.clone(), ino, path: path.to_owned(), cursor: None })
     }
 }
 
@@ -330,6 +360,15 @@ impl Fs for SimFs {
         st.check()?;
         let ino = st.file(path)?;
         Ok(self.handle(ino, path))
+    }
+    fn reuse(&self, path: &Path) -> std::io::Result<Arc<dyn LogFile>> {
+        let st = self.lock();
+        st.check()?;
+        if matches(&st.fail_writes, path) {
+            return Err(eio("open for writing"));
+        }
+        let ino = st.file(path)?;
+        Ok(Arc::new(SimFile { state: self.state.clone(), ino, path: path.to_owned(), cursor: Some(Mutex::new(0)) }))
     }
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
         let st = self.lock();

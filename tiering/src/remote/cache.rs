@@ -56,6 +56,9 @@ pub const HIGH_PRIORITY_RATIO: f64 = 0.5;
 /// How long a read-ahead chunk nobody has read counts against the read-ahead budget.
 const AHEAD_TTL: Duration = Duration::from_secs(30);
 
+/// How long a stream that asked for read-ahead counts as reading, for the budget's shares.
+const STREAM_ACTIVE: Duration = Duration::from_secs(2);
+
 type Flight = Shared<BoxFuture<'static, std::result::Result<Arc<Vec<Chunk>>, Arc<Error>>>>;
 
 /// A cached chunk of an object, and whether every batch overlapping it was verified against the
@@ -64,6 +67,10 @@ type Flight = Shared<BoxFuture<'static, std::result::Result<Arc<Vec<Chunk>>, Arc
 pub struct Chunk {
     bytes: Bytes,
     verified: bool,
+    /// The buffer of the GET that fetched `bytes` (`bytes` lies inside it; a chunk read from
+    /// the disk tier is its own): a read of adjacent chunks of one GET is a slice of it, with
+    /// no copy. It costs no memory of its own: the chunks of a GET share its allocation anyway.
+    whole: Bytes,
 }
 
 impl Code for Chunk {
@@ -74,7 +81,8 @@ impl Code for Chunk {
 
     fn decode(reader: &mut impl std::io::Read) -> foyer::Result<Self> {
         let verified = bool::decode(reader)?;
-        Ok(Self { verified, bytes: Bytes::decode(reader)? })
+        let bytes = Bytes::decode(reader)?;
+        Ok(Self { verified, whole: bytes.clone(), bytes })
     }
 
     fn estimated_size(&self) -> usize {
@@ -96,14 +104,23 @@ struct InFlight {
     flight: Flight,
 }
 
+/// The read-ahead budget's accounting.
+#[derive(Default)]
+struct Ahead {
+    /// Read-ahead chunks fetched or in flight and not read yet: when each was asked for, and
+    /// for which stream.
+    chunks: HashMap<u128, (Instant, u64)>,
+    /// The streams reading ahead: when each last asked.
+    streams: HashMap<u64, Instant>,
+}
+
 /// Chunked, shared, cached reads of immutable objects.
 pub struct ChunkCache {
     cache: HybridCache<u128, Chunk>,
     store: Arc<dyn ObjectStore>,
     chunk: u64,
     inflight: Mutex<HashMap<u128, Arc<InFlight>>>,
-    /// Read-ahead chunks fetched or in flight and not read yet: when each was asked for.
-    ahead: Mutex<HashMap<u128, Instant>>,
+    ahead: Mutex<Ahead>,
     /// The most bytes `ahead` may hold.
     ahead_budget: u64,
 }
@@ -114,7 +131,8 @@ impl std::fmt::Debug for ChunkCache {
     }
 }
 
-fn object_hash(key: &Path) -> u64 {
+/// A stable 64-bit name for an object key (or any path).
+pub fn object_hash(key: &Path) -> u64 {
     let mut h = DefaultHasher::new();
     key.as_ref().hash(&mut h);
     h.finish()
@@ -124,9 +142,16 @@ fn cache_key(object: u64, chunk: u64) -> u128 {
     ((object as u128) << 64) | chunk as u128
 }
 
-/// The object of a [`cache_key`].
-fn key_object(key: u128) -> u64 {
-    (key >> 64) as u64
+/// When `chunks` lie back to back in one GET's buffer: the buffer, and where the first starts in it.
+fn one_buffer(chunks: &[Chunk]) -> Option<(&Bytes, usize)> {
+    let whole = &chunks.first()?.whole;
+    let same = |b: &Bytes| b.as_ptr() == whole.as_ptr() && b.len() == whole.len();
+    let adjacent =
+        chunks.windows(2).all(|w| w[0].bytes.as_ptr() as usize + w[0].bytes.len() == w[1].bytes.as_ptr() as usize);
+    if !adjacent || !chunks.iter().all(|c| same(&c.whole)) {
+        return None;
+    }
+    Some((whole, chunks[0].bytes.as_ptr() as usize - whole.as_ptr() as usize))
 }
 
 impl ChunkCache {
@@ -169,7 +194,7 @@ impl ChunkCache {
             store,
             chunk: config.chunk_bytes,
             inflight: Mutex::new(HashMap::new()),
-            ahead: Mutex::new(HashMap::new()),
+            ahead: Mutex::new(Ahead::default()),
             ahead_budget: (config.memory_bytes as f64 * (1.0 - HIGH_PRIORITY_RATIO) / 2.0) as u64,
         }))
     }
@@ -229,6 +254,10 @@ impl ChunkCache {
                     while end <= last && chunks[(end - first) as usize].is_none() && free(end) {
                         end += 1;
                     }
+                    if scan {
+                        // A stream's bytes its read-ahead had not started.
+                        metrics::counter!(stats::READ_AHEAD_MISSED_BYTES).increment((end - c) * self.chunk);
+                    }
                     Some(self.start_flight(&mut inflight, key, object, size, c, end, scan, index.cloned()))
                 }
             };
@@ -255,19 +284,15 @@ impl ChunkCache {
             c = i.max(c + 1);
         }
         let chunks: Vec<Chunk> = chunks.into_iter().map(|c| c.expect("invariant: every chunk was fetched")).collect();
-        {
-            let mut ahead = self.ahead.lock().expect("invariant: cache lock not poisoned");
-            if !ahead.is_empty() {
-                for c in first..=last {
-                    ahead.remove(&cache_key(object, c));
-                }
-            }
-        }
+        self.claim(key, range.clone());
         let verified = chunks.iter().all(|c| c.verified);
         let skip = (range.start - first * self.chunk) as usize;
         let len = (range.end - range.start) as usize;
         if chunks.len() == 1 {
             return Ok(Read { bytes: chunks[0].bytes.slice(skip..skip + len), verified });
+        }
+        if let Some((whole, at)) = one_buffer(&chunks) {
+            return Ok(Read { bytes: whole.slice(at + skip..at + skip + len), verified });
         }
         let mut out = BytesMut::with_capacity(len);
         let mut need = (skip, len);
@@ -318,7 +343,7 @@ impl ChunkCache {
                     let to = (from + this.chunk as usize).min(bytes.len());
                     let at = range.start + from as u64..range.start + to as u64;
                     let verified = !bad.iter().any(|b| b.start < at.end && at.start < b.end);
-                    let chunk = Chunk { bytes: bytes.slice(from..to), verified };
+                    let chunk = Chunk { bytes: bytes.slice(from..to), verified, whole: bytes.clone() };
                     let props = if scan {
                         HybridCacheProperties::default().with_location(Location::InMem).with_hint(Hint::Low)
                     } else {
@@ -344,14 +369,24 @@ impl ChunkCache {
         f
     }
 
-    /// Starts fetching `range` in the background (read-ahead): one GET per run of chunks neither
-    /// cached nor in flight, registered before this returns, so a read that follows shares it.
-    /// Only as much as the read-ahead budget has room for, from the start of `range` (see the
-    /// module docs). Errors are left for the reader that needs the bytes.
-    pub fn prefetch(self: &Arc<Self>, key: &Path, size: u64, range: Range<u64>, index: Option<&Arc<SegmentIndex>>) {
+    /// Starts fetching `range` in the background, read ahead for `stream`: one GET per run of
+    /// chunks neither cached nor in flight, registered before this returns, so a read that
+    /// follows shares it. Only as much as the stream's share of the read-ahead budget has room
+    /// for, from the start of `range` (see the module docs); a run the room would cut to less
+    /// than half the share waits for more room (the reader fetches those bytes itself if it gets
+    /// there first), so GETs stay large. Whether all of `range` is now cached or on its way.
+    /// Errors are left for the reader that needs the bytes.
+    pub fn prefetch(
+        self: &Arc<Self>,
+        stream: u64,
+        key: &Path,
+        size: u64,
+        range: Range<u64>,
+        index: Option<&Arc<SegmentIndex>>,
+    ) -> bool {
         let range = range.start..range.end.min(size);
         if range.start >= range.end {
-            return;
+            return true;
         }
         let object = object_hash(key);
         let (first, last) = (range.start / self.chunk, (range.end - 1) / self.chunk);
@@ -359,17 +394,17 @@ impl ChunkCache {
         let mut ahead = self.ahead.lock().expect("invariant: cache lock not poisoned");
         // What still waits to be read: not evicted meanwhile, its GET not failed, not abandoned.
         let now = Instant::now();
-        ahead.retain(|k, at| now.duration_since(*at) < AHEAD_TTL && self.held(&inflight, *k));
-        // Room for this object: its fair share of the budget among the objects read ahead now
+        ahead.chunks.retain(|k, (at, _)| now.duration_since(*at) < AHEAD_TTL && self.held(&inflight, *k));
+        ahead.streams.retain(|_, at| now.duration_since(*at) < STREAM_ACTIVE);
+        ahead.streams.insert(stream, now);
+        // This stream's room: its equal share of the budget among the streams reading ahead now
         // (so concurrent streams each keep some read-ahead), within what the budget has left.
         let budget = self.ahead_budget / self.chunk;
-        let mine = ahead.keys().filter(|k| key_object(**k) == object).count() as u64;
-        let objects: std::collections::HashSet<u64> = ahead.keys().map(|k| key_object(*k)).collect();
-        let share = budget / (objects.len() as u64 + u64::from(!objects.contains(&object))).max(1);
-        let room = share.saturating_sub(mine).min(budget.saturating_sub(ahead.len() as u64));
+        let share = (budget / ahead.streams.len() as u64).max(1);
+        let mine = ahead.chunks.values().filter(|(_, s)| *s == stream).count() as u64;
+        let mut room = share.saturating_sub(mine).min(budget.saturating_sub(ahead.chunks.len() as u64));
         let missing = |inflight: &HashMap<u128, Arc<InFlight>>, c: u64| !self.held(inflight, cache_key(object, c));
         let mut c = first;
-        let mut taken = 0u64;
         while c <= last {
             if !missing(&inflight, c) {
                 c += 1;
@@ -379,33 +414,43 @@ impl ChunkCache {
             while end <= last && missing(&inflight, end) {
                 end += 1;
             }
-            let end = end.min(c + room - taken);
-            if end <= c {
-                let deferred = (last + 1 - c) * self.chunk;
-                metrics::counter!(stats::READ_AHEAD_DEFERRED_BYTES).increment(deferred);
-                return;
+            let take = (end - c).min(room);
+            if take < end - c && take < (share / 2).max(1) {
+                return false;
             }
-            taken += end - c;
-            for i in c..end {
-                ahead.insert(cache_key(object, i), now);
+            for i in c..c + take {
+                ahead.chunks.insert(cache_key(object, i), (now, stream));
             }
-            let f = self.start_flight(&mut inflight, key, object, size, c, end, true, index.cloned());
+            let f = self.start_flight(&mut inflight, key, object, size, c, c + take, true, index.cloned());
             tokio::spawn(async move {
                 let _ = f.flight.clone().await;
             });
+            if take < end - c {
+                return false;
+            }
+            room -= take;
             c = end;
+        }
+        true
+    }
+
+    /// Bytes `range` of `key` are being read: read-ahead of them no longer waits to be read.
+    pub fn claim(&self, key: &Path, range: Range<u64>) {
+        if range.start >= range.end {
+            return;
+        }
+        let object = object_hash(key);
+        let mut ahead = self.ahead.lock().expect("invariant: cache lock not poisoned");
+        if !ahead.chunks.is_empty() {
+            for c in range.start / self.chunk..=(range.end - 1) / self.chunk {
+                ahead.chunks.remove(&cache_key(object, c));
+            }
         }
     }
 
     /// Whether the cache holds chunk `chunk` of `key` (in memory or on disk).
     pub fn contains(&self, key: &Path, chunk: u64) -> bool {
         self.cache.contains(&cache_key(object_hash(key), chunk))
-    }
-
-    /// Whether the chunk holding byte `at` of `key` is cached or being fetched.
-    pub fn ready(&self, key: &Path, at: u64) -> bool {
-        let inflight = self.inflight.lock().expect("invariant: cache lock not poisoned");
-        self.held(&inflight, cache_key(object_hash(key), at / self.chunk))
     }
 
     /// Whether chunk `k` is cached or in `inflight` (the caller holds the in-flight lock).
@@ -465,7 +510,7 @@ mod tests {
         let c = cache(counting.clone()).await;
         let size = data.len() as u64;
         // Fetch everything with one GET (what read-ahead does), then read batch by batch.
-        c.prefetch(&key, size, 0..size, Some(&idx));
+        c.prefetch(1, &key, size, 0..size, Some(&idx));
         let before = counting.counts();
         let mut unverified = 0;
         for r in &idx.rows {
@@ -475,6 +520,13 @@ mod tests {
         }
         assert_eq!(unverified, 0, "one GET of the whole object verifies every chunk");
         assert!(counting.counts().since(&before).gets() <= 1, "reads shared the read-ahead GET");
+        // A read across chunks of one GET is a slice of its buffer, not a copy.
+        let (x, y) = (
+            c.get_range(&key, size, 100..size - 100, true, Some(&idx)).await.unwrap(),
+            c.get_range(&key, size, 100..size - 100, true, Some(&idx)).await.unwrap(),
+        );
+        assert_eq!(&x.bytes[..], &data[100..data.len() - 100]);
+        assert_eq!(x.bytes.as_ptr(), y.bytes.as_ptr(), "both reads share the GET's buffer");
 
         // Without the index nothing is marked: readers check those bytes themselves.
         let other = Path::from("other.log");
@@ -496,6 +548,7 @@ mod tests {
     #[tokio::test]
     async fn read_ahead_waiting_to_be_read_stays_within_a_quarter_of_the_memory() {
         // 2 MiB of memory: 512 KiB (128 chunks of 4 KiB) of read-ahead may wait to be read.
+        const K: u64 = 1 << 10;
         let data: Vec<u8> = (0..2u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
         let counting = Arc::new(CountingStore::new(Arc::new(InMemory::new())));
         let (a, b) = (Path::from("a.log"), Path::from("b.log"));
@@ -503,49 +556,42 @@ mod tests {
         counting.put(&b, PutPayload::from(data.clone())).await.unwrap();
         let c = cache(counting.clone()).await;
         let size = data.len() as u64;
-        let fetched = |since: &crate::remote::RequestCounts| counting.counts().since(since).bytes_read;
+        let (sa, sb) = (1, 2);
+        // Prefetches, waits for their GETs; the bytes they fetched.
+        let prefetch = async |stream: u64, key: &Path, from: u64, whole: bool| {
+            let t = counting.counts();
+            assert_eq!(c.prefetch(stream, key, size, from..size, None), whole);
+            c.settle().await;
+            counting.counts().since(&t).bytes_read
+        };
+        let read = async |key: &Path, range: Range<u64>| {
+            let got = c.get_range(key, size, range.clone(), true, None).await.unwrap();
+            assert_eq!(&got.bytes[..], &data[range.start as usize..range.end as usize]);
+        };
 
-        let t0 = counting.counts();
-        c.prefetch(&a, size, 0..size, None);
-        c.prefetch(&b, size, 0..size, None);
-        c.settle().await;
-        let got = c.get_range(&a, size, 0..4096, true, None).await.unwrap();
-        assert_eq!(&got.bytes[..], &data[..4096]);
-        assert_eq!(fetched(&t0), 512 << 10, "only the budget's worth is fetched ahead, from the start");
-
-        // Reading what was fetched frees its room; the next prefetch fetches that much again.
-        for at in (4096..512 << 10).step_by(64 << 10) {
-            let end = (at + (64 << 10)).min(512 << 10);
-            let got = c.get_range(&a, size, at..end, true, None).await.unwrap();
-            assert_eq!(&got.bytes[..], &data[at as usize..end as usize]);
+        assert_eq!(prefetch(sa, &a, 0, false).await, 512 * K, "one stream: the whole budget, from the start");
+        assert_eq!(prefetch(sb, &b, 0, false).await, 0, "the budget is full");
+        // Reading what was fetched frees its room; a second stream now gets half of the budget.
+        let t = counting.counts();
+        for at in (0..256 * K).step_by(64 << 10) {
+            read(&a, at..at + 64 * K).await;
         }
-        assert_eq!(fetched(&t0), 512 << 10, "the reads were served by the read-ahead");
-        let t1 = counting.counts();
-        c.prefetch(&b, size, 0..size, None);
-        c.settle().await;
-        let got = c.get_range(&a, size, (1 << 20)..(1 << 20) + 100, true, None).await.unwrap();
-        assert_eq!(&got.bytes[..], &data[1 << 20..(1 << 20) + 100]);
-        let n = fetched(&t1);
-        assert_eq!(n, (512 << 10) + 4096, "b's next 512 KiB ahead, and a's chunk on demand: {n}");
-        // Past the budget nothing is fetched, and reads still get their bytes.
-        let t2 = counting.counts();
-        c.prefetch(&a, size, (1 << 20)..size, None);
-        c.settle().await;
-        assert_eq!(fetched(&t2), 0);
-        let got = c.get_range(&b, size, size - 10..size, true, None).await.unwrap();
-        assert_eq!(&got.bytes[..], &data[data.len() - 10..]);
-
-        // Two streams share the budget: once b has read half of its read-ahead, a may take the
-        // room (its half), and b gets no more until it reads on.
-        let got = c.get_range(&b, size, 0..256 << 10, true, None).await.unwrap();
-        assert_eq!(&got.bytes[..], &data[..256 << 10]);
-        let t3 = counting.counts();
-        c.prefetch(&a, size, (1 << 20) + 4096..size, None);
-        c.prefetch(&b, size, 512 << 10..size, None);
-        c.settle().await;
-        let got = c.get_range(&a, size, (1 << 20) + 4096..(1 << 20) + 8192, true, None).await.unwrap();
-        assert_eq!(&got.bytes[..], &data[(1 << 20) + 4096..(1 << 20) + 8192]);
-        assert_eq!(fetched(&t3), 256 << 10, "a's share; nothing more for b");
+        assert_eq!(counting.counts().since(&t).bytes_read, 0, "the reads were served by the read-ahead");
+        assert_eq!(prefetch(sb, &b, 0, false).await, 256 * K, "b's share");
+        assert_eq!(prefetch(sa, &a, 512 * K, false).await, 0, "a holds its share, unread");
+        // Room for less than half a share waits, so GETs stay large.
+        c.claim(&a, 256 * K..320 * K);
+        assert_eq!(prefetch(sa, &a, 512 * K, false).await, 0, "64 KiB of room is less than half a share");
+        c.claim(&a, 320 * K..384 * K);
+        assert_eq!(prefetch(sa, &a, 512 * K, false).await, 128 * K);
+        // A range within the room is fetched whole; reads past the read-ahead fetch on demand.
+        c.claim(&b, 0..256 * K);
+        assert_eq!(prefetch(sb, &b, size - 64 * K, true).await, 64 * K);
+        let t = counting.counts();
+        read(&b, 1 << 20..(1 << 20) + 100).await;
+        assert_eq!(counting.counts().since(&t).bytes_read, 4 * K);
+        read(&b, size - 10..size).await;
+        read(&a, 384 * K..640 * K).await;
     }
 
     #[tokio::test]
@@ -559,7 +605,7 @@ mod tests {
         store.put(&key, PutPayload::from(data.clone())).await.unwrap();
         let c = cache(store).await;
         let size = data.len() as u64;
-        c.prefetch(&key, size, 0..size, Some(&idx));
+        c.prefetch(1, &key, size, 0..size, Some(&idx));
         for r in &idx.rows {
             let read = c.get_range(&key, size, r.position..r.end(), true, Some(&idx)).await.unwrap();
             let chunks = r.position / 4096..=(r.end() - 1) / 4096;

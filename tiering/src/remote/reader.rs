@@ -41,9 +41,6 @@ pub fn read_ahead_window(read_ahead_bytes: u64, chunk_bytes: u64) -> u64 {
     (read_ahead_bytes.min(READ_AHEAD_WINDOW) / chunk_bytes).max(1) * chunk_bytes
 }
 
-/// A read-ahead window: the segment's base offset and the window's number in it.
-type Window = (i64, u64);
-
 /// One partition's remote tier, as readers see it.
 pub struct RemoteReader {
     manifest: Arc<Manifest>,
@@ -51,10 +48,10 @@ pub struct RemoteReader {
     read_ahead: u64,
     indexes: Mutex<VecDeque<(String, Arc<SegmentIndex>)>>,
     index_load: tokio::sync::Mutex<()>,
-    /// Where recent reads ended (offset), and the read-ahead window (segment base offset, window
-    /// number) their stream last read ahead from: a read starting at such an offset continues a
-    /// stream.
-    streams: Mutex<VecDeque<(i64, Option<Window>)>>,
+    /// Where recent reads ended: a read starting at such an offset continues a stream.
+    streams: Mutex<VecDeque<i64>>,
+    /// This partition's streams, for the cache's read-ahead budget.
+    stream: u64,
 }
 
 impl std::fmt::Debug for RemoteReader {
@@ -65,7 +62,9 @@ impl std::fmt::Debug for RemoteReader {
 
 impl RemoteReader {
     pub fn new(manifest: Arc<Manifest>, cache: Arc<ChunkCache>, read_ahead: u64) -> Arc<Self> {
+        let stream = super::cache::object_hash(&manifest.keys().root());
         Arc::new(Self {
+            stream,
             manifest,
             cache,
             read_ahead,
@@ -174,15 +173,15 @@ impl RemoteReader {
         }
         let range = idx.rows[first].position..idx.rows[last].end();
         let next = idx.rows[last].last_offset + 1;
-        let window = (e.base_offset, range.start / self.window());
-        let (sequential, ahead) = self.continues_stream(offset, next, window);
+        let sequential = self.continues_stream(offset, next);
         let key = e.segment_key(self.manifest.keys());
-        // Entering a window: that window and the ones after it. The read below then waits on
-        // the window's GET instead of fetching a sliver of its own. Inside a window, again when
-        // what follows this read is not on its way (the cache's read-ahead budget cut the last
-        // prefetch short).
-        if ahead || (sequential && range.end < e.size && !self.cache.ready(&key, range.end)) {
-            self.read_ahead(&e, &idx, range.start).await;
+        // A stream keeps `read_ahead_bytes` past this read in flight or cached, within its share
+        // of the cache's read-ahead budget. The bytes of this read no longer wait to be read, and
+        // are fetched on their own GET when read-ahead did not start them: the read does not wait
+        // on a larger one.
+        if sequential {
+            self.cache.claim(&key, range.clone());
+            self.read_ahead(&e, &idx, range.end).await;
         }
         let read = self.cache.get_range(&key, e.size, range.clone(), sequential, Some(&idx)).await?;
         if !read.verified {
@@ -192,44 +191,40 @@ impl RemoteReader {
         Ok(Some(read.bytes))
     }
 
-    /// Records that a read in `window` ended at `next`. Returns whether the read (from
-    /// `offset`) continues a stream, and whether it should read ahead: the stream has not yet
-    /// read ahead from this window (once per window, not per read).
-    fn continues_stream(&self, offset: i64, next: i64, window: Window) -> (bool, bool) {
+    /// Records that a read from `offset` ended at `next`; whether it continued a stream.
+    fn continues_stream(&self, offset: i64, next: i64) -> bool {
         let mut s = self.streams.lock().expect("invariant: lock not poisoned");
-        let found = s.iter().position(|&(o, _)| o == offset).and_then(|i| s.remove(i));
+        let found = s.iter().position(|&o| o == offset).and_then(|i| s.remove(i));
         if found.is_none() && s.len() >= STREAMS {
             s.pop_front();
         }
-        let ahead = found.is_some_and(|(_, w)| w != Some(window));
-        s.push_back((next, found.map(|_| window)));
-        (found.is_some(), ahead)
+        s.push_back(next);
+        found.is_some()
     }
 
-    /// Keeps the window holding `from` and the `read_ahead_bytes` of aligned windows after it in
-    /// flight or cached: each window is fetched with one GET, so a replay costs one GET per
-    /// window whatever its reads' sizes. Past the segment's end, the next segments' first windows.
+    /// Keeps the `read_ahead_bytes` after byte `from` of segment `e` in flight or cached, in
+    /// whole aligned windows (the window holding the last of those bytes too), each fetched with
+    /// one GET, so a replay costs one GET per window whatever its reads' sizes; past the
+    /// segment's end, the next segments' first windows. Stops where the cache's budget does.
     async fn read_ahead(&self, e: &SegmentEntry, idx: &Arc<SegmentIndex>, from: u64) {
         let window = self.window();
-        let first = from / window;
-        let mut ahead = (self.read_ahead / window).max(1);
         let (mut seg, mut seg_idx) = (e.clone(), idx.clone());
-        let mut w = first;
-        while ahead > 0 {
-            if w * window >= seg.size {
+        let (mut at, mut left) = (from, self.read_ahead);
+        while left > 0 {
+            if at >= seg.size {
                 let Ok(Some(next)) = self.manifest.find_offset(seg.next_offset).await else { return };
                 // The next segment's index, which its reads need anyway, verifies the prefetch.
                 let Ok(next_idx) = self.index(&next).await else { return };
-                (seg, seg_idx) = (next, next_idx);
-                w = 0;
+                (seg, seg_idx, at) = (next, next_idx, 0);
                 continue;
             }
+            let end = (at / window + 1) * window;
             let key = seg.segment_key(self.manifest.keys());
-            self.cache.prefetch(&key, seg.size, w * window..(w + 1) * window, Some(&seg_idx));
-            if w > first || seg.base_offset != e.base_offset {
-                ahead -= 1;
+            if !self.cache.prefetch(self.stream, &key, seg.size, at..end, Some(&seg_idx)) {
+                return;
             }
-            w += 1;
+            left = left.saturating_sub(end.min(seg.size) - at);
+            at = end;
         }
     }
 
