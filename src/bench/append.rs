@@ -103,7 +103,20 @@ pub async fn drive(
     total: u64,
     rate: Option<f64>,
 ) -> anyhow::Result<(Throughput, Vec<Duration>)> {
-    drive_as(engine, producers, partitions, batch, total, rate, None).await
+    drive_as(engine, producers, partitions, batch, total, rate, None, false).await
+}
+
+/// [`drive`] with each append's batch copied into a buffer of its own just before the append, as
+/// a batch a producer serialized or a socket read would arrive (not one buffer, hot in the CPU's
+/// cache, appended again and again).
+pub async fn drive_copied(
+    engine: &Engine,
+    producers: usize,
+    partitions: u32,
+    batch: Bytes,
+    total: u64,
+) -> anyhow::Result<(Throughput, Vec<Duration>)> {
+    drive_as(engine, producers, partitions, batch, total, None, None, true).await
 }
 
 /// Idempotent producers for [`drive_as`]: producer `i` has id `ids[i]` and its next sequence in
@@ -135,7 +148,9 @@ pub fn with_sequence(batch: &Bytes, id: i64, seq: i32) -> Bytes {
     Bytes::from(b)
 }
 
-/// [`drive`], optionally as idempotent producers.
+/// [`drive`], optionally as idempotent producers, optionally copying each batch (see
+/// [`drive_copied`]; idempotent batches are always copies).
+#[allow(clippy::too_many_arguments)]
 pub async fn drive_as(
     engine: &Engine,
     producers: usize,
@@ -144,6 +159,7 @@ pub async fn drive_as(
     total: u64,
     rate: Option<f64>,
     idempotent: Option<Arc<Idempotent>>,
+    copy: bool,
 ) -> anyhow::Result<(Throughput, Vec<Duration>)> {
     let sent = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -164,6 +180,7 @@ pub async fn drive_as(
                 }
                 let b = match &idem {
                     Some(x) => with_sequence(&batch, x.ids[i], x.next[i].fetch_add(records as i32, Ordering::Relaxed)),
+                    None if copy => Bytes::copy_from_slice(&batch),
                     None => batch.clone(),
                 };
                 let t = Instant::now();
@@ -245,7 +262,7 @@ impl Side<'_> {
             Side::Raw { dir, chunk } => raw::append_fdatasync(dir, bytes, *chunk)?.0,
             Side::Engine { engine, producers, partitions, batch, idempotent } => {
                 let b = batch.clone();
-                drive_as(engine, *producers, *partitions, b, bytes, None, idempotent.clone()).await?.0
+                drive_as(engine, *producers, *partitions, b, bytes, None, idempotent.clone(), false).await?.0
             }
         };
         Ok(th.mb_per_s())

@@ -3,10 +3,12 @@
 //! the same run:
 //!
 //! 1. Produce, `acks=all`, fsync durability, 1 KiB records, 8 producers (8 processes, one per
-//!    partition): against in-process `Engine::append` of batches of the size the client sent
-//!    (target >= 0.8x), and against Redis streams (`XADD`, `appendfsync always`, redis-benchmark
-//!    with 8 clients x pipeline 64, 1 KiB fields; target >= 3x). The three sides alternate in
-//!    slices, so the disk's swings hit them alike; medians and IQR of the per-round ratios.
+//!    partition): against in-process `Engine::append` of batches of the size the client sent,
+//!    each copied into a buffer of its own as a received batch is (target >= 0.8x; also printed
+//!    against appends of one shared buffer, hot in the CPU's cache), and against Redis streams
+//!    (`XADD`, `appendfsync always`, redis-benchmark with 8 clients x pipeline 64, 1 KiB fields;
+//!    target >= 3x). The sides alternate in slices, so the disk's swings hit them alike; medians
+//!    and IQR of the per-round ratios.
 //! 2. Produce latency (p50/p99) at half the produce throughput of (1).
 //! 3. Consume through Fetch from the hot tier against `Engine::read` of the same bytes (target
 //!    0.8x or better); then, once everything is tiered and gone from local disk, from the bucket
@@ -22,7 +24,7 @@ use futures::StreamExt;
 use tiering::object_store::ObjectStore;
 use tiering::object_store::path::Path as ObjectPath;
 
-use super::append::{drive, make_batch, rounds_line};
+use super::append::{drive, drive_copied, make_batch, rounds_line};
 use super::{BucketArgs, Scratch, median};
 use crate::config::{EngineConfig, TopicConfig};
 use crate::engine::Engine;
@@ -288,11 +290,11 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     let redis = Redis::start(&root.path.join("redis")).await?;
 
     // 1. Produce: Kafka clients, in-process appends of the same batch size, Redis XADD.
-    let (mut kafka, mut inproc, mut xadd) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut kafka, mut inproc, mut shared, mut xadd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut batch = None;
     for round in 0..rounds {
-        for side in 0..3 {
-            match (round + side) % 3 {
+        for side in 0..4 {
+            match (round + side) % 4 {
                 0 => {
                     let a = [
                         "produce".to_owned(),
@@ -314,23 +316,32 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
                 }
                 1 if batch.is_some() => {
                     let b = batch.clone().expect("set above");
-                    let (t, _) = drive(&engine, PRODUCERS, PRODUCERS as u32, b, slice as u64, None).await?;
+                    let (t, _) = drive_copied(&engine, PRODUCERS, PRODUCERS as u32, b, slice as u64).await?;
                     inproc.push(t.items_per_s());
                 }
-                1 => {}
+                2 if batch.is_some() => {
+                    let b = batch.clone().expect("set above");
+                    let (t, _) = drive(&engine, PRODUCERS, PRODUCERS as u32, b, slice as u64, None).await?;
+                    shared.push(t.items_per_s());
+                }
+                1 | 2 => {}
                 _ => xadd.push(tokio::task::block_in_place(|| redis.xadd(records))?),
             }
         }
     }
     if inproc.is_empty() {
         let b = batch.clone().expect("set by the first Kafka slice");
-        let (t, _) = drive(&engine, PRODUCERS, PRODUCERS as u32, b, slice as u64, None).await?;
+        let (t, _) = drive_copied(&engine, PRODUCERS, PRODUCERS as u32, b.clone(), slice as u64).await?;
         inproc.push(t.items_per_s());
+        let (t, _) = drive(&engine, PRODUCERS, PRODUCERS as u32, b, slice as u64, None).await?;
+        shared.push(t.items_per_s());
     }
     let n = kafka.len().min(inproc.len());
     let per_batch = batch.as_ref().map_or(0, |b| tiering::batch::BatchHeader::parse(b).map_or(0, |h| h.record_count));
     println!("   (the client's batches held {per_batch} records; the in-process side appends batches of that size)");
     rounds_line("1. produce acks=all, 8 producers (vs Engine::append)", &kafka[..n], &inproc[..n], "rec/s", Some(0.8));
+    let n = kafka.len().min(shared.len());
+    rounds_line("   ... (vs Engine::append of one shared buffer)", &kafka[..n], &shared[..n], "rec/s", None);
     let m = kafka.len().min(xadd.len());
     rounds_line("1. produce acks=all, 8 producers (vs Redis XADD)", &kafka[..m], &xadd[..m], "rec/s", Some(3.0));
     let mbs = median(kafka.clone()) * RECORD as f64 / 1e6;

@@ -114,6 +114,15 @@ struct Ahead {
     streams: HashMap<u64, Instant>,
 }
 
+impl Ahead {
+    /// Records that `stream` read or read ahead at `now`, and forgets streams quiet for
+    /// [`STREAM_ACTIVE`].
+    fn active(&mut self, stream: u64, now: Instant) {
+        self.streams.retain(|_, at| now.duration_since(*at) < STREAM_ACTIVE);
+        self.streams.insert(stream, now);
+    }
+}
+
 /// Chunked, shared, cached reads of immutable objects.
 pub struct ChunkCache {
     cache: HybridCache<u128, Chunk>,
@@ -284,7 +293,7 @@ impl ChunkCache {
             c = i.max(c + 1);
         }
         let chunks: Vec<Chunk> = chunks.into_iter().map(|c| c.expect("invariant: every chunk was fetched")).collect();
-        self.claim(key, range.clone());
+        self.release(key, range.clone());
         let verified = chunks.iter().all(|c| c.verified);
         let skip = (range.start - first * self.chunk) as usize;
         let len = (range.end - range.start) as usize;
@@ -369,9 +378,9 @@ impl ChunkCache {
         f
     }
 
-    /// Starts fetching `range` in the background, read ahead for `stream`: one GET per run of
-    /// chunks neither cached nor in flight, registered before this returns, so a read that
-    /// follows shares it. Only as much as the stream's share of the read-ahead budget has room
+    /// Starts fetching `range` in the background, read ahead for `stream`: GETs of at most
+    /// `get_bytes` for each run of chunks neither cached nor in flight, registered before this
+    /// returns, so a read that follows shares them. Only as much as the stream's share of the read-ahead budget has room
     /// for, from the start of `range` (see the module docs); a run the room would cut to less
     /// than half the share waits for more room (the reader fetches those bytes itself if it gets
     /// there first), so GETs stay large. Whether all of `range` is now cached or on its way.
@@ -383,8 +392,10 @@ impl ChunkCache {
         size: u64,
         range: Range<u64>,
         index: Option<&Arc<SegmentIndex>>,
+        get_bytes: u64,
     ) -> bool {
         let range = range.start..range.end.min(size);
+        let per_get = get_bytes.div_ceil(self.chunk).max(1);
         if range.start >= range.end {
             return true;
         }
@@ -395,8 +406,7 @@ impl ChunkCache {
         // What still waits to be read: not evicted meanwhile, its GET not failed, not abandoned.
         let now = Instant::now();
         ahead.chunks.retain(|k, (at, _)| now.duration_since(*at) < AHEAD_TTL && self.held(&inflight, *k));
-        ahead.streams.retain(|_, at| now.duration_since(*at) < STREAM_ACTIVE);
-        ahead.streams.insert(stream, now);
+        ahead.active(stream, now);
         // This stream's room: its equal share of the budget among the streams reading ahead now
         // (so concurrent streams each keep some read-ahead), within what the budget has left.
         let budget = self.ahead_budget / self.chunk;
@@ -418,13 +428,18 @@ impl ChunkCache {
             if take < end - c && take < (share / 2).max(1) {
                 return false;
             }
-            for i in c..c + take {
-                ahead.chunks.insert(cache_key(object, i), (now, stream));
+            let mut g = c;
+            while g < c + take {
+                let e = (g + per_get).min(c + take);
+                for i in g..e {
+                    ahead.chunks.insert(cache_key(object, i), (now, stream));
+                }
+                let f = self.start_flight(&mut inflight, key, object, size, g, e, true, index.cloned());
+                tokio::spawn(async move {
+                    let _ = f.flight.clone().await;
+                });
+                g = e;
             }
-            let f = self.start_flight(&mut inflight, key, object, size, c, c + take, true, index.cloned());
-            tokio::spawn(async move {
-                let _ = f.flight.clone().await;
-            });
             if take < end - c {
                 return false;
             }
@@ -434,8 +449,16 @@ impl ChunkCache {
         true
     }
 
-    /// Bytes `range` of `key` are being read: read-ahead of them no longer waits to be read.
-    pub fn claim(&self, key: &Path, range: Range<u64>) {
+    /// `stream` reads bytes `range` of `key`: read-ahead of them no longer waits to be read, and
+    /// the stream counts as reading for the budget's shares (from its first read, so streams
+    /// that start together share the budget from their first read-ahead).
+    pub fn claim(&self, stream: u64, key: &Path, range: Range<u64>) {
+        self.ahead.lock().expect("invariant: cache lock not poisoned").active(stream, Instant::now());
+        self.release(key, range);
+    }
+
+    /// Read-ahead of bytes `range` of `key` no longer waits to be read.
+    fn release(&self, key: &Path, range: Range<u64>) {
         if range.start >= range.end {
             return;
         }
@@ -510,7 +533,7 @@ mod tests {
         let c = cache(counting.clone()).await;
         let size = data.len() as u64;
         // Fetch everything with one GET (what read-ahead does), then read batch by batch.
-        c.prefetch(1, &key, size, 0..size, Some(&idx));
+        c.prefetch(1, &key, size, 0..size, Some(&idx), size);
         let before = counting.counts();
         let mut unverified = 0;
         for r in &idx.rows {
@@ -560,7 +583,7 @@ mod tests {
         // Prefetches, waits for their GETs; the bytes they fetched.
         let prefetch = async |stream: u64, key: &Path, from: u64, whole: bool| {
             let t = counting.counts();
-            assert_eq!(c.prefetch(stream, key, size, from..size, None), whole);
+            assert_eq!(c.prefetch(stream, key, size, from..size, None, 64 * K), whole);
             c.settle().await;
             counting.counts().since(&t).bytes_read
         };
@@ -580,12 +603,12 @@ mod tests {
         assert_eq!(prefetch(sb, &b, 0, false).await, 256 * K, "b's share");
         assert_eq!(prefetch(sa, &a, 512 * K, false).await, 0, "a holds its share, unread");
         // Room for less than half a share waits, so GETs stay large.
-        c.claim(&a, 256 * K..320 * K);
+        c.claim(sa, &a, 256 * K..320 * K);
         assert_eq!(prefetch(sa, &a, 512 * K, false).await, 0, "64 KiB of room is less than half a share");
-        c.claim(&a, 320 * K..384 * K);
+        c.claim(sa, &a, 320 * K..384 * K);
         assert_eq!(prefetch(sa, &a, 512 * K, false).await, 128 * K);
         // A range within the room is fetched whole; reads past the read-ahead fetch on demand.
-        c.claim(&b, 0..256 * K);
+        c.claim(sb, &b, 0..256 * K);
         assert_eq!(prefetch(sb, &b, size - 64 * K, true).await, 64 * K);
         let t = counting.counts();
         read(&b, 1 << 20..(1 << 20) + 100).await;
@@ -605,7 +628,7 @@ mod tests {
         store.put(&key, PutPayload::from(data.clone())).await.unwrap();
         let c = cache(store).await;
         let size = data.len() as u64;
-        c.prefetch(1, &key, size, 0..size, Some(&idx));
+        c.prefetch(1, &key, size, 0..size, Some(&idx), size);
         for r in &idx.rows {
             let read = c.get_range(&key, size, r.position..r.end(), true, Some(&idx)).await.unwrap();
             let chunks = r.position / 4096..=(r.end() - 1) / 4096;

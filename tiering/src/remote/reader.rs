@@ -48,8 +48,8 @@ pub struct RemoteReader {
     read_ahead: u64,
     indexes: Mutex<VecDeque<(String, Arc<SegmentIndex>)>>,
     index_load: tokio::sync::Mutex<()>,
-    /// Where recent reads ended: a read starting at such an offset continues a stream.
-    streams: Mutex<VecDeque<i64>>,
+    /// Where recent reads started and ended: a read starting within one continues its stream.
+    streams: Mutex<VecDeque<(i64, i64)>>,
     /// This partition's streams, for the cache's read-ahead budget.
     stream: u64,
 }
@@ -179,8 +179,8 @@ impl RemoteReader {
         // of the cache's read-ahead budget. The bytes of this read no longer wait to be read, and
         // are fetched on their own GET when read-ahead did not start them: the read does not wait
         // on a larger one.
+        self.cache.claim(self.stream, &key, range.clone());
         if sequential {
-            self.cache.claim(&key, range.clone());
             self.read_ahead(&e, &idx, range.end).await;
         }
         let read = self.cache.get_range(&key, e.size, range.clone(), sequential, Some(&idx)).await?;
@@ -191,21 +191,24 @@ impl RemoteReader {
         Ok(Some(read.bytes))
     }
 
-    /// Records that a read from `offset` ended at `next`; whether it continued a stream.
+    /// Records that a read from `offset` ended at `next`; whether it continued a stream: it
+    /// starts where a recent read ended, or inside it (a Kafka Fetch whose response had room for
+    /// only part of what it read resumes from where the response was cut).
     fn continues_stream(&self, offset: i64, next: i64) -> bool {
         let mut s = self.streams.lock().expect("invariant: lock not poisoned");
-        let found = s.iter().position(|&o| o == offset).and_then(|i| s.remove(i));
+        let found = s.iter().position(|&(from, end)| from < offset && offset <= end).and_then(|i| s.remove(i));
         if found.is_none() && s.len() >= STREAMS {
             s.pop_front();
         }
-        s.push_back(next);
+        s.push_back((offset, next));
         found.is_some()
     }
 
-    /// Keeps the `read_ahead_bytes` after byte `from` of segment `e` in flight or cached, in
-    /// whole aligned windows (the window holding the last of those bytes too), each fetched with
-    /// one GET, so a replay costs one GET per window whatever its reads' sizes; past the
-    /// segment's end, the next segments' first windows. Stops where the cache's budget does.
+    /// Keeps the `read_ahead_bytes` after byte `from` of segment `e` in flight or cached, up to
+    /// the end of the aligned window holding the last of them, in GETs of at most a window: what
+    /// is missing appears a window at a time, so a replay costs about one GET per window whatever
+    /// its reads' sizes (and a stream held to less by the budget fetches its room in one GET).
+    /// Past the segment's end, the next segments' first windows. Stops where the budget does.
     async fn read_ahead(&self, e: &SegmentEntry, idx: &Arc<SegmentIndex>, from: u64) {
         let window = self.window();
         let (mut seg, mut seg_idx) = (e.clone(), idx.clone());
@@ -218,9 +221,9 @@ impl RemoteReader {
                 (seg, seg_idx, at) = (next, next_idx, 0);
                 continue;
             }
-            let end = (at / window + 1) * window;
+            let end = (at + left).div_ceil(window) * window;
             let key = seg.segment_key(self.manifest.keys());
-            if !self.cache.prefetch(self.stream, &key, seg.size, at..end, Some(&seg_idx)) {
+            if !self.cache.prefetch(self.stream, &key, seg.size, at..end, Some(&seg_idx), window) {
                 return;
             }
             left = left.saturating_sub(end.min(seg.size) - at);
