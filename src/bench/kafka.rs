@@ -291,9 +291,13 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
 
     // 1. Produce: Kafka clients, in-process appends of the same batch size, Redis XADD.
     let (mut kafka, mut inproc, mut shared, mut xadd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // CPU seconds spent over the Kafka slices (this process: the broker; its children: the load
+    // generator, with its start-up) and over the copying in-process slices.
+    let (mut broker_cpu, mut client_cpu, mut inproc_cpu) = (0.0, 0.0, 0.0);
     let mut batch = None;
     for round in 0..rounds {
         for side in 0..4 {
+            let cpu = super::cpu_seconds();
             match (round + side) % 4 {
                 0 => {
                     let a = [
@@ -306,6 +310,9 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
                     ];
                     let v = load(&python, &script, &a).await?;
                     kafka.push(f(&v, "records")? / f(&v, "elapsed_s")?);
+                    let now = super::cpu_seconds();
+                    broker_cpu += now.0 - cpu.0;
+                    client_cpu += now.1 - cpu.1;
                     if batch.is_none() {
                         // The batch size the client sent, for the in-process side.
                         let r = engine.read("kbench", 0, 0, 16 << 20).await?;
@@ -318,6 +325,7 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
                     let b = batch.clone().expect("set above");
                     let (t, _) = drive_copied(&engine, PRODUCERS, PRODUCERS as u32, b, slice as u64).await?;
                     inproc.push(t.items_per_s());
+                    inproc_cpu += super::cpu_seconds().0 - cpu.0;
                 }
                 2 if batch.is_some() => {
                     let b = batch.clone().expect("set above");
@@ -331,8 +339,10 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     }
     if inproc.is_empty() {
         let b = batch.clone().expect("set by the first Kafka slice");
+        let cpu = super::cpu_seconds();
         let (t, _) = drive_copied(&engine, PRODUCERS, PRODUCERS as u32, b.clone(), slice as u64).await?;
         inproc.push(t.items_per_s());
+        inproc_cpu += super::cpu_seconds().0 - cpu.0;
         let (t, _) = drive(&engine, PRODUCERS, PRODUCERS as u32, b, slice as u64, None).await?;
         shared.push(t.items_per_s());
     }
@@ -346,6 +356,14 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
     rounds_line("1. produce acks=all, 8 producers (vs Redis XADD)", &kafka[..m], &xadd[..m], "rec/s", Some(3.0));
     let mbs = median(kafka.clone()) * RECORD as f64 / 1e6;
     println!("   produce: {:.0} records/s, {mbs:.1} MB/s of values", median(kafka.clone()));
+    // The CPU behind those figures, per GiB of records, over the same slices.
+    let per_gib = |cpu: f64, slices: usize| cpu / (slices as f64 * slice as f64 / (1u64 << 30) as f64);
+    let (broker, clients) = (per_gib(broker_cpu, kafka.len()), per_gib(client_cpu, kafka.len()));
+    let inproc_per = per_gib(inproc_cpu, inproc.len());
+    println!(
+        "   CPU s per GiB produced: broker {broker:.2}, its librdkafka clients {clients:.2} (with their start-up); in-process Engine::append (copying) {inproc_per:.2}; broker / in-process {:.2}x",
+        broker / inproc_per
+    );
 
     // 2. Latency at half the produce throughput.
     let rate = (median(kafka.clone()) / 2.0).max(100.0);
@@ -461,6 +479,11 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
         "MB/s",
         None,
     );
+    // On shared cores the GETs and the Fetch socket take turns: a consume can at best spend the
+    // raw GETs' time and the socket's time on the same bytes, one after the other.
+    let raw_mbs = remote as f64 / raw_s / 1e6;
+    let both = 1.0 / (1.0 / raw_mbs + 1.0 / wire);
+    rounds_line("   ... (vs GETs then loopback, one after the other)", &[b as f64 / s / 1e6], &[both], "MB/s", None);
 
     // 4. End to end.
     let e2e_rate = if args.smoke { 200.0 } else { 2000.0 };

@@ -165,6 +165,22 @@ impl Throughput {
     }
 }
 
+/// CPU seconds (user and system) used so far by this process, and by its children that have
+/// ended and been waited for (with their own descendants waited for).
+pub fn cpu_seconds() -> (f64, f64) {
+    let used = |who| {
+        // SAFETY: a zeroed rusage is a valid value for the call to fill.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `ru` is a valid, writable rusage; `who` is RUSAGE_SELF or RUSAGE_CHILDREN.
+        if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+            return f64::NAN;
+        }
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        secs(ru.ru_utime) + secs(ru.ru_stime)
+    };
+    (used(libc::RUSAGE_SELF), used(libc::RUSAGE_CHILDREN))
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;

@@ -122,10 +122,10 @@ async fn read_requests(
         let Ok(permit) = broker.request_bytes.clone().acquire_many_owned(len as u32).await else {
             return Close::WriterGone;
         };
-        let mut buf = BytesMut::zeroed(len);
+        let mut buf = BytesMut::with_capacity(len);
         let frame_ms = broker.config.frame_timeout_ms;
         tokio::select! {
-            r = rd.read_exact(&mut buf) => if let Err(e) = r {
+            r = read_frame(rd, &mut buf, len) => if let Err(e) = r {
                 return if e.kind() == std::io::ErrorKind::UnexpectedEof {
                     Close::malformed("truncated_frame", format!("connection ended inside a frame of {len} bytes"))
                 } else {
@@ -145,6 +145,18 @@ async fn read_requests(
             return Close::WriterGone;
         }
     }
+}
+
+/// Reads the `len` bytes of a frame into `buf`'s spare capacity (not zeroed first: a produce
+/// frame is megabytes), never past the frame's end.
+async fn read_frame(rd: &mut OwnedReadHalf, buf: &mut BytesMut, len: usize) -> std::io::Result<()> {
+    while buf.len() < len {
+        let left = (len - buf.len()) as u64;
+        if (&mut *rd).take(left).read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
 }
 
 async fn write_responses(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<JoinHandle<Reply>>, peer: SocketAddr) {

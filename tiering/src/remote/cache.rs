@@ -12,16 +12,16 @@
 //!   chunks and leaves what point readers use alone; a replay that fits stays cached (nothing is
 //!   evicted below capacity). Chunks fetched by other reads go to the high-priority pool
 //!   (`HIGH_PRIORITY_RATIO` of the memory) and, when evicted from memory, to the disk tier.
-//! - **Read-ahead within the memory.** Read-ahead chunks fetched, or in flight, and not read yet
-//!   are counted against a budget of a quarter of the memory tier: a prefetch that would pass
-//!   it starts nothing, and the reader fetches those bytes itself when it gets there. A read
-//!   moves its chunks to the young end of the LRU, so read-ahead waiting to be read is older
-//!   than what was just read and goes first when the memory is full: it survives only while it
-//!   and the reads made before its turn fit in the low-priority pool (at least half the memory),
-//!   hence a quarter. Without the bound, many concurrent streams (a Fetch of eight partitions,
-//!   each reading 48 MiB ahead) evicted each other's read-ahead before it was read and fetched
-//!   every byte two or three times. Chunks neither read nor evicted within `AHEAD_TTL` (a
-//!   reader that stopped) no longer count.
+//! - **Read-ahead within the memory, pinned until read.** Read-ahead chunks fetched, or in
+//!   flight, and not read yet are counted against a budget of a quarter of the memory tier: a
+//!   prefetch that would pass it starts nothing, and the reader fetches those bytes itself when
+//!   it gets there. While they wait, the cache holds their entries, which pins them (foyer's LRU
+//!   evicts no entry in use): a read moves its chunks to the young end of the LRU, so without
+//!   the pin, read-ahead waiting its turn was older than what was just read and went first when
+//!   a Fetch of many partitions filled the memory, and was fetched again. Once read (claimed),
+//!   a chunk is unpinned and ages like any scanned chunk. Chunks neither read nor evicted within
+//!   `AHEAD_TTL` (a reader that stopped) are unpinned and no longer count. The budget bounds what
+//!   is pinned, leaving three quarters of the memory to reads and point readers.
 //! - **Verified once.** A GET of segment bytes given the segment's index CRC-checks every batch
 //!   wholly inside it as it arrives, and marks each chunk whose overlapping batches all passed.
 //!   Reads whose chunks are all marked skip the check; others (chunks cut through a batch at a
@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use foyer::{
     BlockEngineConfig, Code, DeviceBuilder, EvictionConfig, FsDeviceBuilder, Hint, HybridCache, HybridCacheBuilder,
-    HybridCacheProperties, Location, LruConfig, RecoverMode,
+    HybridCacheEntry, HybridCacheProperties, Location, LruConfig, RecoverMode,
 };
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -104,12 +104,23 @@ struct InFlight {
     flight: Flight,
 }
 
+/// A read-ahead chunk fetched, or in flight, and not read yet.
+struct Waiting {
+    /// When it was asked for.
+    at: Instant,
+    /// For which stream.
+    stream: u64,
+    /// Its memory-cache entry once fetched. Held, it is pinned (foyer's LRU evicts no entry in
+    /// use), so read-ahead is never evicted before it is read; dropped when it is read, or
+    /// abandoned after [`AHEAD_TTL`].
+    pin: Option<HybridCacheEntry<u128, Chunk>>,
+}
+
 /// The read-ahead budget's accounting.
 #[derive(Default)]
 struct Ahead {
-    /// Read-ahead chunks fetched or in flight and not read yet: when each was asked for, and
-    /// for which stream.
-    chunks: HashMap<u128, (Instant, u64)>,
+    /// Read-ahead chunks fetched or in flight and not read yet.
+    chunks: HashMap<u128, Waiting>,
     /// The streams reading ahead: when each last asked.
     streams: HashMap<u64, Instant>,
 }
@@ -361,6 +372,13 @@ impl ChunkCache {
                     this.cache.insert_with_properties(cache_key(object, c), chunk.clone(), props);
                     chunks.push(chunk);
                 }
+                // Read-ahead waiting to be read is pinned until it is.
+                let mut ahead = this.ahead.lock().expect("invariant: cache lock not poisoned");
+                for c in first..end {
+                    if let Some(w) = ahead.chunks.get_mut(&cache_key(object, c)) {
+                        w.pin = this.cache.memory().get(&cache_key(object, c));
+                    }
+                }
                 Ok(Arc::new(chunks))
             });
             let mut inflight = this.inflight.lock().expect("invariant: cache lock not poisoned");
@@ -405,13 +423,13 @@ impl ChunkCache {
         let mut ahead = self.ahead.lock().expect("invariant: cache lock not poisoned");
         // What still waits to be read: not evicted meanwhile, its GET not failed, not abandoned.
         let now = Instant::now();
-        ahead.chunks.retain(|k, (at, _)| now.duration_since(*at) < AHEAD_TTL && self.held(&inflight, *k));
+        ahead.chunks.retain(|k, w| now.duration_since(w.at) < AHEAD_TTL && self.held(&inflight, *k));
         ahead.active(stream, now);
         // This stream's room: its equal share of the budget among the streams reading ahead now
         // (so concurrent streams each keep some read-ahead), within what the budget has left.
         let budget = self.ahead_budget / self.chunk;
         let share = (budget / ahead.streams.len() as u64).max(1);
-        let mine = ahead.chunks.values().filter(|(_, s)| *s == stream).count() as u64;
+        let mine = ahead.chunks.values().filter(|w| w.stream == stream).count() as u64;
         let mut room = share.saturating_sub(mine).min(budget.saturating_sub(ahead.chunks.len() as u64));
         let missing = |inflight: &HashMap<u128, Arc<InFlight>>, c: u64| !self.held(inflight, cache_key(object, c));
         let mut c = first;
@@ -432,7 +450,7 @@ impl ChunkCache {
             while g < c + take {
                 let e = (g + per_get).min(c + take);
                 for i in g..e {
-                    ahead.chunks.insert(cache_key(object, i), (now, stream));
+                    ahead.chunks.insert(cache_key(object, i), Waiting { at: now, stream, pin: None });
                 }
                 let f = self.start_flight(&mut inflight, key, object, size, g, e, true, index.cloned());
                 tokio::spawn(async move {
@@ -482,6 +500,7 @@ impl ChunkCache {
     }
 
     pub async fn close(&self) {
+        self.ahead.lock().expect("invariant: cache lock not poisoned").chunks.clear();
         let _ = self.cache.close().await;
     }
 }
@@ -615,6 +634,39 @@ mod tests {
         assert_eq!(counting.counts().since(&t).bytes_read, 4 * K);
         read(&b, size - 10..size).await;
         read(&a, 384 * K..640 * K).await;
+    }
+
+    #[tokio::test]
+    async fn read_ahead_waiting_to_be_read_is_not_evicted_by_other_reads() {
+        // 2 MiB of memory; 512 KiB of `a` read ahead, then 4 MiB of `b` scanned through the
+        // same low-priority pool: the read-ahead is pinned, so reading it fetches nothing.
+        const K: u64 = 1 << 10;
+        let data: Vec<u8> = (0..4u32 << 20).map(|i| (i * 13 % 251) as u8).collect();
+        let counting = Arc::new(CountingStore::new(Arc::new(InMemory::new())));
+        let (a, b) = (Path::from("a.log"), Path::from("b.log"));
+        counting.put(&a, PutPayload::from(data.clone())).await.unwrap();
+        counting.put(&b, PutPayload::from(data.clone())).await.unwrap();
+        let c = cache(counting.clone()).await;
+        let size = data.len() as u64;
+        assert!(!c.prefetch(1, &a, size, 0..size, None, 64 * K), "the budget holds 512 KiB");
+        c.settle().await;
+        for at in (0..size).step_by(64 << 10) {
+            let got = c.get_range(&b, size, at..at + 64 * K, true, None).await.unwrap();
+            assert_eq!(&got.bytes[..], &data[at as usize..(at + 64 * K) as usize]);
+        }
+        assert!(!c.contains(&b, 0), "the scan of b went through the memory and evicted its start");
+        let t = counting.counts();
+        for at in (0..512 * K).step_by(64 << 10) {
+            c.claim(1, &a, at..at + 64 * K);
+            let got = c.get_range(&a, size, at..at + 64 * K, true, None).await.unwrap();
+            assert_eq!(&got.bytes[..], &data[at as usize..(at + 64 * K) as usize]);
+        }
+        assert_eq!(counting.counts().since(&t).bytes_read, 0, "the read-ahead of a was still cached");
+        // Read, it is no longer pinned: another scan evicts it.
+        for at in (0..size).step_by(64 << 10) {
+            c.get_range(&b, size, at..at + 64 * K, true, None).await.unwrap();
+        }
+        assert!(!c.contains(&a, 0), "read-ahead once read is evicted like any scanned chunk");
     }
 
     #[tokio::test]
