@@ -80,6 +80,14 @@ pub async fn real_sleep(ms: u64) {
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await
 }
 
+/// A blocking real-time pause, for a thread of its own that paces IO (freeing a deleted
+/// segment's blocks a step at a time: `local::reclaim`). Real time under a [`ManualClock`] too:
+/// it paces the disk, not the log's schedule.
+#[allow(clippy::disallowed_methods)]
+pub fn real_pause(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms))
+}
+
 /// The system's wall-clock time in ns, for what is not on a schedule and must not follow a test's
 /// manual clock: a random seed, a unique name, or a comparison with timestamps another system
 /// wrote (an object's last-modified time in the bucket).

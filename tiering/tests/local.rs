@@ -521,3 +521,57 @@ async fn partitions_going_idle_together_close_a_few_per_tick() {
     }
     writer.shutdown().await.unwrap();
 }
+
+/// The sizes of this process's open handles to `path` after it was unlinked.
+fn deleted_handles(path: &Path) -> Vec<u64> {
+    let want = format!("{} (deleted)", path.display());
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+    fds.flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy() == want))
+        .filter_map(|e| std::fs::metadata(e.path()).ok().map(|m| m.len()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_frees_a_large_segment_a_step_at_a_time_and_lets_it_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let step = tiering::local::reclaim::STEP;
+    let config = LogConfig { segment_bytes: step + (16 << 20), local_retention_bytes: Some(1), ..Default::default() };
+    let h = open(dir.path(), config.clone(), ManualClock::new(T0)).await;
+    let value = Bytes::from(vec![b'v'; 512 << 10]);
+    let big = |i: i64| {
+        let rec =
+            Record { key: Some(Bytes::from("k")), value: Some(value.clone()), headers: vec![], timestamp: T0 + i };
+        ValidatedBatch::validate(BatchBuilder::from_records(Compression::None, &[rec]), config.batch_limit()).unwrap()
+    };
+    let mut i = 0;
+    while h.partition.segments().len() < 2 {
+        h.writer.append(&h.partition, big(i)).await.unwrap();
+        i += 1;
+    }
+    h.writer.append(&h.partition, big(i)).await.unwrap();
+    let segs = h.partition.segments();
+    assert!(segs[0].size > step, "a first segment of more than one step: {}", segs[0].size);
+    let first = segs[0].path.clone();
+
+    // Retention on the writer's tick: the name goes at once, the log starts at the next segment.
+    h.writer.tick().await.unwrap();
+    assert!(!first.exists(), "the deleted segment's name is gone");
+    assert_eq!(h.partition.log_start_offset(), segs[1].base_offset);
+    let r = h.partition.read(segs[1].base_offset, 1 << 20).unwrap();
+    assert_eq!(r.batches().count(), 1);
+
+    // The reclaim thread cuts the file down a step, pauses, and lets the handle go: no handle to
+    // it stays open (the blocks are all freed), and none is ever larger than the file was.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let open = deleted_handles(&first);
+        assert!(open.iter().all(|&n| n <= segs[0].size), "{open:?}");
+        if open.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the deleted segment is still open: {open:?}");
+        tiering::clock::real_sleep(5).await;
+    }
+    h.writer.shutdown().await.unwrap();
+}

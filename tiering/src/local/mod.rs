@@ -12,6 +12,7 @@ pub mod index;
 pub mod journal;
 pub mod partition;
 pub mod producers;
+pub mod reclaim;
 pub mod recover;
 pub mod segment;
 pub mod sim_fs;

@@ -1,0 +1,87 @@
+//! Frees the blocks of deleted segment logs a step at a time.
+//!
+//! Unlinking a large file frees all its blocks in one filesystem transaction. On ext4 mounted
+//! with `discard` (and on other filesystems that trim freed extents inline), the commit that
+//! carries those frees trims them before it completes, and every fsync waiting on that commit
+//! waits too: next to a broker on this project's test machine, removing a 2 GiB file took the
+//! produce-to-consume p99 from 5 ms to 955 ms; cutting the same file down 64 MiB at a time, 50 ms
+//! apart, kept it at 10 ms. RocksDB's `SstFileManager` paces deletions for the same reason.
+//!
+//! So local retention unlinks a segment's files at once (the name is gone: a crash or a restart
+//! never sees the segment again, and the kernel frees an unlinked inode's blocks when its last
+//! handle closes, at the latest at the next mount), keeps one handle to the log, and hands it
+//! here: a thread of its own cuts the file down by [`STEP`] every [`PAUSE_MS`] (1.3 GB/s), then
+//! lets the handle go. Only files nobody else has open come here: a reader still holding a
+//! deleted segment reads it whole, and its blocks are freed when that reader lets go.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::mpsc::{Sender, channel};
+
+use super::fs::LogFile;
+
+/// Bytes freed per step.
+pub const STEP: u64 = 64 << 20;
+/// The pause after each step.
+pub const PAUSE_MS: u64 = 50;
+
+static QUEUE: OnceLock<Option<Sender<Arc<dyn LogFile>>>> = OnceLock::new();
+
+/// Frees `file`'s blocks in steps on the reclaim thread, then closes it. `file` must be unlinked
+/// and open nowhere else. A file of at most one step (or when the thread cannot start) is closed
+/// at once.
+pub fn free_gradually(file: Arc<dyn LogFile>) {
+    if file.len().map_or(true, |n| n <= STEP) {
+        return;
+    }
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = channel::<Arc<dyn LogFile>>();
+        let spawned = std::thread::Builder::new().name("tierlog-reclaim".into()).spawn(move || {
+            for f in rx {
+                shrink(&*f, STEP, PAUSE_MS);
+            }
+        });
+        spawned.ok().map(|_| tx)
+    });
+    if let Some(tx) = queue {
+        // The thread runs as long as the process; a failed send drops the file: freed at once.
+        let _ = tx.send(file);
+    }
+}
+
+/// Cuts `file` down by `step` bytes at a time, `pause_ms` apart, to at most one step; the rest
+/// goes when the handle closes. Stops at the first error (the close frees what is left).
+fn shrink(file: &dyn LogFile, step: u64, pause_ms: u64) {
+    let Ok(mut len) = file.len() else { return };
+    while len > step {
+        len -= step;
+        if let Err(e) = file.set_len(len) {
+            tracing::warn!(error = %e, "cannot cut a deleted segment down; its blocks are freed at once");
+            return;
+        }
+        crate::clock::real_pause(pause_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::fs::std_fs;
+
+    #[test]
+    fn a_deleted_file_is_cut_down_in_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = std_fs();
+        let path = dir.path().join("00000000000000000000.log");
+        let f = fs.create_new(&path).unwrap();
+        let data = vec![7u8; 1 << 20];
+        f.append(&[std::io::IoSlice::new(&data)]).unwrap();
+        fs.remove_file(&path).unwrap();
+        assert!(!fs.exists(&path));
+        // 1 MiB in 100 KiB steps: cut to 1024 KiB - 10 x 100 KiB = 24 KiB, never past zero.
+        shrink(&*f, 100 << 10, 0);
+        assert_eq!(f.len().unwrap(), (1 << 20) - 10 * (100 << 10));
+        // What is left still reads: the file was cut, not damaged.
+        assert_eq!(f.read_exact_at(0, 1000).unwrap(), vec![7u8; 1000]);
+    }
+}
