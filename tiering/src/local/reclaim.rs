@@ -5,7 +5,9 @@
 //! carries those frees trims them before it completes, and every fsync waiting on that commit
 //! waits too: next to a broker on this project's test machine, removing a 2 GiB file took the
 //! produce-to-consume p99 from 5 ms to 955 ms; cutting the same file down 64 MiB at a time, 50 ms
-//! apart, kept it at 10 ms. RocksDB's `SstFileManager` paces deletions for the same reason.
+//! apart, kept it at 10 ms. In tierlog itself, local retention dropping 2 GiB of tiered
+//! segments beside a long-polling consumer: p99 13-21 ms with this, 370 ms without. RocksDB's
+//! `SstFileManager` paces deletions for the same reason.
 //!
 //! So local retention unlinks a segment's files at once (the name is gone: a crash or a restart
 //! never sees the segment again, and the kernel frees an unlinked inode's blocks when its last
