@@ -387,19 +387,21 @@ mod tests {
     }
 
     /// `dir` and the folders above it, durable.
-    fn durable_dirs(sim: &SimFs, dir: &Path) {
+    /// A simulated filesystem with `/data/journal` created and durable.
+    fn sim_journal_dir() -> (SimFs, Arc<dyn Fs>, &'static Path) {
+        let sim = SimFs::new();
+        let fs: Arc<dyn Fs> = Arc::new(sim.clone());
+        let dir = Path::new("/data/journal");
         sim.create_dir_all(dir).unwrap();
         for d in dir.ancestors().skip(1) {
             sim.sync_dir(d).unwrap();
         }
+        (sim, fs, dir)
     }
 
     #[test]
     fn recycled_files_replay_only_their_own_entries() {
-        let sim = SimFs::new();
-        let fs: Arc<dyn Fs> = Arc::new(sim.clone());
-        let dir = Path::new("/data/journal");
-        durable_dirs(&sim, dir);
+        let (sim, fs, dir) = sim_journal_dir();
         let mut j = Journal::create(&fs, dir).unwrap();
         let old: Vec<Vec<u8>> = (0..20).map(|i| batch(i, &[i as u8; 3000])).collect();
         append(&mut j, "t-0", &old);
@@ -425,10 +427,7 @@ mod tests {
 
     #[test]
     fn a_recycled_file_whose_new_header_never_reached_the_disk_holds_nothing() {
-        let sim = SimFs::new();
-        let fs: Arc<dyn Fs> = Arc::new(sim.clone());
-        let dir = Path::new("/data/journal");
-        durable_dirs(&sim, dir);
+        let (sim, fs, dir) = sim_journal_dir();
         let mut j = Journal::create(&fs, dir).unwrap();
         append(&mut j, "t-0", &[batch(0, b"acknowledged long ago")]);
         j.rotate().unwrap();

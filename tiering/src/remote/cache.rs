@@ -587,16 +587,31 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn read_ahead_waiting_to_be_read_stays_within_a_quarter_of_the_memory() {
-        // 2 MiB of memory: 512 KiB (128 chunks of 4 KiB) of read-ahead may wait to be read.
-        const K: u64 = 1 << 10;
-        let data: Vec<u8> = (0..2u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    /// Two objects `a.log` and `b.log` of the same `len` bytes in a counting in-memory store, and
+    /// a cache of 2 MiB in front of it.
+    struct TwoObjects {
+        data: Vec<u8>,
+        counting: Arc<CountingStore>,
+        a: Path,
+        b: Path,
+        c: Arc<ChunkCache>,
+    }
+
+    async fn two_objects(len: u32) -> TwoObjects {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         let counting = Arc::new(CountingStore::new(Arc::new(InMemory::new())));
         let (a, b) = (Path::from("a.log"), Path::from("b.log"));
         counting.put(&a, PutPayload::from(data.clone())).await.unwrap();
         counting.put(&b, PutPayload::from(data.clone())).await.unwrap();
         let c = cache(counting.clone()).await;
+        TwoObjects { data, counting, a, b, c }
+    }
+
+    #[tokio::test]
+    async fn read_ahead_waiting_to_be_read_stays_within_a_quarter_of_the_memory() {
+        // 2 MiB of memory: 512 KiB (128 chunks of 4 KiB) of read-ahead may wait to be read.
+        const K: u64 = 1 << 10;
+        let TwoObjects { data, counting, a, b, c } = two_objects(2 << 20).await;
         let size = data.len() as u64;
         let (sa, sb) = (1, 2);
         // Prefetches, waits for their GETs; the bytes they fetched.
@@ -641,12 +656,7 @@ mod tests {
         // 2 MiB of memory; 512 KiB of `a` read ahead, then 4 MiB of `b` scanned through the
         // same low-priority pool: the read-ahead is pinned, so reading it fetches nothing.
         const K: u64 = 1 << 10;
-        let data: Vec<u8> = (0..4u32 << 20).map(|i| (i * 13 % 251) as u8).collect();
-        let counting = Arc::new(CountingStore::new(Arc::new(InMemory::new())));
-        let (a, b) = (Path::from("a.log"), Path::from("b.log"));
-        counting.put(&a, PutPayload::from(data.clone())).await.unwrap();
-        counting.put(&b, PutPayload::from(data.clone())).await.unwrap();
-        let c = cache(counting.clone()).await;
+        let TwoObjects { data, counting, a, b, c } = two_objects(4 << 20).await;
         let size = data.len() as u64;
         assert!(!c.prefetch(1, &a, size, 0..size, None, 64 * K), "the budget holds 512 KiB");
         c.settle().await;
