@@ -29,6 +29,9 @@ pub const READ_BYTES: &str = "tierlog_read_bytes_total";
 pub const SEGMENTS_ROLLED: &str = "tierlog_segments_rolled_total";
 /// Local segments deleted by retention (counter).
 pub const RETENTION_DELETED_SEGMENTS: &str = "tierlog_local_retention_deleted_segments_total";
+/// Deleted segment logs whose blocks were freed at once, not in steps, because the reclaim
+/// queue was full (`local::reclaim`).
+pub const RECLAIM_SKIPPED_FILES: &str = "tierlog_reclaim_skipped_files_total";
 /// Bytes cut from segment tails during recovery (counter).
 pub const RECOVERY_TRUNCATED_BYTES: &str = "tierlog_recovery_truncated_bytes_total";
 /// Object-store requests (counter), label `op` = put | multipart_part | multipart_control | get |
