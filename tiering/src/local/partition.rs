@@ -1028,17 +1028,19 @@ impl Partition {
                     break;
                 }
                 total -= m.size;
-                removed.push((base, v.segments.remove(&base)));
+                removed.push((base, m.size, v.segments.remove(&base)));
             }
         }
         drop(st);
-        for (base, seg) in &mut removed {
-            // Out of the view, a segment held by nobody else cannot be read again: its blocks are
-            // freed a step at a time (`reclaim`), so a large deletion does not stall the fsyncs
-            // behind it. One a reader still holds is only unlinked: that reader reads it whole.
+        for (base, size, seg) in &mut removed {
+            // Out of the view, a large segment held by nobody else cannot be read again: its
+            // blocks are freed a step at a time (`reclaim`), so a large deletion does not stall
+            // the fsyncs behind it. One a reader still holds is only unlinked: that reader reads
+            // it whole. A small one is only unlinked too: freeing it at once is cheap.
             let unread = seg.take().is_some_and(|seg| Arc::strong_count(&seg) == 1);
             let log = segment_path(&self.dir, *base, LOG_EXT);
-            let held = if unread && self.fs.exists(&log) { self.fs.open_append(&log).ok() } else { None };
+            let reclaim = unread && *size > super::reclaim::STEP && self.fs.exists(&log);
+            let held = if reclaim { self.fs.open_append(&log).ok() } else { None };
             remove_segment_files(&*self.fs, &self.dir, *base)?;
             if let Some(f) = held {
                 super::reclaim::free_gradually(f);

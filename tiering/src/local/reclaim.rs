@@ -14,8 +14,9 @@
 //! handle closes, at the latest at the next mount), keeps one handle to the log, and hands it
 //! here: a thread of its own cuts the file down by [`STEP`] every [`PAUSE_MS`] (1.3 GB/s), then
 //! lets the handle go; at most [`MAX_WAITING`] files wait (each holds a descriptor), more are
-//! freed at once (`tierlog_reclaim_skipped_files_total`). Only files nobody else has open come here: a reader still holding a
-//! deleted segment reads it whole, and its blocks are freed when that reader lets go.
+//! freed at once (`tierlog_reclaim_skipped_files_total`). Only files nobody else has open come
+//! here: a reader still holding a deleted segment reads it whole, and its blocks are freed when
+//! that reader lets go.
 
 use std::sync::Arc;
 use std::sync::OnceLock;

@@ -398,8 +398,9 @@ impl ChunkCache {
 
     /// Starts fetching `range` in the background, read ahead for `stream`: GETs of at most
     /// `get_bytes` for each run of chunks neither cached nor in flight, registered before this
-    /// returns, so a read that follows shares them. Only as much as the stream's share of the read-ahead budget has room
-    /// for, from the start of `range` (see the module docs); a run the room would cut to less
+    /// returns, so a read that follows shares them. Only as much as the stream's share of the
+    /// read-ahead budget has room for, from the start of `range` (see the module docs); a run the
+    /// room would cut to less
     /// than half the share waits for more room (the reader fetches those bytes itself if it gets
     /// there first), so GETs stay large. Whether all of `range` is now cached or on its way.
     /// Errors are left for the reader that needs the bytes.
@@ -471,17 +472,21 @@ impl ChunkCache {
     /// the stream counts as reading for the budget's shares (from its first read, so streams
     /// that start together share the budget from their first read-ahead).
     pub fn claim(&self, stream: u64, key: &Path, range: Range<u64>) {
-        self.ahead.lock().expect("invariant: cache lock not poisoned").active(stream, Instant::now());
-        self.release(key, range);
+        let mut ahead = self.ahead.lock().expect("invariant: cache lock not poisoned");
+        ahead.active(stream, Instant::now());
+        self.release_locked(&mut ahead, key, range);
     }
 
     /// Read-ahead of bytes `range` of `key` no longer waits to be read.
     fn release(&self, key: &Path, range: Range<u64>) {
+        self.release_locked(&mut self.ahead.lock().expect("invariant: cache lock not poisoned"), key, range);
+    }
+
+    fn release_locked(&self, ahead: &mut Ahead, key: &Path, range: Range<u64>) {
         if range.start >= range.end {
             return;
         }
         let object = object_hash(key);
-        let mut ahead = self.ahead.lock().expect("invariant: cache lock not poisoned");
         if !ahead.chunks.is_empty() {
             for c in range.start / self.chunk..=(range.end - 1) / self.chunk {
                 ahead.chunks.remove(&cache_key(object, c));
