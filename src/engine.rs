@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock, Weak};
 use bytes::Bytes;
 use tiering::clock::{Clock, system_clock};
 pub use tiering::local::recover::Repaired;
-use tiering::local::{AppendInfo, LogWriter, OffsetSpec, Partition, ReadResult, SegmentInfo, TimeOffset};
+use tiering::local::{AppendInfo, LogWriter, OffsetSpec, Partition, ReadResult, SegmentInfo, SendableRead, TimeOffset};
 use tiering::log::{PartitionLog, Writing};
 use tiering::object_store::ObjectStore;
 use tiering::remote::{
@@ -937,6 +937,21 @@ impl Engine {
     pub async fn read(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> Result<ReadResult> {
         let log = self.log(topic, partition)?;
         log.read(offset, max_bytes).await.map_err(|e| Error::storage(topic, partition, e))
+    }
+
+    /// [`Engine::read`], zero-copy where it can be: whole batches of the local tier that were
+    /// CRC-checked before come as a [`tiering::local::FileSpan`], a range of the segment file
+    /// that a server sends with `sendfile(2)` (`FileSpan::send_to`) instead of copying it through
+    /// memory; the rest as bytes. The Kafka broker's Fetch reads this way.
+    pub async fn read_sendable(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<SendableRead> {
+        let log = self.log(topic, partition)?;
+        log.read_sendable(offset, max_bytes).await.map_err(|e| Error::storage(topic, partition, e))
     }
 
     /// Kafka ListOffsets: the first offset whose timestamp is >= t, or the earliest or latest

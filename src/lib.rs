@@ -62,6 +62,6 @@ pub use replay::{Merge, Position, Replay, ReplayRecord, ReplaySpec};
 pub use state::{At, StateEntry, StateSpec, StateStream};
 pub use tiering::batch;
 pub use tiering::clock::{self, Clock, system_clock};
-pub use tiering::local::{AppendInfo, OffsetSpec, ReadResult, TimeOffset};
+pub use tiering::local::{AppendInfo, Batches, FileSpan, OffsetSpec, ReadResult, SendableRead, TimeOffset};
 pub use tiering::remote::{CacheConfig, ObjectStoreConfig, PassReport, RequestCounts, TieringConfig};
 pub use tiering::{Durability, LogConfig, ManualClock, object_store, remote};

@@ -85,7 +85,6 @@ fn librdkafka_idempotent_producers_of_every_codec_and_time_travel_to_30_days_ago
         &[&broker.kafka, "produce", "events", "600", &t0.to_string(), &(60 * DAY).to_string()],
     ))
     .unwrap();
-    broker.stop();
     // (partition, offset) -> (timestamp, value), as acknowledged.
     let mut acked = std::collections::BTreeMap::new();
     for a in produced["acks"].as_array().unwrap() {
@@ -93,6 +92,18 @@ fn librdkafka_idempotent_producers_of_every_codec_and_time_travel_to_30_days_ago
         assert!(acked.insert(key, (a[2].as_i64().unwrap(), a[3].as_str().unwrap().to_owned())).is_none());
     }
     assert_eq!(acked.len(), 3000);
+    // Read back from the hot tier: batches this process wrote (so checked) go out of the segment
+    // files with sendfile, and librdkafka decodes every record of them as acknowledged.
+    let hot = read_all(&broker.kafka);
+    assert_eq!(hot, acked, "every record read back from the hot tier");
+    let metrics = http_get(&broker.http, "/metrics");
+    let sent: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tierlog_kafka_bytes_sendfile_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(sent > 0.0, "hot Fetch answers sent with sendfile: {sent} bytes");
+    broker.stop();
 
     // Tier everything sealed; local retention then drops it from the disk.
     let (d, c) = (data.display().to_string(), config.display().to_string());
@@ -100,22 +111,7 @@ fn librdkafka_idempotent_producers_of_every_codec_and_time_travel_to_30_days_ago
     let broker = Broker::start(&data, Some(&config), "127.0.0.1:0");
 
     // Everything, from the earliest offset, as acknowledged (whatever the codec).
-    let read: serde_json::Value =
-        serde_json::from_str(&client("librdkafka_clients.py", &[&broker.kafka, "read", "events"])).unwrap();
-    let got: std::collections::BTreeMap<(i64, i64), (i64, String)> = read["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let v: serde_json::Value = serde_json::from_str(r[4].as_str().unwrap()).unwrap();
-            assert_eq!(r[3].as_str().unwrap(), format!("{}-{}", v["codec"].as_str().unwrap(), v["i"]));
-            (
-                (r[0].as_i64().unwrap(), r[1].as_i64().unwrap()),
-                (r[2].as_i64().unwrap(), r[4].as_str().unwrap().to_owned()),
-            )
-        })
-        .collect();
-    assert_eq!(got, acked, "every record read back at its offset, with its timestamp and value");
+    assert_eq!(read_all(&broker.kafka), acked, "every record read back at its offset, with its timestamp and value");
 
     // "30 days ago": in each partition, the first offset stamped at or after it.
     let t = now - 30 * DAY;
@@ -135,6 +131,26 @@ fn librdkafka_idempotent_producers_of_every_codec_and_time_travel_to_30_days_ago
         assert_eq!(first[0].as_i64().unwrap(), found);
         assert_eq!(first[2].as_str().unwrap(), acked[&(p, found)].1, "read from the bucket, intact");
     }
+}
+
+/// Every record of `events` read by librdkafka's consumer from the earliest offset:
+/// (partition, offset) -> (timestamp, value), each record's key checked against its value.
+fn read_all(kafka: &str) -> std::collections::BTreeMap<(i64, i64), (i64, String)> {
+    let read: serde_json::Value =
+        serde_json::from_str(&client("librdkafka_clients.py", &[kafka, "read", "events"])).unwrap();
+    read["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(r[4].as_str().unwrap()).unwrap();
+            assert_eq!(r[3].as_str().unwrap(), format!("{}-{}", v["codec"].as_str().unwrap(), v["i"]));
+            (
+                (r[0].as_i64().unwrap(), r[1].as_i64().unwrap()),
+                (r[2].as_i64().unwrap(), r[4].as_str().unwrap().to_owned()),
+            )
+        })
+        .collect()
 }
 
 fn free_port() -> u16 {

@@ -250,6 +250,72 @@ async fn fetch_serves_whole_batches_within_limits_out_of_range_and_long_polls_on
     r.engine.close().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_fetch_answers_from_segment_files_hold_the_stored_batches_beside_bucket_reads() {
+    let mut r = start().await;
+    // `cold` tiered and dropped from the disk up to its active segment (read from the bucket,
+    // into memory); `hot` on the disk (sent from the segment files with sendfile).
+    let log = LogConfig { segment_bytes: 256 << 10, local_retention_bytes: Some(1), ..Default::default() };
+    r.engine.create_topic("cold", TopicConfig { partitions: 1, log, ..Default::default() }).await.unwrap();
+    let log = LogConfig { segment_bytes: 256 << 10, ..Default::default() };
+    r.engine.create_topic("hot", TopicConfig { partitions: 2, log, ..Default::default() }).await.unwrap();
+    let topics = [("cold", 0u32), ("hot", 0), ("hot", 1)];
+    for b in 0..24 {
+        let vals: Vec<(String, i64)> =
+            (0..4).map(|i| (format!("{b}-{i}-{}", "z".repeat(9_000 + 1_000 * (b % 5))), 1000 + i)).collect();
+        let refs: Vec<(&str, i64)> = vals.iter().map(|(v, t)| (v.as_str(), *t)).collect();
+        for (t, p) in topics {
+            r.engine.append(t, p, records(&refs, true)).await.unwrap();
+        }
+    }
+    r.engine.roll("cold", 0).await.unwrap();
+    r.engine.tier_now("cold", 0).await.unwrap();
+    let local_start = r.engine.log("cold", 0).unwrap().tiers().local.as_ref().unwrap().log_start_offset();
+    assert!(local_start > 0, "cold reads from the bucket");
+    assert!(matches!(r.engine.read_sendable("hot", 1, 0, 1 << 20).await.unwrap().batches, tierlog::Batches::File(_)));
+    assert!(matches!(
+        r.engine.read_sendable("cold", 0, 0, 1 << 20).await.unwrap().batches,
+        tierlog::Batches::Memory(_)
+    ));
+    // Every partition from several offsets, under per-partition and response limits, at an old
+    // and a recent version: each answer is whole stored batches, byte for byte, from the one
+    // holding the offset, within the limits (the first batch of the response may be over).
+    for version in [4i16, 12] {
+        for offset in [0i64, 5, 37, 90] {
+            for (pmax, max) in [(1 << 20, 8 << 20), (100_000, 8 << 20), (1, 8 << 20), (1 << 20, 150_000)] {
+                let parts: Vec<(&str, i32, i64, i32)> =
+                    topics.iter().map(|&(t, p)| (t, p as i32, offset, pmax)).collect();
+                let resp: FetchResponse = r.call(ApiKey::Fetch, version, &fetch(&parts, max, 1, 0)).await;
+                let answers: Vec<_> =
+                    resp.responses.iter().flat_map(|t| t.partitions.iter().map(move |p| (t, p))).collect();
+                assert_eq!(answers.len(), 3);
+                let mut total = 0usize;
+                for (t, p) in answers {
+                    let topic = t.topic.0.as_str();
+                    assert_eq!((p.error_code, p.high_watermark), (0, 96));
+                    let got = p.records.clone().unwrap_or_default();
+                    total += got.len();
+                    if got.is_empty() {
+                        continue;
+                    }
+                    let stored =
+                        r.engine.read(topic, p.partition_index as u32, offset, got.len()).await.unwrap().batches;
+                    assert_eq!(
+                        got, stored,
+                        "v{version} {topic}-{} offset {offset} limits {pmax}/{max}",
+                        p.partition_index
+                    );
+                    let (first, _) = tierlog::batch::batches_in(&got).next().unwrap();
+                    assert!(first.base_offset <= offset && offset <= first.last_offset());
+                    assert!(got.len() <= pmax as usize || got.len() == first.total_len());
+                }
+                assert!(total > 0 && total <= max as usize, "{total} bytes within {max}");
+            }
+        }
+    }
+    r.engine.close().await.unwrap();
+}
+
 /// Waits `ms` of real time (the appender of the long-poll test).
 async fn tiering_wait(ms: u64) {
     tierlog::clock::real_sleep(ms).await;

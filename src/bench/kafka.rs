@@ -388,8 +388,12 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
         .map(|p| engine.describe_topic("kbench").map(|d| d.partitions[p as usize].size_bytes))
         .sum::<crate::Result<u64>>()?;
     let (mut fetch, mut read) = (Vec::new(), Vec::new());
+    // CPU seconds over the librdkafka consumes (this process: the broker; its children: the
+    // consumer, with its start-up) and over the in-process reads.
+    let (mut broker_cpu, mut client_cpu, mut read_cpu) = (0.0, 0.0, 0.0);
     for round in 0..rounds.min(3) {
         for side in 0..2 {
+            let cpu = super::cpu_seconds();
             if (round + side) % 2 == 0 {
                 let v = load(
                     &python,
@@ -398,13 +402,24 @@ pub async fn run(args: &KafkaBenchArgs) -> anyhow::Result<()> {
                 )
                 .await?;
                 fetch.push(total as f64 / f(&v, "elapsed_s")? / 1e6);
+                let now = super::cpu_seconds();
+                broker_cpu += now.0 - cpu.0;
+                client_cpu += now.1 - cpu.1;
             } else {
                 let (bytes, s) = read_all(&engine, "kbench", PRODUCERS as u32).await?;
                 read.push(bytes as f64 / s / 1e6);
+                read_cpu += super::cpu_seconds().0 - cpu.0;
             }
         }
     }
     rounds_line("3. consume via Fetch, hot tier (vs Engine::read)", &fetch, &read, "MB/s", Some(0.8));
+    let gib = |slices: usize| (slices as f64 * total as f64 / (1u64 << 30) as f64).max(f64::MIN_POSITIVE);
+    println!(
+        "   CPU s per GiB consumed: broker {:.2} (records sent with sendfile), its librdkafka consumer {:.2} (with its start-up); in-process Engine::read {:.2}",
+        broker_cpu / gib(fetch.len()),
+        client_cpu / gib(fetch.len()),
+        read_cpu / gib(read.len())
+    );
     // The same with Fetch requests from Rust: the broker's own cost, without the client library.
     let ends: Vec<i64> = (0..PRODUCERS as u32)
         .map(|p| engine.log("kbench", p).map(|l| l.high_watermark()))

@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 
 use super::Broker;
 use super::dispatch::{self, Reply};
+use super::frame::Chunk;
+use tiering::local::FileSpan;
 
 /// Requests of one connection read ahead of their responses. Clients keep at most 5 in flight
 /// (`max.in.flight.requests.per.connection`); more wait in the socket.
@@ -161,7 +163,7 @@ async fn read_frame(rd: &mut OwnedReadHalf, buf: &mut BytesMut, len: usize) -> s
 
 async fn write_responses(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<JoinHandle<Reply>>, peer: SocketAddr) {
     while let Some(handle) = rx.recv().await {
-        let frame: Option<Vec<Bytes>> = match handle.await {
+        let frame: Option<Vec<Chunk>> = match handle.await {
             Ok(Ok(frame)) => frame,
             Ok(Err(e)) => {
                 tracing::error!(%peer, error = %e, "cannot encode a Kafka response; closing the connection");
@@ -175,7 +177,9 @@ async fn write_responses(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<JoinHand
             }
         };
         if let Some(chunks) = frame {
-            if write_chunks(&mut wr, &chunks).await.is_err() {
+            if let Err(e) = write_chunks(&mut wr, &chunks).await {
+                // A frame cut short cannot be finished: the client reconnects and asks again.
+                tracing::debug!(%peer, error = %e, "cannot send a Kafka response; closing the connection");
                 return;
             }
             metrics::counter!(super::BYTES_OUT).increment(chunks.iter().map(|c| c.len() as u64).sum());
@@ -184,9 +188,34 @@ async fn write_responses(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<JoinHand
     let _ = wr.shutdown().await;
 }
 
-/// Writes a frame's chunks in order with vectored writes (a Fetch's records are chunks of the
-/// stored bytes themselves).
-async fn write_chunks(wr: &mut OwnedWriteHalf, chunks: &[Bytes]) -> std::io::Result<()> {
+/// Writes a frame's chunks in order: runs of chunks in memory with vectored writes, file spans
+/// (a Fetch's records from the hot tier) with `sendfile`, from the page cache to the socket.
+async fn write_chunks(wr: &mut OwnedWriteHalf, chunks: &[Chunk]) -> std::io::Result<()> {
+    let mut rest = chunks;
+    while let Some(first) = rest.first() {
+        if let Chunk::File(span) = first {
+            send_span(wr, span).await?;
+            metrics::counter!(super::BYTES_SENDFILE).increment(span.len() as u64);
+            rest = &rest[1..];
+            continue;
+        }
+        let run = rest.iter().take_while(|c| matches!(c, Chunk::Memory(_))).count();
+        let memory: Vec<&Bytes> = rest[..run]
+            .iter()
+            .map(|c| match c {
+                Chunk::Memory(b) => b,
+                Chunk::File(_) => unreachable!("invariant: the run holds memory chunks only"),
+            })
+            .collect();
+        write_memory(wr, &memory).await?;
+        rest = &rest[run..];
+    }
+    Ok(())
+}
+
+/// Writes chunks in memory with vectored writes (a Fetch's records read from the bucket's cache
+/// are chunks of the cached bytes themselves).
+async fn write_memory(wr: &mut OwnedWriteHalf, chunks: &[&Bytes]) -> std::io::Result<()> {
     let (mut i, mut at) = (0usize, 0usize);
     while i < chunks.len() {
         let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&chunks[i][at..])
@@ -202,6 +231,29 @@ async fn write_chunks(wr: &mut OwnedWriteHalf, chunks: &[Bytes]) -> std::io::Res
             (i, at) = (i + 1, 0);
         }
         at += n;
+    }
+    Ok(())
+}
+
+/// Sends a file span with `sendfile`, waiting for room in the socket as a write does. The span's
+/// reader asked the kernel to read the bytes ahead, so they are mostly in the page cache.
+async fn send_span(wr: &mut OwnedWriteHalf, span: &FileSpan) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let socket: &TcpStream = wr.as_ref();
+    let mut sent = 0usize;
+    while sent < span.len() {
+        socket.writable().await?;
+        match socket.try_io(tokio::io::Interest::WRITABLE, || span.send_to(sent, socket.as_fd())) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the segment file ended inside a span being sent",
+                ));
+            }
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use super::conn::Close;
 
 /// A response frame (length prefix included) as chunks to write in order, none (`acks=0`), or
 /// why it could not be encoded.
-pub(super) type Reply = Result<Option<Vec<Bytes>>, String>;
+pub(super) type Reply = Result<Option<Vec<super::frame::Chunk>>, String>;
 pub(super) type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
 /// The APIs served and their version ranges: what ApiVersions advertises. Only what works.
@@ -72,13 +72,19 @@ impl Ctx {
 
     /// Encodes `body` as this request's response frame, and records the request's metrics.
     pub fn respond<R: Encodable>(self, body: &R) -> Reply {
-        self.respond_sharing(body, Vec::new())
+        self.respond_sharing(body, Vec::new(), Vec::new())
     }
 
-    /// [`Ctx::respond`] for a response that carries slices of `shared` (a Fetch's records): the
-    /// frame references them instead of copying them (see [`super::frame`]).
-    pub fn respond_sharing<R: Encodable>(self, body: &R, shared: Vec<Bytes>) -> Reply {
-        let frame = encode(self.key, self.version, self.correlation_id, body, shared)?;
+    /// [`Ctx::respond`] for a response that carries slices of `shared` and placeholders of
+    /// `files` (a Fetch's records): the frame references them instead of copying them (see
+    /// [`super::frame`]).
+    pub fn respond_sharing<R: Encodable>(
+        self,
+        body: &R,
+        shared: Vec<Bytes>,
+        files: Vec<tiering::local::FileSpan>,
+    ) -> Reply {
+        let frame = encode(self.key, self.version, self.correlation_id, body, shared, files)?;
         metrics::histogram!(super::REQUEST_SECONDS, "api" => self.api()).record(self.started.elapsed().as_secs_f64());
         Ok(frame)
     }
@@ -101,22 +107,26 @@ pub(super) fn encode<R: Encodable>(
     correlation_id: i32,
     body: &R,
     shared: Vec<Bytes>,
+    files: Vec<tiering::local::FileSpan>,
 ) -> Reply {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_version = key.response_header_version(version);
     let err = |e: anyhow::Error| format!("{key:?} v{version} response: {e}");
     let size = header.compute_size(header_version).map_err(err)? + body.compute_size(version).map_err(err)?;
     let len = i32::try_from(size).map_err(|_| format!("{key:?} response of {size} bytes is too large"))?;
-    // Sized up front; only what is not a slice of `shared` is copied.
-    let copied = size - shared.iter().map(|b| b.len()).sum::<usize>().min(size);
-    let mut buf = super::frame::FrameBuf::new(shared, copied + 64);
+    // Sized up front; only what is not a slice of `shared` or a file span is copied.
+    let referenced = shared.iter().map(|b| b.len()).sum::<usize>() + files.iter().map(|f| f.len()).sum::<usize>();
+    let mut buf = super::frame::FrameBuf::new(shared, files, size - referenced.min(size) + 64);
     buf.put_i32(len);
     header.encode(&mut buf, header_version).map_err(err)?;
     body.encode(&mut buf, version).map_err(err)?;
     if kafka_protocol::protocol::buf::ByteBufMut::offset(&buf) != size + 4 {
         return Err(format!("{key:?} v{version} response: encoded size differs from its computed size"));
     }
-    Ok(Some(buf.finish()))
+    match buf.finish() {
+        Some(chunks) => Ok(Some(chunks)),
+        None => Err(format!("{key:?} v{version} response: a record placeholder names no file span")),
+    }
 }
 
 fn ready(reply: Reply) -> ReplyFuture {
@@ -148,7 +158,14 @@ pub(super) async fn request(
             // Kafka's answer to an ApiVersions it does not know: a v0 body with
             // UNSUPPORTED_VERSION and the versions it serves; clients retry with one of them.
             super::codes::count("ApiVersions", kafka_protocol::ResponseError::UnsupportedVersion.code());
-            return Ok(ready(encode(key, 0, correlation_id, &super::api_versions::unsupported(), Vec::new())));
+            return Ok(ready(encode(
+                key,
+                0,
+                correlation_id,
+                &super::api_versions::unsupported(),
+                Vec::new(),
+                Vec::new(),
+            )));
         }
         return Err(Close::Unsupported(format!("{key:?} v{version} is not served (v{lo}-{hi})")));
     }

@@ -4,6 +4,9 @@
 //! watermarks (`Engine::wait_for_any`, woken by appends) until `min_bytes` are there or
 //! `max_wait_ms` passed. Sessions are not kept: session id 0 always (KIP-227 sessionless
 //! fetches), FETCH_SESSION_ID_NOT_FOUND for any other.
+//!
+//! Records go out zero-copy: from the hot tier as ranges of the segment files, sent with
+//! `sendfile(2)` (`Engine::read_sendable`), from the bucket's cache as the cached bytes.
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError as K;
@@ -12,10 +15,11 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
 use super::codes;
 use super::dispatch::{Ctx, Reply};
+use super::frame::{MAX_SPAN_BYTES, MAX_SPANS, placeholder};
 use super::metadata::check_leader_epoch;
 use crate::engine::Engine;
 use crate::error::Error;
-use tiering::local::ReadResult;
+use tiering::local::{Batches, FileSpan, SendableRead};
 
 /// The longest a Fetch is held, whatever `max_wait_ms` asks.
 const MAX_WAIT_MS: u64 = 300_000;
@@ -68,12 +72,12 @@ pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
     let wait_ms = (req.max_wait_ms.max(0) as u64).min(MAX_WAIT_MS);
     let clock = engine.clock().clone();
     let deadline = clock.now_ms().saturating_add(wait_ms as i64);
-    let parts = loop {
-        let (parts, total) = read_all(&engine, &wants, max_bytes, read_committed).await;
+    let (parts, spans) = loop {
+        let (parts, spans, total) = read_all(&engine, &wants, max_bytes, read_committed).await;
         let remaining = deadline - clock.now_ms();
         let failed = parts.iter().flatten().any(|p| p.error_code != 0);
         if total >= min_bytes.max(1) || remaining <= 0 || failed || parts.iter().all(|t| t.is_empty()) {
-            break parts;
+            break (parts, spans);
         }
         // Wait for any partition to grow past what this read saw.
         let targets: Vec<(&str, u32, i64)> = wants
@@ -84,7 +88,7 @@ pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
             .collect();
         match engine.wait_for_any(&targets, remaining as u64).await {
             Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => break parts,
+            Ok(None) | Err(_) => break (parts, spans),
         }
     };
     resp.responses = names
@@ -95,9 +99,10 @@ pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
     for p in resp.responses.iter().flat_map(|t| &t.partitions) {
         super::codes::count(ctx.api(), p.error_code);
     }
-    // The records go out as the stored bytes themselves, not copied into the frame.
+    // The records go out as the stored bytes themselves, not copied into the frame: slices of
+    // what was read into memory, and file spans behind their placeholders.
     let shared = resp.responses.iter().flat_map(|t| &t.partitions).filter_map(|p| p.records.clone()).collect();
-    ctx.respond_sharing(&resp, shared)
+    ctx.respond_sharing(&resp, shared, spans)
 }
 
 /// One pass over every partition: whole batches within the limits (the first batch of the
@@ -108,14 +113,17 @@ pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
 /// one by one with what is left of `max_bytes`. Results are then taken in request order under the
 /// same limits as a one-by-one pass, cut at whole batches, so the answer does not depend on which
 /// read finished first.
+///
+/// Records read as file spans are in the answer as placeholders (`frame::placeholder`), the
+/// spans themselves returned beside it, in order.
 async fn read_all(
     engine: &Engine,
     wants: &[Vec<Want>],
     max_bytes: usize,
     read_committed: bool,
-) -> (Vec<Vec<PartitionData>>, usize) {
+) -> (Vec<Vec<PartitionData>>, Vec<FileSpan>, usize) {
     // The partitions read together: in order, while the limits before them leave room.
-    let mut eager: Vec<Option<tokio::task::JoinHandle<crate::Result<ReadResult>>>> = Vec::new();
+    let mut eager: Vec<Option<tokio::task::JoinHandle<crate::Result<SendableRead>>>> = Vec::new();
     let mut budget = max_bytes;
     for w in wants.iter().flatten() {
         if budget == 0 && !eager.is_empty() {
@@ -125,11 +133,12 @@ async fn read_all(
         budget = budget.saturating_sub(limit);
         eager.push(w.refused.is_none().then(|| {
             let (engine, topic, partition, offset) = (engine.clone(), w.topic.clone(), w.partition as u32, w.offset);
-            tokio::spawn(async move { engine.read(&topic, partition, offset, limit).await })
+            tokio::spawn(async move { read(&engine, &topic, partition, offset, limit).await })
         }));
     }
     let mut eager = eager.into_iter();
     let mut total = 0usize;
+    let mut spans = Vec::new();
     let mut out = Vec::with_capacity(wants.len());
     for topic in wants {
         let mut parts = Vec::with_capacity(topic.len());
@@ -171,16 +180,35 @@ async fn read_all(
                         reason: format!("the read task failed: {e}"),
                     })
                 }),
-                None => engine.read(&w.topic, w.partition as u32, w.offset, limit.max(1)).await,
+                None => read(engine, &w.topic, w.partition as u32, w.offset, limit.max(1)).await,
             };
             match read {
                 Ok(r) => {
                     (p.high_watermark, p.last_stable_offset, p.log_start_offset) =
                         (r.high_watermark, r.high_watermark, r.log_start_offset);
                     // Past the limits only as the response's first batch.
-                    let records = whole_batches(r.batches, limit, total == 0);
-                    total += records.len();
-                    p.records = Some(records);
+                    let records = match r.batches.cut(limit, total == 0) {
+                        // A response carries at most MAX_SPANS spans; the rest is read.
+                        Batches::File(span) if spans.len() >= MAX_SPANS => span.read().map(Batches::Memory),
+                        other => Ok(other),
+                    };
+                    match records {
+                        Ok(records) => {
+                            total += records.len();
+                            p.records = Some(match records {
+                                Batches::Memory(b) => b,
+                                Batches::File(span) => {
+                                    let stand_in = placeholder(spans.len(), span.len());
+                                    spans.push(span);
+                                    stand_in
+                                }
+                            });
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = %w.topic, partition = w.partition, offset = w.offset, error = %e, "fetch failed");
+                            p.error_code = K::KafkaStorageError.code();
+                        }
+                    }
                 }
                 Err(Error::OffsetOutOfRange { start, end, .. }) => {
                     p.error_code = K::OffsetOutOfRange.code();
@@ -195,22 +223,19 @@ async fn read_all(
         }
         out.push(parts);
     }
-    (out, total)
+    (out, spans, total)
 }
 
-/// The longest prefix of whole batches of `batches` within `limit` bytes; the first batch even
-/// when it alone is over, if `first_of_response`.
-fn whole_batches(batches: Bytes, limit: usize, first_of_response: bool) -> Bytes {
-    if batches.len() <= limit {
-        return batches;
+/// A partition's read for a Fetch: zero-copy where the engine can, within what one response
+/// can carry as file spans.
+async fn read(engine: &Engine, topic: &str, partition: u32, offset: i64, limit: usize) -> crate::Result<SendableRead> {
+    if limit <= MAX_SPAN_BYTES {
+        return engine.read_sendable(topic, partition, offset, limit).await;
     }
-    let mut end = 0usize;
-    for (h, _) in tiering::batch::batches_in(&batches) {
-        let next = end + h.total_len();
-        if next > limit && !(end == 0 && first_of_response) {
-            break;
-        }
-        end = next;
-    }
-    batches.slice(..end)
+    let r = engine.read(topic, partition, offset, limit).await?;
+    Ok(SendableRead {
+        batches: Batches::Memory(r.batches),
+        high_watermark: r.high_watermark,
+        log_start_offset: r.log_start_offset,
+    })
 }

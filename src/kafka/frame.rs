@@ -2,8 +2,11 @@
 //! `kafka-protocol` crate writes into a [`FrameBuf`], which keeps every slice it is given that
 //! lies inside one of the response's own record buffers (the `Bytes` a Fetch read from the log or
 //! the cache) as a reference to that buffer, and copies everything else (headers, lengths, small
-//! fields). The frame is then a list of chunks written with vectored writes: a Fetch's records go
-//! from the page cache or the read cache to the socket with no copy in user space.
+//! fields). Records that are a range of a local segment file ([`FileSpan`]) go into the response
+//! as a placeholder slice (see [`placeholder`]) and come out of the frame as that span, which the
+//! connection sends with `sendfile(2)`. The frame is then a list of chunks written with vectored
+//! writes and `sendfile`: a Fetch's records go from the page cache or the read cache to the
+//! socket with no copy in user space.
 
 use std::ops::Range;
 
@@ -13,37 +16,89 @@ use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use bytes::buf::UninitSlice;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::protocol::buf::ByteBufMut;
+use tiering::local::FileSpan;
 
 /// Slices at least this long are referenced rather than copied.
 const SHARE_MIN: usize = 4096;
 
+/// The longest file span a response may carry, and how many spans it may carry: the bounds of
+/// the placeholder region.
+pub(super) const MAX_SPAN_BYTES: usize = 64 << 20;
+pub(super) const MAX_SPANS: usize = 1 << 16;
+
+/// Never read or written: a slice of it stands in for a file span's bytes while the response is
+/// encoded (the encoder only hands its address and length to [`FrameBuf::put_slice`]). Zeroed,
+/// so it takes no memory until touched, and it never is.
+static PLACEHOLDER: [u8; MAX_SPAN_BYTES + MAX_SPANS] = [0; MAX_SPAN_BYTES + MAX_SPANS];
+
+/// The stand-in for span number `i` of a response, `len` bytes: spans are told apart by where
+/// their placeholder starts. `i < MAX_SPANS` and `len <= MAX_SPAN_BYTES`.
+pub(super) fn placeholder(i: usize, len: usize) -> Bytes {
+    Bytes::from_static(&PLACEHOLDER[i..i + len])
+}
+
+/// One piece of a response frame.
+#[derive(Debug, Clone)]
+pub(super) enum Chunk {
+    Memory(Bytes),
+    /// Sent from the segment file with `sendfile`.
+    File(FileSpan),
+}
+
+impl Chunk {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Chunk::Memory(b) => b.len(),
+            Chunk::File(s) => s.len(),
+        }
+    }
+}
+
 /// A frame under construction: finished chunks, and the owned tail being written.
 pub(super) struct FrameBuf {
-    done: Vec<Bytes>,
+    done: Vec<Chunk>,
     /// Bytes in `done`.
     done_len: usize,
     cur: BytesMut,
     shared: Vec<Bytes>,
+    /// Span `i` stands behind `placeholder(i, its length)`.
+    files: Vec<FileSpan>,
+    /// A placeholder slice that names no span of this frame (a bug): the frame is not sent.
+    bad_placeholder: bool,
 }
 
 impl FrameBuf {
-    /// A buffer that may reference slices of `shared`.
-    pub(super) fn new(shared: Vec<Bytes>, capacity: usize) -> Self {
-        Self { done: Vec::new(), done_len: 0, cur: BytesMut::with_capacity(capacity), shared }
+    /// A buffer that may reference slices of `shared`, and stand `files` for their placeholders.
+    pub(super) fn new(shared: Vec<Bytes>, files: Vec<FileSpan>, capacity: usize) -> Self {
+        Self {
+            done: Vec::new(),
+            done_len: 0,
+            cur: BytesMut::with_capacity(capacity),
+            shared,
+            files,
+            bad_placeholder: false,
+        }
     }
 
     fn flush(&mut self) {
         if !self.cur.is_empty() {
             let c = self.cur.split().freeze();
             self.done_len += c.len();
-            self.done.push(c);
+            self.done.push(Chunk::Memory(c));
         }
     }
 
-    /// The frame's chunks, in order.
-    pub(super) fn finish(mut self) -> Vec<Bytes> {
+    /// The frame's chunks, in order; `None` if a placeholder named no span of the frame.
+    pub(super) fn finish(mut self) -> Option<Vec<Chunk>> {
         self.flush();
-        self.done
+        (!self.bad_placeholder).then_some(self.done)
+    }
+
+    /// The span behind a placeholder slice, if `src` is one.
+    fn span(&mut self, src: &[u8]) -> Option<Option<FileSpan>> {
+        let base = PLACEHOLDER.as_ptr() as usize;
+        let at = (src.as_ptr() as usize).checked_sub(base).filter(|&at| at < MAX_SPANS)?;
+        Some(self.files.get(at).filter(|s| s.len() == src.len()).cloned())
     }
 
     fn owner(&self, src: &[u8]) -> Option<&Bytes> {
@@ -70,13 +125,23 @@ unsafe impl BufMut for FrameBuf {
         self.cur.chunk_mut()
     }
     fn put_slice(&mut self, src: &[u8]) {
+        if let Some(span) = self.span(src) {
+            let Some(span) = span else {
+                self.bad_placeholder = true;
+                return;
+            };
+            self.flush();
+            self.done_len += span.len();
+            self.done.push(Chunk::File(span));
+            return;
+        }
         if src.len() >= SHARE_MIN
             && let Some(owner) = self.owner(src)
         {
             let chunk = owner.slice_ref(src);
             self.flush();
             self.done_len += chunk.len();
-            self.done.push(chunk);
+            self.done.push(Chunk::Memory(chunk));
             return;
         }
         self.cur.extend_from_slice(src);
@@ -132,13 +197,21 @@ mod tests {
     #[test]
     fn large_slices_of_the_shared_buffers_are_referenced_and_the_rest_copied() {
         let records = Bytes::from(vec![7u8; 10_000]);
-        let mut f = FrameBuf::new(vec![records.clone()], 64);
+        let mut f = FrameBuf::new(vec![records.clone()], Vec::new(), 64);
         f.put_i32(5);
         f.put_slice(&records[100..9_100]);
         f.put_slice(&[1, 2, 3]);
         f.put_slice(&vec![9u8; 5000]); // not from a shared buffer: copied
         assert_eq!(f.offset(), 4 + 9000 + 3 + 5000);
-        let chunks = f.finish();
+        let chunks: Vec<Bytes> = f
+            .finish()
+            .expect("no placeholder")
+            .into_iter()
+            .map(|c| match c {
+                Chunk::Memory(b) => b,
+                Chunk::File(_) => panic!("no file span was given"),
+            })
+            .collect();
         assert_eq!(chunks.len(), 3);
         assert_eq!(chunks[1].as_ptr(), records[100..].as_ptr(), "no copy");
         let all: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();

@@ -51,6 +51,8 @@ pub const REQUEST_SECONDS: &str = "tierlog_kafka_request_seconds";
 pub const BYTES_IN: &str = "tierlog_kafka_bytes_in_total";
 /// Response bytes written.
 pub const BYTES_OUT: &str = "tierlog_kafka_bytes_out_total";
+/// Of those, record bytes sent from segment files with `sendfile` (zero-copy Fetch).
+pub const BYTES_SENDFILE: &str = "tierlog_kafka_bytes_sendfile_total";
 /// Connections open now.
 pub const CONNECTIONS: &str = "tierlog_kafka_connections";
 /// Connections closed for a bad frame or a refused request, by `reason`.

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::batch::ValidatedBatch;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::local::{AppendInfo, AppendTicket, LogWriter, OffsetSpec, Partition, ReadResult, TimeOffset};
+use crate::local::{AppendInfo, AppendTicket, LogWriter, OffsetSpec, Partition, ReadResult, SendableRead, TimeOffset};
 use crate::remote::RemoteLog;
 use crate::tiered::TieredPartition;
 
@@ -147,6 +147,11 @@ impl PartitionLog {
     /// Whole batches from `offset`, from whichever tier holds it.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
         self.tiers.read(offset, max_bytes).await
+    }
+
+    /// [`PartitionLog::read`], zero-copy where it can be (see [`TieredPartition::read_sendable`]).
+    pub async fn read_sendable(&self, offset: i64, max_bytes: usize) -> Result<SendableRead> {
+        self.tiers.read_sendable(offset, max_bytes).await
     }
 
     /// Kafka's ListOffsets across both tiers.

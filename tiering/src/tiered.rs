@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::local::{OffsetSpec, Partition, ReadResult, TimeOffset};
+use crate::local::send::SPAN_MIN_BYTES;
+use crate::local::{Batches, OffsetSpec, Partition, ReadResult, SendableRead, TimeOffset};
 use crate::remote::RemoteReader;
 
 /// Runs a local read's file IO: in place on a multi-threaded runtime (reads are short and mostly
@@ -91,6 +92,42 @@ impl TieredPartition {
         metrics::histogram!(crate::stats::READ_SECONDS, "tier" => if remote { "remote" } else { "local" })
             .record(started.elapsed().as_secs_f64());
         r
+    }
+
+    /// [`TieredPartition::read`], zero-copy where it can be: from the local tier, whole batches
+    /// checked before come as a [`FileSpan`] (for `sendfile`) when they are at least
+    /// [`SPAN_MIN_BYTES`]; everything else as bytes, as `read` returns them.
+    pub async fn read_sendable(&self, offset: i64, max_bytes: usize) -> Result<SendableRead> {
+        if let Some(local) = &self.local
+            && offset >= local.log_start_offset()
+        {
+            tokio::task::coop::consume_budget().await;
+            let started = std::time::Instant::now();
+            let l = local.clone();
+            // Any failure here is left to `read`, which reports it the one way it always does.
+            let span = blocking_read(move || {
+                let (span, hw) = l.read_span(offset, max_bytes).ok()??;
+                Some(if span.len() >= SPAN_MIN_BYTES {
+                    (Batches::File(span), hw)
+                } else {
+                    (Batches::Memory(span.read().ok()?), hw)
+                })
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some((batches, high_watermark)) = span {
+                metrics::histogram!(crate::stats::READ_SECONDS, "tier" => "local")
+                    .record(started.elapsed().as_secs_f64());
+                return Ok(SendableRead { batches, high_watermark, log_start_offset: self.log_start_offset() });
+            }
+        }
+        let r = self.read(offset, max_bytes).await?;
+        Ok(SendableRead {
+            batches: Batches::Memory(r.batches),
+            high_watermark: r.high_watermark,
+            log_start_offset: r.log_start_offset,
+        })
     }
 
     async fn read_inner(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {

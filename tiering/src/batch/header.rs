@@ -183,6 +183,20 @@ pub fn batches_in(buf: &Bytes) -> impl Iterator<Item = (BatchHeader, Bytes)> + '
     })
 }
 
+/// The longest prefix of whole batches of `buf` within `limit` bytes (a batch cut by the end of
+/// `buf` is left out); the first batch even when it alone is over `limit`, if `at_least_one`.
+pub fn whole_batches(buf: Bytes, limit: usize, at_least_one: bool) -> Bytes {
+    let mut end = 0usize;
+    for (h, _) in batches_in(&buf) {
+        let next = end + h.total_len();
+        if next > limit && !(end == 0 && at_least_one) {
+            break;
+        }
+        end = next;
+    }
+    buf.slice(..end)
+}
+
 /// Rewrites the fields tierlog owns in a stored copy of the header: base offset and leader epoch
 /// (outside the CRC) and, for log-append time, the timestamp type and max timestamp; returns
 /// whether the CRC must be recomputed.

@@ -19,6 +19,6 @@ pub mod varint;
 
 pub use builder::BatchBuilder;
 pub use compression::Compression;
-pub use header::{BatchHeader, HEADER_LEN, TimestampType, batches_in};
+pub use header::{BatchHeader, HEADER_LEN, TimestampType, batches_in, whole_batches};
 pub use records::{Header, Record, RecordView};
 pub use validate::ValidatedBatch;

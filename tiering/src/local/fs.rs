@@ -32,6 +32,11 @@ pub trait LogFile: Send + Sync + std::fmt::Debug {
     fn is_empty(&self) -> std::io::Result<bool> {
         self.len().map(|n| n == 0)
     }
+    /// The descriptor of a real file, for `sendfile(2)` (zero-copy reads, [`super::send`]);
+    /// `None` for a file that is not one (a simulated filesystem).
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// The directory operations of the log. Creations, renames and removals are durable only once
@@ -106,6 +111,10 @@ impl LogFile for StdFile {
     }
     fn len(&self) -> std::io::Result<u64> {
         self.0.metadata().map(|m| m.len())
+    }
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.0.as_fd())
     }
 }
 

@@ -56,6 +56,13 @@ impl SegmentIndex {
         if i == 0 { 0 } else { self.offsets[i - 1].1 }
     }
 
+    /// Positions of the offset entries in `(after, upto]`, ascending: each is where a batch
+    /// starts, so where the one before it ends.
+    pub fn positions_between(&self, after: u64, upto: u64) -> impl Iterator<Item = u64> + '_ {
+        let from = self.offsets.partition_point(|&(_, p)| p as u64 <= after);
+        self.offsets[from..].iter().map(|&(_, p)| p as u64).take_while(move |&p| p <= upto)
+    }
+
     /// Where to start scanning for the first record with timestamp >= `t`.
     pub fn lookup_time(&self, t: i64) -> u32 {
         let i = self.times.partition_point(|&(ts, _)| ts < t);

@@ -25,6 +25,7 @@ use super::segment::{
     INDEX_EXT, LOG_EXT, ScanMode, ScanOutcome, Segment, SegmentInfo, SegmentMeta, TIME_INDEX_EXT, open_for_append,
     remove_segment_files, scan, segment_path, sync_dir,
 };
+use super::send::FileSpan;
 use crate::batch::header::{HEADER_LEN, patch_header, set_crc};
 use crate::batch::{TimestampType, ValidatedBatch};
 use crate::clock::Clock;
@@ -560,6 +561,27 @@ impl Partition {
             seg = self.segment_at_or_after(s.base_offset, true);
         }
         Ok(result(Bytes::new()))
+    }
+
+    /// [`Partition::read`], zero-copy where it can be: whole batches of one segment as a
+    /// [`FileSpan`] to send with `sendfile` when they were CRC-checked before and the file is a
+    /// real one ([`Segment::read_span`]); `None` when the caller should `read` instead. Blocking
+    /// file IO (a small read of batch headers).
+    #[instrument(skip_all, fields(topic = %self.topic, partition = self.id, offset))]
+    pub fn read_span(&self, offset: i64, max_bytes: usize) -> Result<Option<(FileSpan, i64)>> {
+        let (start, hw) = {
+            let v = self.view();
+            (v.segments.keys().next().copied().unwrap_or(0), v.high_watermark)
+        };
+        if offset < start || offset >= hw {
+            return Ok(None);
+        }
+        let Some(seg) = self.segment_at_or_after(offset, false) else { return Ok(None) };
+        let span = seg.read_span(offset, max_bytes, self.config.index_interval_bytes)?;
+        Ok(span.map(|s| {
+            metrics::counter!(stats::READ_BYTES, "tier" => "local").increment(s.len() as u64);
+            (s, hw)
+        }))
     }
 
     /// `len` bytes at `pos` of the segment at `base` (the uploader reads sealed segments this

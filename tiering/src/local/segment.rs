@@ -13,7 +13,8 @@ use bytes::Bytes;
 
 use super::fs::{Fs, LogFile, remove_if_present};
 use super::index::SegmentIndex;
-use crate::batch::header::{BatchHeader, HEADER_LEN, verify_crc};
+use super::send::FileSpan;
+use crate::batch::header::{BatchHeader, HEADER_LEN, verify_crc, whole_batches};
 use crate::batch::records::decode_records;
 use crate::error::{Error, Result};
 
@@ -147,6 +148,13 @@ impl Segment {
         // The last range starting at or before `start`.
         let i = v.partition_point(|&(a, _)| a <= start);
         i > 0 && v[i - 1].1 >= end
+    }
+
+    /// The end of the checked range that holds `start` (`start` itself when none does).
+    fn verified_until(&self, start: u64) -> u64 {
+        let v = self.verified.lock().expect("invariant: verified ranges lock not poisoned");
+        let i = v.partition_point(|&(a, _)| a <= start);
+        if i > 0 { v[i - 1].1.max(start) } else { start }
     }
 
     /// Checks the CRC of every batch of `buf` (read from file position `at`) not verified yet.
@@ -289,7 +297,7 @@ impl Segment {
             return self.read_from(start + pos as u64, offset, max_bytes, size);
         }
         let at = start + pos as u64;
-        self.verified_batches(at, take_batches(chunk.slice(pos..), max_bytes)).map(Some)
+        self.verified_batches(at, whole_batches(chunk.slice(pos..), max_bytes, true)).map(Some)
     }
 
     /// The slow path of `read`: a batch at `pos` that the first chunk did not hold whole.
@@ -310,8 +318,73 @@ impl Segment {
                 return Err(self.corrupt(pos, "batch runs past the published size".into()));
             }
             let chunk = self.read_at(pos, len as usize)?;
-            return self.verified_batches(pos, take_batches(chunk, max_bytes)).map(Some);
+            return self.verified_batches(pos, whole_batches(chunk, max_bytes, true)).map(Some);
         }
+    }
+
+    /// `read` as a range of this file ([`FileSpan`], for `sendfile`): whole batches from the one
+    /// holding `offset`, at most `max_bytes` of them but at least one. `None` when that is not
+    /// known cheaply to be safe, and the caller reads the bytes instead: the range was not
+    /// CRC-checked yet, the batch holding `offset` is not within a small read of its index entry,
+    /// the file is not a real one, or the segment holds nothing at or after `offset`.
+    ///
+    /// Where the batches end is known from the headers in that small read, the sparse offset
+    /// index (each entry starts a batch) and the published size, so the span may stop short of
+    /// `max_bytes` by at most an index interval. The batches' bytes are not read.
+    pub(crate) fn read_span(
+        self: &Arc<Self>,
+        offset: i64,
+        max_bytes: usize,
+        interval: u32,
+    ) -> Result<Option<FileSpan>> {
+        let (start, size, indexed) = {
+            let m = self.meta.read().expect("invariant: segment meta lock not poisoned");
+            if offset >= m.next_offset {
+                return Ok(None);
+            }
+            let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
+            let start = m.index.lookup_offset(rel) as u64;
+            let upto = start.saturating_add(max_bytes as u64).saturating_add(2 * interval as u64 + HEADER_LEN as u64);
+            (start, m.size, m.index.positions_between(start, upto.min(m.size)).collect::<Vec<u64>>())
+        };
+        let file = self.file()?;
+        if file.as_fd().is_none() {
+            return Ok(None);
+        }
+        let scan = (2 * interval as u64 + HEADER_LEN as u64).min(size - start);
+        let chunk = file.read_exact_at(start, scan as usize).map_err(Error::io("read segment", &self.path))?;
+        // The headers in the chunk: skip to the batch holding `offset`, then note where batches end.
+        let (mut pos, mut first) = (0usize, None);
+        let mut ends: Vec<u64> = Vec::new();
+        while let Ok(h) = BatchHeader::parse(&chunk[pos..]) {
+            let at = start + pos as u64;
+            let end = at + h.total_len() as u64;
+            if h.total_len() < HEADER_LEN || end > size {
+                return Ok(None);
+            }
+            if first.is_none() && h.last_offset() >= offset {
+                first = Some(at);
+            }
+            if first.is_some() {
+                ends.push(end);
+            }
+            pos += h.total_len();
+            if pos >= chunk.len() {
+                break;
+            }
+        }
+        let Some(at) = first else { return Ok(None) };
+        ends.extend(indexed.into_iter().filter(|&p| p > at));
+        ends.push(size);
+        ends.sort_unstable();
+        ends.dedup();
+        // The first batch always, then what fits in `max_bytes`; all of it checked before.
+        let limit = at.saturating_add(max_bytes as u64).max(ends[0]).min(self.verified_until(at));
+        let ends: Vec<u32> = ends.into_iter().take_while(|&e| e <= limit).map(|e| (e - at) as u32).collect();
+        if ends.is_empty() {
+            return Ok(None);
+        }
+        Ok(FileSpan::new(self.clone(), file, at, ends))
     }
 
     /// Calls `f` with the header of every published batch that ends at or after `offset`, in
@@ -376,19 +449,6 @@ impl Segment {
     fn corrupt(&self, position: u64, reason: String) -> Error {
         Error::Corrupt { path: self.path.clone(), position, reason }
     }
-}
-
-/// Trims a buffer that starts at a batch to whole batches: at most `max_bytes`, at least one.
-fn take_batches(buf: Bytes, max_bytes: usize) -> Bytes {
-    let mut end = 0usize;
-    while let Ok(h) = BatchHeader::parse(&buf[end..]) {
-        let next = end + h.total_len();
-        if next > buf.len() || (end > 0 && next > max_bytes) {
-            break;
-        }
-        end = next;
-    }
-    buf.slice(..end)
 }
 
 /// A temp file name beside `path` that no other writer uses: `<name>.<pid>-<n>.tmp`. Two writers
