@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tiering::batch::{BatchBuilder, Compression, Record, ValidatedBatch};
-use tiering::local::{FileSpan, LogWriter, Partition, SimFs, WriterConfig};
+use tiering::local::{LogWriter, Partition, SimFs, WriterConfig};
 use tiering::{LogConfig, ManualClock};
 
 const T0: i64 = 1_700_000_000_000;
@@ -54,6 +54,13 @@ async fn fill(writer: &LogWriter, p: &Arc<Partition>, config: &LogConfig) {
     }
 }
 
+/// A partition opened in `dir` and filled.
+async fn filled(dir: &Path) -> (LogWriter, Arc<Partition>) {
+    let (writer, p) = open(dir, config()).await;
+    fill(&writer, &p, &config()).await;
+    (writer, p)
+}
+
 /// The whole-batch prefix of an ordinary read of `len` bytes from `offset`.
 fn read_len(p: &Partition, offset: i64, len: usize) -> Bytes {
     p.read(offset, len).unwrap().batches
@@ -63,8 +70,7 @@ fn read_len(p: &Partition, offset: i64, len: usize) -> Bytes {
 async fn a_span_holds_the_batches_an_ordinary_read_of_its_length_returns() {
     let dir = tempfile::tempdir().unwrap();
     let config = config();
-    let (writer, p) = open(dir.path(), config.clone()).await;
-    fill(&writer, &p, &config).await;
+    let (writer, p) = filled(dir.path()).await;
     assert!(p.segments().len() > 2, "several segments: {}", p.segments().len());
     let hw = p.high_watermark();
     let mut spans = 0;
@@ -109,9 +115,7 @@ async fn a_span_holds_the_batches_an_ordinary_read_of_its_length_returns() {
 #[tokio::test]
 async fn a_span_goes_through_a_socket_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config();
-    let (writer, p) = open(dir.path(), config.clone()).await;
-    fill(&writer, &p, &config).await;
+    let (writer, p) = filled(dir.path()).await;
     let (span, _) = p.read_span(3, 4 << 20).unwrap().unwrap();
     assert!(span.len() > 256 << 10, "a span of several batches: {}", span.len());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -124,17 +128,14 @@ async fn a_span_goes_through_a_socket_byte_for_byte() {
         got
     });
     let (out, _) = listener.accept().unwrap();
-    let send = |span: &FileSpan| {
-        use std::os::fd::AsFd;
-        let mut sent = 0;
-        while sent < span.len() {
-            let n = span.send_to(sent, out.as_fd()).unwrap();
-            assert!(n > 0);
-            sent += n;
-        }
-        assert_eq!(span.send_to(sent, out.as_fd()).unwrap(), 0, "nothing past the end");
-    };
-    send(&span);
+    use std::os::fd::AsFd;
+    let mut sent = 0;
+    while sent < span.len() {
+        let n = span.send_to(sent, out.as_fd()).unwrap();
+        assert!(n > 0);
+        sent += n;
+    }
+    assert_eq!(span.send_to(sent, out.as_fd()).unwrap(), 0, "nothing past the end");
     drop(out);
     assert_eq!(Bytes::from(reader.join().unwrap()), span.read().unwrap());
     writer.shutdown().await.unwrap();
@@ -144,8 +145,7 @@ async fn a_span_goes_through_a_socket_byte_for_byte() {
 async fn bytes_not_checked_since_opening_are_read_and_checked_first() {
     let dir = tempfile::tempdir().unwrap();
     let config = config();
-    let (writer, p) = open(dir.path(), config.clone()).await;
-    fill(&writer, &p, &config).await;
+    let (writer, p) = filled(dir.path()).await;
     writer.roll(&p).await.unwrap();
     let sealed = p.segments()[0].clone();
     writer.shutdown().await.unwrap();
