@@ -235,6 +235,31 @@ async fn write_memory(wr: &mut OwnedWriteHalf, chunks: &[&Bytes]) -> std::io::Re
     Ok(())
 }
 
+/// Makes sure a peer that closes its connection while a file span is being sent cannot end the
+/// process: `sendfile` to a reset socket raises SIGPIPE, and unlike the socket writes (which pass
+/// `MSG_NOSIGNAL`) it has no flag to say otherwise. Rust programs start with SIGPIPE ignored; a
+/// host that embeds the broker and left it at its default gets it ignored here, once, with a log
+/// line. A handler the host installed is left alone.
+pub(super) fn ignore_sigpipe() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: a zeroed sigaction is a valid value for sigaction(2) to fill; passing a null
+        // new action only reads the current one.
+        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: `current` is a valid, writable sigaction.
+        if unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut current) } != 0 {
+            return;
+        }
+        if current.sa_sigaction == libc::SIG_DFL {
+            // SAFETY: setting a signal's disposition to SIG_IGN has no other effect.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+            tracing::info!(
+                "SIGPIPE was at its default, which ends the process: now ignored (the Kafka broker sends with sendfile)"
+            );
+        }
+    });
+}
+
 /// Sends a file span with `sendfile`, waiting for room in the socket as a write does. The span's
 /// reader asked the kernel to read the bytes ahead, so they are mostly in the page cache.
 async fn send_span(wr: &mut OwnedWriteHalf, span: &FileSpan) -> std::io::Result<()> {

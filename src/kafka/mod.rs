@@ -82,6 +82,7 @@ impl Broker {
         local: SocketAddr,
     ) -> Result<Arc<Self>> {
         config.validate()?;
+        conn::ignore_sigpipe();
         let cluster_id = cluster::cluster_id(&engine, config.cluster_id.as_deref()).await?;
         let host = config.advertised_host.clone().unwrap_or_else(|| {
             if local.ip().is_unspecified() {
