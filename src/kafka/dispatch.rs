@@ -75,7 +75,7 @@ impl Ctx {
         self.respond_sharing(body, Vec::new(), Vec::new())
     }
 
-    /// [`Ctx::respond`] for a response that carries slices of `shared` and placeholders of
+    /// [`Ctx::respond`] for a response that carries slices of `shared` and stand-ins of
     /// `files` (a Fetch's records): the frame references them instead of copying them (see
     /// [`super::frame`]).
     pub fn respond_sharing<R: Encodable>(
@@ -125,7 +125,7 @@ pub(super) fn encode<R: Encodable>(
     }
     match buf.finish() {
         Some(chunks) => Ok(Some(chunks)),
-        None => Err(format!("{key:?} v{version} response: a record placeholder names no file span")),
+        None => Err(format!("{key:?} v{version} response: a record stand-in names no file span")),
     }
 }
 

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
 use super::codes;
 use super::dispatch::{Ctx, Reply};
-use super::frame::{MAX_SPAN_BYTES, MAX_SPANS, placeholder};
+use super::frame::{MAX_SPAN_BYTES, MAX_SPANS, stand_in};
 use super::metadata::check_leader_epoch;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -100,7 +100,7 @@ pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
         super::codes::count(ctx.api(), p.error_code);
     }
     // The records go out as the stored bytes themselves, not copied into the frame: slices of
-    // what was read into memory, and file spans behind their placeholders.
+    // what was read into memory, and file spans behind their stand-ins.
     let shared = resp.responses.iter().flat_map(|t| &t.partitions).filter_map(|p| p.records.clone()).collect();
     ctx.respond_sharing(&resp, shared, spans)
 }
@@ -114,7 +114,7 @@ pub(super) async fn handle(ctx: Ctx, req: FetchRequest) -> Reply {
 /// same limits as a one-by-one pass, cut at whole batches, so the answer does not depend on which
 /// read finished first.
 ///
-/// Records read as file spans are in the answer as placeholders (`frame::placeholder`), the
+/// Records read as file spans are in the answer as stand-ins (`frame::stand_in`), the
 /// spans themselves returned beside it, in order.
 async fn read_all(
     engine: &Engine,
@@ -198,9 +198,9 @@ async fn read_all(
                             p.records = Some(match records {
                                 Batches::Memory(b) => b,
                                 Batches::File(span) => {
-                                    let stand_in = placeholder(spans.len(), span.len());
+                                    let bytes = stand_in(spans.len(), span.len());
                                     spans.push(span);
-                                    stand_in
+                                    bytes
                                 }
                             });
                         }

@@ -3,7 +3,7 @@
 //! lies inside one of the response's own record buffers (the `Bytes` a Fetch read from the log or
 //! the cache) as a reference to that buffer, and copies everything else (headers, lengths, small
 //! fields). Records that are a range of a local segment file ([`FileSpan`]) go into the response
-//! as a placeholder slice (see [`placeholder`]) and come out of the frame as that span, which the
+//! as a stand-in slice (see [`stand_in`]) and come out of the frame as that span, which the
 //! connection sends with `sendfile(2)`. The frame is then a list of chunks written with vectored
 //! writes and `sendfile`: a Fetch's records go from the page cache or the read cache to the
 //! socket with no copy in user space.
@@ -22,19 +22,19 @@ use tiering::local::FileSpan;
 const SHARE_MIN: usize = 4096;
 
 /// The longest file span a response may carry, and how many spans it may carry: the bounds of
-/// the placeholder region.
+/// the stand-in region.
 pub(super) const MAX_SPAN_BYTES: usize = 64 << 20;
 pub(super) const MAX_SPANS: usize = 1 << 16;
 
 /// Never read or written: a slice of it stands in for a file span's bytes while the response is
 /// encoded (the encoder only hands its address and length to [`FrameBuf::put_slice`]). Zeroed,
 /// so it takes no memory until touched, and it never is.
-static PLACEHOLDER: [u8; MAX_SPAN_BYTES + MAX_SPANS] = [0; MAX_SPAN_BYTES + MAX_SPANS];
+static STAND_IN: [u8; MAX_SPAN_BYTES + MAX_SPANS] = [0; MAX_SPAN_BYTES + MAX_SPANS];
 
 /// The stand-in for span number `i` of a response, `len` bytes: spans are told apart by where
-/// their placeholder starts. `i < MAX_SPANS` and `len <= MAX_SPAN_BYTES`.
-pub(super) fn placeholder(i: usize, len: usize) -> Bytes {
-    Bytes::from_static(&PLACEHOLDER[i..i + len])
+/// their stand-in starts. `i < MAX_SPANS` and `len <= MAX_SPAN_BYTES`.
+pub(super) fn stand_in(i: usize, len: usize) -> Bytes {
+    Bytes::from_static(&STAND_IN[i..i + len])
 }
 
 /// One piece of a response frame.
@@ -61,14 +61,14 @@ pub(super) struct FrameBuf {
     done_len: usize,
     cur: BytesMut,
     shared: Vec<Bytes>,
-    /// Span `i` stands behind `placeholder(i, its length)`.
+    /// Span `i` stands behind `stand_in(i, its length)`.
     files: Vec<FileSpan>,
-    /// A placeholder slice that names no span of this frame (a bug): the frame is not sent.
-    bad_placeholder: bool,
+    /// A stand-in slice that names no span of this frame (a bug): the frame is not sent.
+    unknown_stand_in: bool,
 }
 
 impl FrameBuf {
-    /// A buffer that may reference slices of `shared`, and stand `files` for their placeholders.
+    /// A buffer that may reference slices of `shared`, and stand `files` for their stand-ins.
     pub(super) fn new(shared: Vec<Bytes>, files: Vec<FileSpan>, capacity: usize) -> Self {
         Self {
             done: Vec::new(),
@@ -76,7 +76,7 @@ impl FrameBuf {
             cur: BytesMut::with_capacity(capacity),
             shared,
             files,
-            bad_placeholder: false,
+            unknown_stand_in: false,
         }
     }
 
@@ -88,15 +88,15 @@ impl FrameBuf {
         }
     }
 
-    /// The frame's chunks, in order; `None` if a placeholder named no span of the frame.
+    /// The frame's chunks, in order; `None` if a stand-in named no span of the frame.
     pub(super) fn finish(mut self) -> Option<Vec<Chunk>> {
         self.flush();
-        (!self.bad_placeholder).then_some(self.done)
+        (!self.unknown_stand_in).then_some(self.done)
     }
 
-    /// The span behind a placeholder slice, if `src` is one.
+    /// The span behind a stand-in slice, if `src` is one.
     fn span(&mut self, src: &[u8]) -> Option<Option<FileSpan>> {
-        let base = PLACEHOLDER.as_ptr() as usize;
+        let base = STAND_IN.as_ptr() as usize;
         let at = (src.as_ptr() as usize).checked_sub(base).filter(|&at| at < MAX_SPANS)?;
         Some(self.files.get(at).filter(|s| s.len() == src.len()).cloned())
     }
@@ -127,7 +127,7 @@ unsafe impl BufMut for FrameBuf {
     fn put_slice(&mut self, src: &[u8]) {
         if let Some(span) = self.span(src) {
             let Some(span) = span else {
-                self.bad_placeholder = true;
+                self.unknown_stand_in = true;
                 return;
             };
             self.flush();
@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(f.offset(), 4 + 9000 + 3 + 5000);
         let chunks: Vec<Bytes> = f
             .finish()
-            .expect("no placeholder")
+            .expect("no stand-in")
             .into_iter()
             .map(|c| match c {
                 Chunk::Memory(b) => b,

@@ -25,7 +25,6 @@ use super::segment::{
     INDEX_EXT, LOG_EXT, ScanMode, ScanOutcome, Segment, SegmentInfo, SegmentMeta, TIME_INDEX_EXT, open_for_append,
     remove_segment_files, scan, segment_path, sync_dir,
 };
-use super::send::FileSpan;
 use crate::batch::header::{HEADER_LEN, patch_header, set_crc};
 use crate::batch::{TimestampType, ValidatedBatch};
 use crate::clock::Clock;
@@ -520,7 +519,13 @@ impl Partition {
         self.view().segments.values().map(|s| s.meta.read().map(|m| m.size).unwrap_or(0)).sum()
     }
 
-    fn segment_at_or_after(&self, offset: i64, after: bool) -> Option<Arc<Segment>> {
+    /// The log start offset and the high watermark, as one reader sees them.
+    pub(super) fn bounds(&self) -> (i64, i64) {
+        let v = self.view();
+        (v.segments.keys().next().copied().unwrap_or(0), v.high_watermark)
+    }
+
+    pub(super) fn segment_at_or_after(&self, offset: i64, after: bool) -> Option<Arc<Segment>> {
         let v = self.view();
         if after {
             v.segments.range(offset + 1..).next().map(|(_, s)| s.clone())
@@ -533,10 +538,7 @@ impl Partition {
     /// or past `offset`. Blocking file IO.
     #[instrument(skip_all, fields(topic = %self.topic, partition = self.id, offset))]
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
-        let (start, hw) = {
-            let v = self.view();
-            (v.segments.keys().next().copied().unwrap_or(0), v.high_watermark)
-        };
+        let (start, hw) = self.bounds();
         let result = |batches| ReadResult { batches, high_watermark: hw, log_start_offset: start };
         if offset < start || offset > hw {
             return Err(Error::OffsetOutOfRange { offset, start, end: hw });
@@ -561,27 +563,6 @@ impl Partition {
             seg = self.segment_at_or_after(s.base_offset, true);
         }
         Ok(result(Bytes::new()))
-    }
-
-    /// [`Partition::read`], zero-copy where it can be: whole batches of one segment as a
-    /// [`FileSpan`] to send with `sendfile` when they were CRC-checked before and the file is a
-    /// real one ([`Segment::read_span`]); `None` when the caller should `read` instead. Blocking
-    /// file IO (a small read of batch headers).
-    #[instrument(skip_all, fields(topic = %self.topic, partition = self.id, offset))]
-    pub fn read_span(&self, offset: i64, max_bytes: usize) -> Result<Option<(FileSpan, i64)>> {
-        let (start, hw) = {
-            let v = self.view();
-            (v.segments.keys().next().copied().unwrap_or(0), v.high_watermark)
-        };
-        if offset < start || offset >= hw {
-            return Ok(None);
-        }
-        let Some(seg) = self.segment_at_or_after(offset, false) else { return Ok(None) };
-        let span = seg.read_span(offset, max_bytes, self.config.index_interval_bytes)?;
-        Ok(span.map(|s| {
-            metrics::counter!(stats::READ_BYTES, "tier" => "local").increment(s.len() as u64);
-            (s, hw)
-        }))
     }
 
     /// `len` bytes at `pos` of the segment at `base` (the uploader reads sealed segments this

@@ -144,15 +144,13 @@ impl Segment {
     }
 
     fn is_verified(&self, start: u64, end: u64) -> bool {
-        let v = self.verified.lock().expect("invariant: verified ranges lock not poisoned");
-        // The last range starting at or before `start`.
-        let i = v.partition_point(|&(a, _)| a <= start);
-        i > 0 && v[i - 1].1 >= end
+        self.verified_until(start) >= end
     }
 
     /// The end of the checked range that holds `start` (`start` itself when none does).
     fn verified_until(&self, start: u64) -> u64 {
         let v = self.verified.lock().expect("invariant: verified ranges lock not poisoned");
+        // The last range starting at or before `start`.
         let i = v.partition_point(|&(a, _)| a <= start);
         if i > 0 { v[i - 1].1.max(start) } else { start }
     }

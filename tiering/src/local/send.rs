@@ -18,8 +18,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::fs::LogFile;
+use super::partition::Partition;
 use super::segment::Segment;
 use crate::error::{Error, Result};
+use crate::stats;
 
 /// Spans shorter than this are read into memory: one `sendfile` costs about what copying this
 /// many bytes does, and a small answer goes out in one vectored write with its frame.
@@ -107,6 +109,25 @@ impl FileSpan {
     }
 }
 
+impl Partition {
+    /// [`Partition::read`], zero-copy where it can be: whole batches of one segment as a
+    /// [`FileSpan`] to send with `sendfile` when they were CRC-checked before and the file is a
+    /// real one ([`Segment::read_span`]), with the high watermark; `None` when the caller should
+    /// `read` instead. Blocking file IO (a small read of batch headers).
+    pub fn read_span(&self, offset: i64, max_bytes: usize) -> Result<Option<(FileSpan, i64)>> {
+        let (start, hw) = self.bounds();
+        if offset < start || offset >= hw {
+            return Ok(None);
+        }
+        let Some(seg) = self.segment_at_or_after(offset, false) else { return Ok(None) };
+        let span = seg.read_span(offset, max_bytes, self.config().index_interval_bytes)?;
+        Ok(span.map(|s| {
+            metrics::counter!(stats::READ_BYTES, "tier" => "local").increment(s.len() as u64);
+            (s, hw)
+        }))
+    }
+}
+
 /// Whole batches from a read that may be zero-copy.
 #[derive(Debug, Clone)]
 pub enum Batches {
@@ -130,6 +151,8 @@ impl Batches {
     /// alone is over, if `at_least_one`.
     pub fn cut(self, limit: usize, at_least_one: bool) -> Batches {
         match self {
+            // Whole batches already: within the limit, nothing to look at.
+            Batches::Memory(b) if b.len() <= limit => Batches::Memory(b),
             Batches::Memory(b) => Batches::Memory(crate::batch::whole_batches(b, limit, at_least_one)),
             Batches::File(s) => s.cut(limit, at_least_one).map_or(Batches::Memory(Bytes::new()), Batches::File),
         }
